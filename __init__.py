@@ -1,0 +1,12 @@
+"""Tessera QGIS plugin: Processing algorithms over a numba engine.
+
+This module stays free of QGIS imports so that ``tessera.engine`` can be
+imported from plain Python.
+"""
+
+
+def classFactory(iface):  # noqa: N802 (QGIS plugin entry point name)
+    """Return the plugin object QGIS loads."""
+    from .plugin import TesseraPlugin
+
+    return TesseraPlugin(iface)

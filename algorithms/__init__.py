@@ -1,0 +1,8 @@
+"""Tessera's Processing algorithms, one per module."""
+
+
+def all_algorithms():
+    """A new instance of every algorithm the provider offers."""
+    from .segment_stats import SegmentStatsAlgorithm
+
+    return [SegmentStatsAlgorithm()]

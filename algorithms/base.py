@@ -1,0 +1,168 @@
+"""The base class of Tessera's Processing algorithms.
+
+Subclasses declare ``NAME``, ``DISPLAY_NAME``, ``GROUP``, ``GROUP_ID``,
+``HELP`` and ``REQUIRES`` (Python packages the engine call needs), add their
+parameters in ``initAlgorithm`` with :meth:`TesseraAlgorithm.add`, and do the
+work in :meth:`TesseraAlgorithm.process`: translate parameters, call the engine
+with :meth:`engine_callbacks`, return plain Python values.
+"""
+
+import configparser
+import os
+import traceback
+
+from qgis.core import (
+    Qgis,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProject,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QIcon
+
+# QGIS >= 3.36 (and 4) scopes the flag in Qgis.ProcessingParameterFlag.
+ADVANCED_FLAG = (
+    Qgis.ProcessingParameterFlag.Advanced
+    if hasattr(Qgis, "ProcessingParameterFlag")
+    else QgsProcessingParameterDefinition.FlagAdvanced
+)
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def plugin_icon():
+    return QIcon(os.path.join(PLUGIN_DIR, "resources", "icon.svg"))
+
+
+def plugin_version():
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(PLUGIN_DIR, "metadata.txt"), encoding="utf-8")
+    return parser.get("general", "version", fallback="")
+
+
+class TesseraAlgorithm(QgsProcessingAlgorithm):
+    """Shared boilerplate: names, help, dependency checks, engine errors."""
+
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = ""
+    GROUP_ID = ""
+    HELP = ""
+    REQUIRES = ("numba",)
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802 (QGIS API)
+        return self.DISPLAY_NAME
+
+    def group(self):
+        return self.GROUP
+
+    def groupId(self):  # noqa: N802 (QGIS API)
+        return self.GROUP_ID
+
+    def icon(self):
+        return plugin_icon()
+
+    def createInstance(self):  # noqa: N802 (QGIS API)
+        return type(self)()
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API)
+        lines = [self.HELP.strip()]
+        described = [p for p in self.parameterDefinitions() if p.help()]
+        if described:
+            lines.append("<h3>Parameters</h3><dl>")
+            for parameter in described:
+                lines.append(f"<dt><b>{parameter.description()}</b> ({parameter.name()})</dt>")
+                lines.append(f"<dd>{parameter.help()}</dd>")
+            lines.append("</dl>")
+        return "\n".join(lines)
+
+    def add(self, parameter, help_text="", advanced=False):
+        """Add a parameter with its help text."""
+        if help_text:
+            parameter.setHelp(help_text)
+        if advanced:
+            parameter.setFlags(parameter.flags() | ADVANCED_FLAG)
+        self.addParameter(parameter)
+        return parameter
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        from ..engine.errors import TesseraError
+
+        try:
+            from ..engine.dependencies import require
+
+            require(*self.REQUIRES, purpose=f"Tessera's '{self.DISPLAY_NAME}'")
+            return self.process(parameters, context, feedback)
+        except TesseraError as error:
+            raise QgsProcessingException(str(error)) from None
+        except QgsProcessingException:
+            raise
+        except Exception as error:  # an engine bug: say so plainly, keep details in the log
+            feedback.pushDebugInfo(traceback.format_exc())
+            raise QgsProcessingException(
+                f"{self.DISPLAY_NAME} failed unexpectedly: {error}. "
+                "Please report this with the log at https://github.com/tessera-gis/tessera/issues"
+            ) from None
+
+    def process(self, parameters, context, feedback):
+        """Translate parameters, call the engine, return plain Python results."""
+        raise NotImplementedError
+
+    @staticmethod
+    def engine_callbacks(feedback):
+        """``(progress, cancelled)`` callables for an engine call."""
+        last_message = [None]
+
+        def progress(fraction, message=""):
+            if feedback is None:
+                return
+            if message and message != last_message[0]:
+                last_message[0] = message
+                feedback.setProgressText(message)
+            feedback.setProgress(100.0 * fraction)
+
+        def cancelled():
+            return feedback is not None and feedback.isCanceled()
+
+        return progress, cancelled
+
+
+def raster_source(algorithm, parameters, name, context):
+    """The GDAL source string of raster parameter ``name``, or a clear error."""
+    layer = algorithm.parameterAsRasterLayer(parameters, name, context)
+    if layer is None:
+        raise QgsProcessingException(f"Cannot load the raster given for {name}.")
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            f"The raster {layer.name()} for {name} is not a GDAL raster "
+            f"(provider '{layer.providerType()}'): Tessera reads rasters with GDAL."
+        )
+    return layer.source()
+
+
+def keep_rat_visible_to_qgis(path, band, context):
+    """Make a RAT just written to ``path``'s ``.aux.xml`` survive QGIS's own handles.
+
+    QGIS keeps the raster open while it is a layer (in the project or the
+    Processing context); when it closes the file GDAL rewrites the
+    ``.aux.xml`` from what it read at opening, without the new RAT. Call this
+    from ``postProcessAlgorithm`` (main thread): layers of that file are
+    reloaded, then the RAT is stored again so the reopened handles keep it.
+    """
+    from ..engine.rat import rewrite_side_car_rat
+
+    target = os.path.realpath(path)
+    stores = [context.temporaryLayerStore(), QgsProject.instance()]
+    layers = [
+        layer for store in stores for layer in store.mapLayers().values()
+        if isinstance(layer, QgsRasterLayer) and layer.providerType() == "gdal"
+        and os.path.realpath(layer.source().split("|")[0]) == target
+    ]
+    if layers:
+        with rewrite_side_car_rat(path, band):
+            for layer in layers:
+                layer.dataProvider().reloadData()
+                layer.triggerRepaint()

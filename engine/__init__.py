@@ -1,0 +1,25 @@
+"""Tessera's engine: plain Python, numpy, numba and GDAL; never QGIS.
+
+The public functions are imported lazily so that ``import tessera.engine``
+is cheap and works without numba (each function says what it needs)::
+
+    from tessera.engine import segment_stats
+"""
+
+_EXPORTS = {
+    "segment_stats": ".segment_statistics",
+    "SegmentStatsResult": ".segment_statistics",
+    "TesseraError": ".errors",
+    "CancelledError": ".errors",
+    "STATISTICS": ".statistics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tessera.engine' has no attribute '{name}'")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

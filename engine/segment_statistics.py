@@ -1,0 +1,225 @@
+"""Per-segment statistics of an image, written to a raster attribute table.
+
+    from tessera.engine import segment_stats
+    result = segment_stats("segments.img", "image.tif",
+                           statistics=("pixcount", "mean", "median"), percentiles=(25, 75))
+
+Both rasters are read tile by tile (with read-ahead threads); each segment's
+statistics are computed as soon as its last pixel has been read, so memory
+holds only the segments still open. Nothing is written until every check
+has passed and every statistic is computed.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .dependencies import require
+from .errors import TesseraError
+from .progress import Progress
+from .raster_io import (
+    TileReader,
+    band_dtype,
+    band_nodata,
+    check_same_grid,
+    get_band,
+    open_raster,
+    plan_windows,
+    raster_name,
+)
+from .rat import GdalRat
+from .rat_output import RatOutput, write_table
+from .statistics import DEFAULT_STATISTICS, StatPlan, default_column_name
+
+#: Largest segment id Tessera accepts (GDAL RAT row counts are 32-bit).
+MAX_SEGMENT_ID = 2**31 - 2
+
+
+@dataclass
+class SegmentStatsResult:
+    """What :func:`segment_stats` wrote."""
+
+    target: str
+    columns: list
+    segment_count: int
+    row_count: int
+    timings: dict = field(default_factory=dict)
+
+
+def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, percentiles=(),
+                  percentile_method="inverted_cdf", missing_value=-9999, output_rat=None,
+                  overwrite=False, progress=None, cancelled=None, segment_band=1,
+                  column_prefix="", column_names=None, output_table=None, window_size=None,
+                  read_threads=2):
+    """Compute statistics of ``image`` for every segment of ``segments``.
+
+    ``segments`` and ``image`` are paths or open GDAL datasets on the same
+    grid. ``statistics`` are names of :data:`tessera.engine.statistics.STATISTICS`;
+    ``percentiles`` values in 0..100 computed with ``percentile_method``
+    (``"inverted_cdf"``: an actual pixel value, or numpy's ``"linear"``).
+    ``bands`` lists 1-based image bands (default all). Columns are named
+    ``<prefix>b<band>_<stat>`` / ``<prefix>b<band>_p<p>``; ``column_names``
+    maps such default names to others. ``output_rat`` None writes the RAT of
+    the segment file; a path ending ``.zarr`` (or ``s3://``) a Zarr RAT
+    store; another path a GDAL file (``.img`` or ``.tif``). ``output_table``
+    optionally writes a CSV with one row per segment. ``progress(fraction,
+    message)`` and ``cancelled()`` report and stop the work.
+    """
+    require("numba", purpose="Per-segment statistics")
+    from .segment_collector import SegmentCollector
+    from .stat_kernels import zone_statistics
+
+    timings = {}
+    started = time.perf_counter()
+    reporter = Progress(progress, cancelled)
+    seg_ds = open_raster(segments)
+    img_ds = open_raster(image)
+    seg_band = get_band(seg_ds, segment_band, "segment raster")
+    seg_dtype = band_dtype(seg_band)
+    if seg_dtype.kind not in "iu":
+        raise TesseraError(
+            f"The segment raster {raster_name(seg_ds)} holds {seg_dtype} values; segment ids "
+            "must be integers."
+        )
+    bands = list(range(1, img_ds.RasterCount + 1)) if not bands else [int(b) for b in bands]
+    image_bands = [get_band(img_ds, b, "image") for b in bands]
+    check_same_grid(seg_ds, img_ds, "segment raster", "image")
+    dtype = np.result_type(*[band_dtype(b) for b in image_bands])
+    plan = StatPlan(statistics, bands, dtype, percentiles, percentile_method,
+                    _namer(column_prefix, column_names))
+    missing = plan.check_missing_value(missing_value)
+    null_id = _null_id(seg_band)
+    columns = [(c.name, c.kind) for c in plan.columns]
+    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite)
+    output.check()
+
+    totals = read_histogram(seg_ds, segment_band)
+    if totals is None:
+        reporter.phase(0.0, 0.2, "Counting the pixels of every segment")
+        totals = count_segment_pixels(seg_ds, segment_band, null_id, reporter, read_threads)
+        timings["count"] = time.perf_counter() - started
+        compute_span = (0.2, 0.95)
+    else:
+        compute_span = (0.0, 0.95)
+    row_count = max(len(totals), output.existing_rows)
+    results = np.empty((len(plan.columns), row_count), np.float64)
+    for index, column in enumerate(plan.columns):
+        results[index] = 0.0 if column.stat == "pixcount" else missing
+
+    reporter.phase(*compute_span, "Computing per-segment statistics")
+    nodata = [band_nodata(b) for b in image_bands]
+    nodata_values = np.array([np.nan if v is None else v for v in nodata], np.float64)
+    has_nodata = np.array([v is not None for v in nodata], np.bool_)
+    is_int = dtype.kind in "iu"
+    table = plan.kernel_table()
+    quantiles = np.true_divide(np.array(plan.percentiles or [0.0], np.float64), 100)
+    linear = plan.method == "linear"
+    needs = plan.band_needs()
+    collector = SegmentCollector(totals, null_id, len(bands), dtype)
+    windows = plan_windows(seg_ds, segment_band, window_size=window_size)
+    total_pixels = seg_ds.RasterXSize * seg_ds.RasterYSize
+    done_pixels = 0
+    compute_started = time.perf_counter()
+    sources = [(seg_ds, [segment_band], None), (img_ds, bands, dtype)]
+    with TileReader(sources, windows, threads=read_threads) as reader:
+        for window, (seg_tile, img_tile) in reader:
+            reporter.check()
+            for batch in collector.add_tile(seg_tile[0], img_tile, window.yoff, window.xoff):
+                zone_statistics(batch.ids, batch.starts, batch.lengths, batch.values,
+                                nodata_values, has_nodata, is_int, table, quantiles, linear,
+                                needs, results, missing)
+            done_pixels += window.xsize * window.ysize
+            reporter.update(done_pixels / total_pixels)
+    collector.check_complete()
+    timings["statistics"] = time.perf_counter() - compute_started
+    reporter.check()
+
+    write_started = time.perf_counter()
+    present = np.flatnonzero(totals)
+    present = present[present != null_id]
+    seg_ds = img_ds = None  # release read handles before writing the segment file
+    reporter.phase(0.95, 1.0, f"Writing {len(columns)} column(s) to {output.name}")
+    output.write(results, null_id, reporter.update)
+    if output_table:
+        write_table(output_table, present, columns, results)
+    timings["write"] = time.perf_counter() - write_started
+    timings["total"] = time.perf_counter() - started
+    return SegmentStatsResult(output.name, [name for name, _ in columns], int(present.size),
+                              int(row_count), timings)
+
+
+def _namer(prefix, names):
+    names = dict(names or {})
+
+    def name_for(band, stat, percentile):
+        default = default_column_name(band, stat, percentile)
+        return names.get(default, f"{prefix or ''}{default}")
+
+    return name_for
+
+
+def _null_id(band):
+    """The segment band's nodata value, or 0."""
+    value = band_nodata(band)
+    return 0 if value is None else int(value)
+
+
+def read_histogram(dataset, band=1):
+    """The segment band's pixel counts per id from its RAT, or None when absent or unusable."""
+    rat = GdalRat(dataset, band)
+    try:
+        names = rat.column_names()
+        if not names or rat.row_count() == 0:
+            return None
+        import osgeo.gdal as gdal
+
+        chosen = next((n for n in names if rat.column_usage(n) == gdal.GFU_PixelCount), None)
+        chosen = chosen or next((n for n in names if n.lower() == "histogram"), None)
+        if chosen is None or rat.column_kind(chosen) == "string":
+            return None
+        counts = np.asarray(rat.read(chosen), np.float64)
+    finally:
+        rat.discard()
+    if not counts.size or (counts < 0).any() or not np.array_equal(counts, np.round(counts)):
+        return None
+    if counts.sum() == 0:
+        return None
+    return counts.astype(np.int64)
+
+
+def count_segment_pixels(dataset, band, null_id, reporter=None, read_threads=2):
+    """Pixels per segment id (index = id), by one pass over the segment band."""
+    from .segment_collector import count_ids
+
+    dtype = band_dtype(dataset.GetRasterBand(band))
+    counts = np.zeros(1 << 16 if dtype.itemsize <= 2 else 1 << 20, np.int64)
+    largest_seen = -1
+    windows = plan_windows(dataset, band)
+    total = dataset.RasterXSize * dataset.RasterYSize
+    done = 0
+    with TileReader([(dataset, [band], None)], windows, threads=read_threads) as reader:
+        for window, (tile,) in reader:
+            if reporter is not None:
+                reporter.check()
+            largest, smallest = count_ids(tile[0], null_id, counts)
+            if smallest < 0:
+                raise TesseraError(
+                    f"The segment raster {raster_name(dataset)} holds the negative id "
+                    f"{smallest}; segment ids must be >= 0."
+                )
+            if largest > MAX_SEGMENT_ID:
+                raise TesseraError(
+                    f"The segment raster {raster_name(dataset)} holds id {largest}; a raster "
+                    f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows."
+                )
+            if largest >= len(counts):
+                grown = np.zeros(max(2 * len(counts), largest + 1), np.int64)
+                grown[: len(counts)] = counts
+                counts = grown
+                count_ids(tile[0], null_id, counts)
+            largest_seen = max(largest_seen, largest)
+            done += window.xsize * window.ysize
+            if reporter is not None:
+                reporter.update(done / total)
+    return counts[: largest_seen + 1]

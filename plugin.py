@@ -1,0 +1,29 @@
+"""The plugin object: registers the Tessera Processing provider."""
+
+from qgis.core import QgsApplication
+
+from .provider.tessera_provider import TesseraProvider
+
+
+class TesseraPlugin:
+    """Adds the provider on start and removes it on unload."""
+
+    def __init__(self, iface=None):
+        self.iface = iface
+        self.provider = None
+
+    def initProcessing(self):  # noqa: N802 (QGIS API)
+        if self.provider is not None:
+            return
+        provider = TesseraProvider()
+        # addProvider returning False deletes the provider: keep no reference then.
+        if QgsApplication.processingRegistry().addProvider(provider):
+            self.provider = provider
+
+    def initGui(self):  # noqa: N802 (QGIS API)
+        self.initProcessing()
+
+    def unload(self):
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
