@@ -45,10 +45,12 @@ def add_histogram(path, band=1):
     dataset = gdal.Open(str(path), gdal.GA_Update)
     data = dataset.GetRasterBand(band).ReadAsArray()
     counts = np.bincount(data.ravel().astype(np.int64))
-    rat = dataset.GetRasterBand(band).GetDefaultRAT() or gdal.RasterAttributeTable()
+    existing = dataset.GetRasterBand(band).GetDefaultRAT()
+    rat = existing.Clone() if existing is not None else gdal.RasterAttributeTable()
+    existing = None  # owned by the band: never hand it back to SetDefaultRAT
     rat.SetRowCount(len(counts))
     rat.CreateColumn("Histogram", gdal.GFT_Real, gdal.GFU_PixelCount)
     rat.WriteArray(counts.astype(np.float64), rat.GetColumnCount() - 1, 0)
     dataset.GetRasterBand(band).SetDefaultRAT(rat)
-    dataset = None
+    rat = dataset = None
     return counts
