@@ -12,6 +12,13 @@ _EXPORTS = {
     "TesseraError": ".errors",
     "CancelledError": ".errors",
     "STATISTICS": ".statistics",
+    "segment_spatial_stats": ".segment_spatial",
+    "SPATIAL_STATISTICS": ".spatial_statistics",
+    "segment_user_stats": ".segment_user",
+    "points_to_array": ".segment_points",
+    "points_to_mask": ".segment_points",
+    "points_bounds": ".segment_points",
+    "point_dtype": ".segment_points",
 }
 
 __all__ = sorted(_EXPORTS)

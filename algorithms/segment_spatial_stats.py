@@ -1,0 +1,137 @@
+"""tessera:segmentspatialstats — per-segment spatial statistics written to a RAT."""
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..engine.spatial_statistics import (
+    DEFAULT_SPATIAL_STATISTICS,
+    MAX_LAG_LIMIT,
+    SPATIAL_STATISTICS,
+)
+from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source
+
+CONNECTIVITY_OPTIONS = ["4", "8"]
+
+
+class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
+    NAME = "segmentspatialstats"
+    DISPLAY_NAME = "Per-segment spatial statistics"
+    GROUP = "Segments"
+    GROUP_ID = "segments"
+    HELP = (
+        "Computes statistics of where each segment's pixels are: centroid, bounding box, area, "
+        "perimeter, edge pixel count, and semivariograms of an image's values inside the "
+        "segment. They are written as columns of a raster attribute table (RAT): the segment "
+        "file's own RAT, a separate GDAL file, or a Zarr RAT store, like Per-segment "
+        "statistics. Coordinates, areas and lengths are in the map units of the segment "
+        "raster. The segment band's nodata value (else 0) is the null id, whose row is left "
+        "untouched. Rasters are read tile by tile and every statistic is accumulated as the "
+        "tiles pass, so even a segment covering the whole raster needs little memory."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        self.add(QgsProcessingParameterRasterLayer("SEGMENTS", "Segment raster"),
+                 "Raster of segment ids (unsigned or non-negative integers).")
+        self.add(QgsProcessingParameterBand("SEGMENT_BAND", "Segment band", 1, "SEGMENTS",
+                                            optional=True),
+                 "Band of the segment raster holding the ids (default 1).", advanced=True)
+        self.add(QgsProcessingParameterRasterLayer("IMAGE", "Image", optional=True),
+                 "Raster whose values the variograms use; same size, grid and CRS as the "
+                 "segments. Needed only for variogram and diagonalrms.")
+        self.add(QgsProcessingParameterBand("BAND", "Image band", 1, "IMAGE", optional=True),
+                 "Band of the image the variograms use (default 1). Its nodata and NaN pixels "
+                 "are left out of every pair.")
+        statistics = QgsProcessingParameterEnum(
+            "STATISTICS", "Statistics", options=list(SPATIAL_STATISTICS), allowMultiple=True,
+            defaultValue=list(DEFAULT_SPATIAL_STATISTICS))
+        statistics.setUsesStaticStrings(True)
+        self.add(statistics, "centroid: centroid_x, centroid_y, mean map coordinates of the "
+                 "pixel centres. bbox: xmin, ymin, xmax, ymax, the map extent of the pixels "
+                 "(outer edges). area: pixel count x pixel area. perimeter: length of the pixel "
+                 "sides facing other segments or the raster border (holes included). "
+                 "edgepixels: edge_pixels, pixels with a neighbour outside the segment (see "
+                 "Connectivity). variogram: gamma_&lt;k&gt; = half the mean squared difference "
+                 "of all pixel pairs whose centre distance is within half a pixel of k pixels, "
+                 "k = 1..maximum lag, all directions. diagonalrms: drms_&lt;k&gt;, pyshepseg's "
+                 "variogram numbers (root mean squared difference over down-right diagonal "
+                 "offsets only, binned by the floor of the distance). From qgis_process: "
+                 "STATISTICS=centroid,area.")
+        self.add(QgsProcessingParameterNumber(
+            "MAX_LAG", "Maximum lag (pixels)", QgsProcessingParameterNumber.Integer, 5,
+            minValue=1, maxValue=MAX_LAG_LIMIT),
+            "Largest lag of the variograms, in pixels: one column per lag 1..maximum.")
+        connectivity = QgsProcessingParameterEnum(
+            "CONNECTIVITY", "Edge pixel connectivity", options=CONNECTIVITY_OPTIONS,
+            defaultValue="8")
+        connectivity.setUsesStaticStrings(True)
+        self.add(connectivity, "8: a pixel is an edge pixel when any of its 8 neighbours lies "
+                 "outside the segment; 4: only its 4 side neighbours count. The raster border "
+                 "counts as outside.")
+        self.add(QgsProcessingParameterNumber(
+            "MISSING_VALUE", "Missing value", QgsProcessingParameterNumber.Double, -9999),
+            "Written for ids without pixels (centroid, bbox) and for variogram lags without "
+            "a pair of valid pixels; area, perimeter and edge_pixels are 0 then.",
+            advanced=True)
+        rat = QgsProcessingParameterFileDestination(
+            "OUTPUT_RAT", "Output RAT (empty: the segment file's own RAT)",
+            "Zarr RAT store (*.zarr);;Erdas Imagine (*.img);;GeoTIFF with .aux.xml (*.tif)",
+            optional=True, createByDefault=False)
+        self.add(rat, "Empty: the RAT of the segment file. A path ending .zarr: a Zarr RAT store "
+                 "(created if missing). Another path: a GDAL file holding the RAT (.img or .tif; "
+                 "created if missing).")
+        self.add(QgsProcessingParameterBoolean("OVERWRITE", "Overwrite existing columns", False),
+                 "Replace columns of the same names (of the same type); otherwise such columns "
+                 "are an error and nothing is written.")
+        table = QgsProcessingParameterFileDestination(
+            "OUTPUT_TABLE", "Output table", "CSV files (*.csv)", optional=True,
+            createByDefault=False)
+        self.add(table, "Optional CSV with one row per segment: id, then every column.")
+        self.addOutput(QgsProcessingOutputString("RAT", "RAT written"))
+        self.addOutput(QgsProcessingOutputString("COLUMNS", "Columns written"))
+        self.addOutput(QgsProcessingOutputNumber("SEGMENT_COUNT", "Segments"))
+
+    def process(self, parameters, context, feedback):
+        from ..engine import segment_spatial_stats
+
+        segments = raster_source(self, parameters, "SEGMENTS", context)
+        image = None
+        if parameters.get("IMAGE"):
+            image = raster_source(self, parameters, "IMAGE", context)
+        output_rat = self.parameterAsFileOutput(parameters, "OUTPUT_RAT", context) or None
+        output_table = self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context) or None
+        progress, cancelled = self.engine_callbacks(feedback)
+        segment_band = self.parameterAsInt(parameters, "SEGMENT_BAND", context) or 1
+        result = segment_spatial_stats(
+            segments, image,
+            statistics=self.parameterAsEnumStrings(parameters, "STATISTICS", context),
+            band=self.parameterAsInt(parameters, "BAND", context) or 1,
+            max_lag=self.parameterAsInt(parameters, "MAX_LAG", context),
+            connectivity=int(self.parameterAsEnumString(parameters, "CONNECTIVITY", context)),
+            missing_value=self.parameterAsDouble(parameters, "MISSING_VALUE", context),
+            output_rat=output_rat,
+            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
+            segment_band=segment_band,
+            output_table=output_table,
+            progress=progress, cancelled=cancelled,
+        )
+        feedback.pushInfo(f"Wrote {len(result.columns)} column(s) for {result.segment_count} "
+                          f"segment(s) to {result.target} in {result.timings['total']:.2f} s.")
+        self._written_own_rat = (segments, segment_band) if output_rat is None else None
+        outputs = {"RAT": result.target, "COLUMNS": ",".join(result.columns),
+                   "SEGMENT_COUNT": int(result.segment_count)}
+        if output_table:
+            outputs["OUTPUT_TABLE"] = output_table
+        return outputs
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
+        if getattr(self, "_written_own_rat", None):
+            keep_rat_visible_to_qgis(*self._written_own_rat, context)
+        return {}

@@ -1,0 +1,258 @@
+"""Per-segment spatial statistics (centroid, bounding box, area, perimeter,
+edge pixels, variograms) written to a raster attribute table.
+
+    from tessera.engine import segment_spatial_stats
+    result = segment_spatial_stats("segments.tif", "image.tif",
+                                   statistics=("centroid", "area", "variogram"), max_lag=5)
+
+The statistics are defined in :mod:`.spatial_statistics`. They are
+*streamed*: the rasters are read tile by tile, each tile with a halo of
+neighbouring pixels (one row above; ``max_lag`` pixels left, right and below
+for the variograms), and every segment keeps only a few running sums, so a
+segment covering the whole raster costs no more memory than a small one.
+Memory is the tiles plus a few numbers per segment id (like the output
+columns). Nothing is written until every check has passed and every value
+is computed.
+"""
+
+import time
+
+import numpy as np
+
+from .dependencies import require
+from .errors import TesseraError
+from .progress import Progress
+from .raster_io import TileReader, Window, plan_windows, raster_name
+from .rat_output import RatOutput, write_table
+from .segment_inputs import open_segment_inputs
+from .segment_statistics import MAX_SEGMENT_ID, SegmentStatsResult
+from .spatial_statistics import (
+    DEFAULT_SPATIAL_STATISTICS,
+    PixelGeometry,
+    SpatialPlan,
+    diagonal_rms_offsets,
+    variogram_offsets,
+)
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATISTICS, band=1,
+                          max_lag=5, connectivity=8, missing_value=-9999, output_rat=None,
+                          overwrite=False, progress=None, cancelled=None, segment_band=1,
+                          column_prefix="", output_table=None, window_size=None,
+                          read_threads=2):
+    """Compute spatial statistics of every segment of ``segments``.
+
+    ``statistics`` are names of
+    :data:`~tessera.engine.spatial_statistics.SPATIAL_STATISTICS`:
+    ``centroid``, ``bbox``, ``area``, ``perimeter``, ``edgepixels``
+    (with ``connectivity`` 4 or 8) need only the segment raster;
+    ``variogram`` and ``diagonalrms`` (lags 1..``max_lag`` pixels) read band
+    ``band`` of ``image``, which must be on the same grid. Columns are
+    ``centroid_x, centroid_y, xmin, ymin, xmax, ymax, area, perimeter,
+    edge_pixels, gamma_<k>, drms_<k>`` with an optional ``column_prefix``.
+    ``output_rat``, ``overwrite``, ``output_table``, ``progress`` and
+    ``cancelled`` work as in :func:`~tessera.engine.segment_stats`.
+    Returns a :class:`~tessera.engine.SegmentStatsResult`.
+    """
+    require("numba", purpose="Per-segment spatial statistics")
+    from .spatial_kernels import accumulate_pairs, accumulate_shape, id_range
+
+    started = time.perf_counter()
+    reporter = Progress(progress, cancelled)
+    plan = SpatialPlan(statistics, max_lag, connectivity, column_prefix)
+    missing = plan.check_missing_value(missing_value)
+    if plan.needs_values and image is None:
+        raise TesseraError("The variogram statistics read image values: give an image.")
+    inputs = open_segment_inputs(segments, image, segment_band, band)
+    geometry = PixelGeometry(inputs.geotransform)
+    columns = [(c.name, c.kind) for c in plan.columns]
+    output = RatOutput(output_rat, inputs.segments, segment_band, columns, overwrite)
+    output.check()
+
+    pair_tables = []
+    if plan.wants("variogram"):
+        pair_tables.append(("variogram", variogram_offsets(geometry, plan.max_lag)))
+    if plan.wants("diagonalrms"):
+        pair_tables.append(("diagonalrms", diagonal_rms_offsets(plan.max_lag)))
+    halo = max([1] + [int(max(abs(t[0]).max(), abs(t[1]).max())) for _, t in pair_tables])
+    sums = SegmentSums(plan, [name for name, _ in pair_tables])
+
+    seg_ds = inputs.segments
+    width, height = seg_ds.RasterXSize, seg_ds.RasterYSize
+    cores = plan_windows(seg_ds, segment_band, window_size=window_size)
+    reads = [_with_halo(core, halo, width, height) for core in cores]
+    sources = [(seg_ds, [segment_band], None)]
+    if plan.needs_values:
+        sources.append((inputs.image, [inputs.image_band], np.float64))
+    nodata = inputs.image_nodata
+    null_id = inputs.null_id
+    eight = plan.connectivity == 8
+    reporter.phase(0.0, 0.95, "Computing per-segment spatial statistics")
+    done = 0
+    compute_started = time.perf_counter()
+    with TileReader(sources, reads, threads=read_threads) as reader:
+        for index, (read, tiles) in enumerate(reader):
+            reporter.check()
+            core = cores[index]
+            seg = tiles[0][0]
+            r0, c0 = core.yoff - read.yoff, core.xoff - read.xoff
+            r1, c1 = r0 + core.ysize, c0 + core.xsize
+            smallest, largest = id_range(seg, r0, r1, c0, c1, null_id)
+            if largest >= 0 or smallest < 0:
+                _check_ids(smallest, largest, seg_ds)
+                sums.grow(int(largest) + 1)
+                accumulate_shape(seg, r0, r1, c0, c1, read.yoff, read.xoff, null_id, eight,
+                                 sums.fields, sums.shape_acc)
+                if pair_tables:
+                    values = tiles[1][0]
+                    if nodata is not None:
+                        values[values == nodata] = np.nan
+                    for name, (off_dy, off_dx, off_bin) in pair_tables:
+                        accumulate_pairs(seg, values, r0, r1, c0, c1, null_id, off_dy, off_dx,
+                                         off_bin, *sums.pairs[name])
+            done += core.xsize * core.ysize
+            reporter.update(done / (width * height))
+    timings = {"statistics": time.perf_counter() - compute_started}
+    reporter.check()
+
+    write_started = time.perf_counter()
+    row_count = max(sums.size, output.existing_rows)
+    results = sums.results(plan, geometry, row_count, missing)
+    present = np.flatnonzero(sums.shape_acc[0, :sums.size])
+    present = present[present != null_id]
+    seg_ds = inputs = None  # release read handles before writing the segment file
+    reporter.phase(0.95, 1.0, f"Writing {len(columns)} column(s) to {output.name}")
+    output.write(results, null_id, reporter.update)
+    if output_table:
+        write_table(output_table, present, columns, results)
+    timings["write"] = time.perf_counter() - write_started
+    timings["total"] = time.perf_counter() - started
+    return SegmentStatsResult(output.name, [name for name, _ in columns], int(present.size),
+                              int(row_count), timings)
+
+
+def _with_halo(core, halo, width, height):
+    """The window read for ``core``: one row above, ``halo`` pixels left, right and below."""
+    x0, y0 = max(0, core.xoff - halo), max(0, core.yoff - 1)
+    x1 = min(width, core.xoff + core.xsize + halo)
+    y1 = min(height, core.yoff + core.ysize + halo)
+    return Window(x0, y0, x1 - x0, y1 - y0)
+
+
+def _check_ids(smallest, largest, dataset):
+    if smallest < 0:
+        raise TesseraError(
+            f"The segment raster {raster_name(dataset)} holds the negative id {smallest}; "
+            "segment ids must be >= 0."
+        )
+    if largest > MAX_SEGMENT_ID:
+        raise TesseraError(
+            f"The segment raster {raster_name(dataset)} holds id {largest}; a raster "
+            f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows."
+        )
+
+
+class SegmentSums:
+    """Running sums per segment id, grown as larger ids appear.
+
+    ``shape_acc`` (int64, fields x ids) holds the rows :mod:`.spatial_kernels`
+    names (pixel count always; the others only when a statistic needs them,
+    ``fields`` maps each to its row or -1); ``pairs[name]`` holds (sums,
+    counts), each (lags x ids), of a variogram.
+    """
+
+    def __init__(self, plan, pair_names):
+        from . import spatial_kernels as k
+
+        wanted = [k.COUNT]
+        if plan.wants("centroid"):
+            wanted += [k.SUM_COL, k.SUM_ROW]
+        if plan.wants("bbox"):
+            wanted += [k.MIN_COL, k.MAX_COL, k.MIN_ROW, k.MAX_ROW]
+        if plan.wants("edgepixels"):
+            wanted += [k.EDGE_PIXELS]
+        if plan.wants("perimeter"):
+            wanted += [k.COL_SIDES, k.ROW_SIDES]
+        self.fields = np.full(k.SHAPE_FIELDS, -1, np.int64)
+        self.fields[wanted] = np.arange(len(wanted))
+        self._initial = np.zeros(len(wanted), np.int64)
+        for field in (k.MIN_COL, k.MIN_ROW):
+            if self.fields[field] >= 0:
+                self._initial[self.fields[field]] = _INT64_MAX
+        for field in (k.MAX_COL, k.MAX_ROW):
+            if self.fields[field] >= 0:
+                self._initial[self.fields[field]] = -1
+        self.lags = plan.max_lag
+        self.size = 0       # ids in use: the largest seen + 1
+        self.capacity = 0   # ids the arrays have room for
+        self.shape_acc = np.zeros((len(wanted), 0), np.int64)
+        self.pairs = {name: (np.zeros((self.lags, 0)), np.zeros((self.lags, 0), np.int64))
+                      for name in pair_names}
+
+    def grow(self, ids):
+        """Make room for ids below ``ids``."""
+        if ids > self.capacity:
+            capacity = max(ids, min(2 * self.capacity, MAX_SEGMENT_ID + 1), 1024)
+            grown = np.empty((self.shape_acc.shape[0], capacity), np.int64)
+            grown[:] = self._initial[:, None]
+            grown[:, : self.capacity] = self.shape_acc
+            self.shape_acc = grown
+            for name, (sums, counts) in self.pairs.items():
+                new_sums = np.zeros((self.lags, capacity))
+                new_counts = np.zeros((self.lags, capacity), np.int64)
+                new_sums[:, : self.capacity] = sums
+                new_counts[:, : self.capacity] = counts
+                self.pairs[name] = (new_sums, new_counts)
+            self.capacity = capacity
+        self.size = max(self.size, ids)
+
+    def results(self, plan, geometry, rows, missing):
+        """The output columns (columns x ``rows``, float64)."""
+        from . import spatial_kernels as k
+
+        n = self.size
+        field = {f: self.shape_acc[self.fields[f], :n] for f in range(k.SHAPE_FIELDS)
+                 if self.fields[f] >= 0}
+        count = field[k.COUNT]
+        present = count > 0
+        safe = np.where(present, count, 1)
+        values = {}
+        if plan.wants("centroid"):
+            cols = field[k.SUM_COL] / safe + 0.5
+            rows_ = field[k.SUM_ROW] / safe + 0.5
+            values["centroid_x"], values["centroid_y"] = geometry.to_map(cols, rows_)
+        if plan.wants("bbox"):
+            xs, ys = [], []
+            for col in (field[k.MIN_COL], field[k.MAX_COL] + 1):
+                for row in (field[k.MIN_ROW], field[k.MAX_ROW] + 1):
+                    x, y = geometry.to_map(col.astype(np.float64), row.astype(np.float64))
+                    xs.append(x)
+                    ys.append(y)
+            values["xmin"], values["xmax"] = np.min(xs, axis=0), np.max(xs, axis=0)
+            values["ymin"], values["ymax"] = np.min(ys, axis=0), np.max(ys, axis=0)
+        if plan.wants("area"):
+            values["area"] = count * geometry.area
+        if plan.wants("perimeter"):
+            values["perimeter"] = (field[k.COL_SIDES] * geometry.height
+                                   + field[k.ROW_SIDES] * geometry.width)
+        if plan.wants("edgepixels"):
+            values["edge_pixels"] = field[k.EDGE_PIXELS].astype(np.float64)
+        zero_when_absent = {"area", "perimeter", "edge_pixels"}
+        results = np.empty((len(plan.columns), rows), np.float64)
+        for index, column in enumerate(plan.columns):
+            results[index] = 0.0 if column.part in zero_when_absent else missing
+            if column.lag:
+                sums, counts = (a[column.lag - 1, :n] for a in self.pairs[column.stat])
+                has = counts > 0
+                mean = sums[has] / counts[has]
+                target = results[index, :n]
+                target[has] = mean / 2 if column.stat == "variogram" else np.sqrt(mean)
+            else:
+                target = results[index, :n]
+                if column.part in zero_when_absent:
+                    target[:] = values[column.part]
+                else:
+                    target[present] = values[column.part][present]
+        return results

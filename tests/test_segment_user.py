@@ -1,0 +1,296 @@
+"""User functions over a segment's points (pyshepseg's calling convention), the points
+helpers, and the segment collector's pixel positions they rely on."""
+
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+from osgeo import gdal
+from raster_files import GEOTRANSFORM, read_rat, write_raster
+from spatial_reference import diagonal_rms_reference, lag_columns, valid_mask
+
+from tessera.engine import (
+    CancelledError,
+    TesseraError,
+    points_to_array,
+    points_to_mask,
+    segment_spatial_stats,
+    segment_user_stats,
+)
+from tessera.engine.segment_collector import SegmentCollector
+
+
+def _segments(rows, cols, seed):
+    """Random-order ids: ragged blocks, split segments and specks crossing tiles."""
+    import sample_data
+
+    seg = sample_data.segmentation(rows, cols, 7, seed=seed)
+    rng = np.random.default_rng(seed)
+    specks = rng.random((rows, cols)) < 0.03
+    seg[specks] = rng.integers(1, seg.max() + 1, specks.sum())
+    seg[rng.random((rows, cols)) < 0.02] = 0
+    return seg
+
+
+def test_collector_positions_are_whole_raster_rows_and_columns():
+    rows, cols = 45, 52
+    seg = _segments(rows, cols, seed=1)
+    image = np.random.default_rng(2).integers(0, 1000, (2, rows, cols)).astype(np.int32)
+    totals = np.bincount(seg.ravel())
+    collector = SegmentCollector(totals, 0, 2, np.int32, with_positions=True)
+    seen = {}
+    for row0 in range(0, rows, 8):
+        for col0 in range(0, cols, 11):
+            window = (slice(row0, row0 + 8), slice(col0, col0 + 11))
+            for batch in collector.add_tile(seg[window], image[:, window[0], window[1]],
+                                            row0, col0):
+                for sid, start, length in zip(batch.ids, batch.starts, batch.lengths,
+                                              strict=True):
+                    part = slice(start, start + length)
+                    assert sid not in seen
+                    seen[int(sid)] = (batch.rows[part].copy(), batch.cols[part].copy(),
+                                      batch.values[:, part].copy())
+    collector.check_complete()
+    expected_ids = set(np.unique(seg)) - {0}
+    assert set(seen) == expected_ids
+    for sid, (got_rows, got_cols, got_values) in seen.items():
+        want_rows, want_cols = np.nonzero(seg == sid)
+        got = sorted(zip(got_rows.tolist(), got_cols.tolist(), *got_values.tolist(),
+                         strict=True))
+        want = sorted(zip(want_rows.tolist(), want_cols.tolist(),
+                          *image[:, want_rows, want_cols].tolist(), strict=True))
+        assert got == want, sid
+
+
+@njit
+def point_summary(points, null_value, int_out, float_out, parameter):
+    """int: count, min x, max y; float: mean x, mean y, sum of values * parameter, null."""
+    int_out[0] = points.shape[0]
+    xmin = points[0].x
+    ymax = points[0].y
+    sum_x = 0.0
+    sum_y = 0.0
+    total = 0.0
+    for pt in points:
+        xmin = min(xmin, pt.x)
+        ymax = max(ymax, pt.y)
+        sum_x += pt.x
+        sum_y += pt.y
+        total += pt.val
+    int_out[1] = xmin
+    int_out[2] = ymax
+    float_out[0] = sum_x / points.shape[0]
+    float_out[1] = sum_y / points.shape[0]
+    float_out[2] = total * parameter
+    float_out[3] = null_value
+
+
+SUMMARY_COLUMNS = [("n", "integer"), ("mean_x", "real"), ("xmin", "integer"),
+                   ("mean_y", "real"), ("ymax", "integer"), ("scaled_sum", "real"),
+                   ("null", "real")]
+
+
+@pytest.mark.parametrize("dtype,nodata,null", [
+    ("int16", -1, -1.0), ("uint16", None, float(np.iinfo(np.int64).min)),
+    ("float32", -9999.0, -9999.0), ("float64", None, np.nan),
+])
+def test_user_function_sees_every_valid_point(tmp_path, dtype, nodata, null):
+    rows, cols = 40, 47
+    seg = _segments(rows, cols, seed=3)
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 500, (rows, cols)).astype(dtype)
+    if nodata is not None:
+        image[rng.random((rows, cols)) < 0.1] = nodata
+    if image.dtype.kind == "f":
+        image[rng.random((rows, cols)) < 0.05] = np.nan
+    victim = int(seg[20, 20])   # made a segment without a valid pixel when possible
+    invalid = nodata if nodata is not None else (np.nan if image.dtype.kind == "f" else None)
+    if invalid is not None:
+        image[seg == victim] = invalid
+    seg_path = write_raster(tmp_path / "seg.img", seg, driver="HFA")
+    image_path = write_raster(tmp_path / "image.tif", image, nodata=nodata)
+    result = segment_user_stats(seg_path, image_path, point_summary, SUMMARY_COLUMNS,
+                                parameter=0.5, window_size=9)
+    assert result.columns == [name for name, _ in SUMMARY_COLUMNS]
+    rat = read_rat(seg_path)
+    assert rat["n"].dtype.kind == "i" and rat["mean_x"].dtype.kind == "f"
+    valid = valid_mask(image, nodata)
+    checked = 0
+    for sid in np.unique(seg[seg != 0]):
+        r, c = np.nonzero((seg == sid) & valid)
+        if not len(r):
+            assert all(rat[name][sid] == -9999 for name, _ in SUMMARY_COLUMNS), sid
+            continue
+        assert rat["n"][sid] == len(r)
+        assert (rat["xmin"][sid], rat["ymax"][sid]) == (c.min(), r.max())
+        assert rat["mean_x"][sid] == pytest.approx(c.mean(), rel=1e-12)
+        assert rat["mean_y"][sid] == pytest.approx(r.mean(), rel=1e-12)
+        assert rat["scaled_sum"][sid] == pytest.approx(0.5 * image[r, c].astype(float).sum())
+        assert rat["null"][sid] == null or (np.isnan(null) and np.isnan(rat["null"][sid]))
+        checked += 1
+    assert checked > 20
+    if invalid is not None:
+        assert not valid[seg == victim].any() and rat["n"][victim] == -9999
+
+
+@njit
+def array_and_mask(points, null_value, int_out, float_out, parameter):
+    """int: height, width, cells equal to the null value, mask cells; float: sum under mask."""
+    array = points_to_array(points, null_value)
+    mask = points_to_mask(points)
+    int_out[0] = array.shape[0]
+    int_out[1] = array.shape[1]
+    int_out[2] = (array == null_value).sum()
+    int_out[3] = mask.sum()
+    float_out[0] = array.ravel()[mask.ravel()].sum()
+
+
+def test_points_to_array_and_mask(tmp_path):
+    rows, cols = 36, 41
+    seg = _segments(rows, cols, seed=5)
+    image = np.random.default_rng(6).integers(1, 100, (rows, cols)).astype(np.uint8)
+    image[::5, ::3] = 0
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", image, nodata=0)
+    columns = [("height", gdal.GFT_Integer), ("width", gdal.GFT_Integer),
+               ("outside", gdal.GFT_Integer), ("inside", gdal.GFT_Integer),
+               ("sum", gdal.GFT_Real)]
+    segment_user_stats(seg_path, image_path, array_and_mask, columns, window_size=10)
+    rat = read_rat(seg_path)
+    for sid in np.unique(seg[seg != 0]):
+        r, c = np.nonzero((seg == sid) & (image != 0))
+        height, width = r.max() - r.min() + 1, c.max() - c.min() + 1
+        assert (rat["height"][sid], rat["width"][sid]) == (height, width)
+        assert rat["inside"][sid] == len(r)
+        assert rat["outside"][sid] == height * width - len(r)
+        assert rat["sum"][sid] == image[r, c].sum()
+
+
+@njit
+def pyshepseg_style_variogram(points, null_value, int_out, float_out, max_lag):
+    """pyshepseg's userFuncVariogram logic: a 2-D array of the segment, the down-right
+    offsets 1..max_lag in both directions, binned by the integer part of the distance."""
+    tile = points_to_array(points, null_value)
+    counts = np.zeros(max_lag, np.int64)
+    sums = np.zeros(max_lag)
+    height, width = tile.shape
+    for y in range(height):
+        for x in range(width):
+            if tile[y, x] == null_value:
+                continue
+            for dy in range(1, max_lag + 1):
+                for dx in range(1, max_lag + 1):
+                    if y + dy < height and x + dx < width and tile[y + dy, x + dx] != null_value:
+                        lag = int(np.sqrt(dy * dy + dx * dx))
+                        if 0 < lag <= max_lag:
+                            counts[lag - 1] += 1
+                            sums[lag - 1] += (tile[y, x] - tile[y + dy, x + dx]) ** 2
+    for k in range(max_lag):
+        if counts[k] > 0:
+            float_out[k] = np.sqrt(sums[k] / counts[k])
+
+
+def test_pyshepseg_variogram_as_a_user_function_equals_the_diagonalrms_builtin(tmp_path):
+    rows, cols = 48, 50
+    seg = _segments(rows, cols, seed=7)
+    image = np.random.default_rng(8).integers(1, 3000, (rows, cols)).astype(np.int32)
+    image[np.random.default_rng(9).random((rows, cols)) < 0.05] = -1
+    seg_path = write_raster(tmp_path / "seg.img", seg, driver="HFA")
+    image_path = write_raster(tmp_path / "image.tif", image, nodata=-1)
+    lags = 3
+    columns = [(f"user_{k}", "real") for k in range(1, lags + 1)]
+    segment_user_stats(seg_path, image_path, pyshepseg_style_variogram, columns,
+                       parameter=lags, window_size=12)
+    segment_spatial_stats(seg_path, image_path, statistics=["diagonalrms"], max_lag=lags,
+                          window_size=12)
+    rat = read_rat(seg_path)
+    reference = lag_columns(diagonal_rms_reference(seg, image, lags, nodata=-1), "drms")
+    compared = 0
+    for sid, expected in reference.items():
+        for k in range(1, lags + 1):
+            user, builtin = rat[f"user_{k}"][sid], rat[f"drms_{k}"][sid]
+            want = expected[f"drms_{k}"]
+            assert user == pytest.approx(builtin, rel=1e-12), (sid, k)
+            assert builtin == (-9999 if want is None else pytest.approx(want, rel=1e-12))
+            compared += want is not None
+    assert compared > 50
+
+
+@njit
+def mean_corner_coordinate(points, null_value, int_out, float_out, transform):
+    """pyshepseg's userFuncMeanCoord: the mean of pixel *corner* coordinates."""
+    sum_x = 0.0
+    sum_y = 0.0
+    for pt in points:
+        sum_x += transform[0] + transform[1] * pt.x + transform[2] * pt.y
+        sum_y += transform[3] + transform[4] * pt.x + transform[5] * pt.y
+    float_out[0] = sum_x / points.shape[0]
+    float_out[1] = sum_y / points.shape[0]
+
+
+def test_pyshepseg_mean_coordinate_is_half_a_pixel_off_the_centroid(tmp_path):
+    rows, cols = 30, 33
+    seg = _segments(rows, cols, seed=10)
+    seg_path = write_raster(tmp_path / "seg.img", seg, driver="HFA")
+    image_path = write_raster(tmp_path / "image.tif", np.ones((rows, cols), np.uint8))
+    segment_user_stats(seg_path, image_path, mean_corner_coordinate,
+                       [("corner_x", "real"), ("corner_y", "real")],
+                       parameter=np.array(GEOTRANSFORM), window_size=8)
+    segment_spatial_stats(seg_path, statistics=["centroid"], window_size=8)
+    rat = read_rat(seg_path)
+    ids = np.unique(seg[seg != 0])
+    np.testing.assert_allclose(rat["corner_x"][ids] + 5, rat["centroid_x"][ids], rtol=1e-13)
+    np.testing.assert_allclose(rat["corner_y"][ids] - 5, rat["centroid_y"][ids], rtol=1e-13)
+
+
+@njit
+def uses_a_missing_attribute(points, null_value, int_out, float_out, parameter):
+    float_out[0] = parameter.no_such_thing
+
+
+def not_compiled(points, null_value, int_out, float_out, parameter):
+    float_out[0] = 1.0
+
+
+def test_user_function_errors_are_clear_and_write_nothing(tmp_path):
+    seg_path = write_raster(tmp_path / "seg.tif", np.ones((6, 6), np.uint8))
+    image_path = write_raster(tmp_path / "image.tif", np.ones((6, 6), np.uint16))
+    cases = [
+        (dict(function=not_compiled), "must be a numba function.*@numba.njit"),
+        (dict(function=uses_a_missing_attribute, parameter=1.5),
+         "uses_a_missing_attribute cannot be compiled"),
+        (dict(columns=[("a", "text")]), "kind must be 'integer' or 'real'"),
+        (dict(columns=[]), "at least one output column"),
+        (dict(columns=[("a", "real"), ("a", "real")]), "used twice: a"),
+        (dict(columns=[("n", "integer")], missing_value=np.nan), "missing value nan.*n"),
+        (dict(image=None), "needs an image"),
+    ]
+    for kwargs, match in cases:
+        arguments = dict(segments=seg_path, image=image_path, function=point_summary,
+                         columns=[("x", "real")])
+        arguments.update(kwargs)
+        with pytest.raises(TesseraError, match=match):
+            segment_user_stats(**arguments)
+    assert read_rat(seg_path) == {}
+
+
+def test_user_function_on_a_segment_spanning_every_tile_and_cancel(tmp_path):
+    rows, cols = 90, 70
+    seg = np.ones((rows, cols), np.uint16)
+    seg[30:60, 20:50] = 2
+    image = np.random.default_rng(11).integers(0, 50, (rows, cols)).astype(np.uint16)
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", image)
+    segment_user_stats(seg_path, image_path, point_summary, SUMMARY_COLUMNS, parameter=1.0,
+                       window_size=16, output_rat=str(tmp_path / "user.img"))
+    rat = read_rat(tmp_path / "user.img")
+    assert rat["n"][1] == rows * cols - 900 and rat["n"][2] == 900
+    assert rat["scaled_sum"][1] == image[seg == 1].sum()
+    assert rat["mean_x"][2] == pytest.approx(34.5) and math.isclose(rat["mean_y"][2], 44.5)
+
+    calls = []
+    with pytest.raises(CancelledError):
+        segment_user_stats(seg_path, image_path, point_summary, SUMMARY_COLUMNS,
+                           window_size=16, cancelled=lambda: calls.append(1) or len(calls) > 3)
+    assert read_rat(seg_path) == {}
