@@ -57,7 +57,7 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     Returns a :class:`~tessera.engine.SegmentStatsResult`.
     """
     require("numba", purpose="Per-segment spatial statistics")
-    from .spatial_kernels import accumulate_pairs, accumulate_shape, id_range
+    from .spatial_kernels import accumulate_pairs, accumulate_shape, id_range, pair_ids
 
     started = time.perf_counter()
     reporter = Progress(progress, cancelled)
@@ -78,6 +78,7 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
         pair_tables.append(("diagonalrms", diagonal_rms_offsets(plan.max_lag)))
     halo = max([1] + [int(max(abs(t[0]).max(), abs(t[1]).max())) for _, t in pair_tables])
     sums = SegmentSums(plan, [name for name, _ in pair_tables])
+    buffers = PairBuffers()
 
     seg_ds = inputs.segments
     width, height = seg_ds.RasterXSize, seg_ds.RasterYSize
@@ -85,8 +86,9 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     reads = [_with_halo(core, halo, width, height) for core in cores]
     sources = [(seg_ds, [segment_band], None)]
     if plan.needs_values:
-        sources.append((inputs.image, [inputs.image_band], np.float64))
+        sources.append((inputs.image, [inputs.image_band], None))
     nodata = inputs.image_nodata
+    nodata_value = np.float64(np.nan if nodata is None else nodata)
     null_id = inputs.null_id
     eight = plan.connectivity == 8
     reporter.phase(0.0, 0.95, "Computing per-segment spatial statistics")
@@ -106,12 +108,12 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
                 accumulate_shape(seg, r0, r1, c0, c1, read.yoff, read.xoff, null_id, eight,
                                  sums.fields, sums.shape_acc)
                 if pair_tables:
-                    values = tiles[1][0]
-                    if nodata is not None:
-                        values[values == nodata] = np.nan
+                    pid, values = buffers.get(seg.shape)
+                    pair_ids(seg, tiles[1][0], null_id, nodata_value, nodata is not None, pid,
+                             values)
                     for name, (off_dy, off_dx, off_bin) in pair_tables:
-                        accumulate_pairs(seg, values, r0, r1, c0, c1, null_id, off_dy, off_dx,
-                                         off_bin, *sums.pairs[name])
+                        accumulate_pairs(pid, values, r0, r1, c0, c1, off_dy, off_dx, off_bin,
+                                         *sums.pairs[name])
             done += core.xsize * core.ysize
             reporter.update(done / (width * height))
     timings = {"statistics": time.perf_counter() - compute_started}
@@ -152,6 +154,22 @@ def _check_ids(smallest, largest, dataset):
             f"The segment raster {raster_name(dataset)} holds id {largest}; a raster "
             f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows."
         )
+
+
+class PairBuffers:
+    """Pair ids (int32) and float64 values of a tile, reused from tile to tile."""
+
+    def __init__(self):
+        self.pid = np.empty((0, 0), np.int32)
+        self.values = np.empty((0, 0), np.float64)
+
+    def get(self, shape):
+        rows, cols = shape
+        if rows > self.pid.shape[0] or cols > self.pid.shape[1]:
+            size = (max(rows, self.pid.shape[0]), max(cols, self.pid.shape[1]))
+            self.pid = np.empty(size, np.int32)
+            self.values = np.empty(size, np.float64)
+        return self.pid[:rows, :cols], self.values[:rows, :cols]
 
 
 class SegmentSums:

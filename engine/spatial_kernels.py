@@ -108,43 +108,70 @@ def accumulate_shape(seg, r0, r1, c0, c1, row0, col0, null_id, eight_connected, 
 
 
 @njit(cache=True, nogil=True)
-def accumulate_pairs(seg, values, r0, r1, c0, c1, null_id, off_dy, off_dx, off_bin, sums,
-                     counts):
+def pair_ids(seg, image, null_id, nodata, has_nodata, pid, values):
+    """Prepare a tile for :func:`accumulate_pairs`: ``pid`` (int32) gets the segment id of
+    pixels that can be in a pair and -1 for null-id and invalid (NaN or nodata) pixels;
+    ``values`` (float64) gets the image values, 0 for those pixels."""
+    for r in range(seg.shape[0]):
+        for c in range(seg.shape[1]):
+            v = image[r, c]
+            sid = np.int64(seg[r, c])
+            if sid == null_id or v != v or (has_nodata and v == nodata):
+                pid[r, c] = -1
+                values[r, c] = 0.0
+            else:
+                pid[r, c] = sid
+                values[r, c] = v
+
+
+@njit(cache=True, nogil=True)
+def accumulate_pairs(pid, values, r0, r1, c0, c1, off_dy, off_dx, off_bin, sums, counts):
     """Add the squared differences of same-segment pixel pairs to ``sums``/``counts``.
 
-    For every offset k, pixel p in the core and q = p + (off_dy[k], off_dx[k])
-    in the same segment with both values valid (``values`` holds NaN where a
-    pixel is invalid), ``(v(p) - v(q))²`` goes to bin ``off_bin[k]`` of p's
-    segment. Offsets have dy >= 0, so q is never above p.
+    For every offset k and pixel p in the core, the pixel q = p + (off_dy[k],
+    off_dx[k]) pairs with p when ``pid`` gives both the same id >= 0 (see
+    :func:`pair_ids`); ``(v(p) - v(q))²`` then goes to bin ``off_bin[k]`` of
+    that segment. Offsets have dy >= 0, so q is never above p.
+
+    Row by row, the pairs are first summed per pixel and bin in row buffers
+    (a loop without branches, fast on modern CPUs), then added per run of one
+    id along the row.
     """
-    rows, cols = seg.shape
-    for k in range(off_dy.shape[0]):
-        dy = off_dy[k]
-        dx = off_dx[k]
-        b = off_bin[k]
-        lo = max(c0, -dx)
-        hi = min(c1, cols - dx)
-        for r in range(r0, min(r1, rows - dy)):
-            r2 = r + dy
-            run_id = np.int64(-1)
-            run_sum = 0.0
-            run_n = 0
-            for c in range(lo, hi):
-                sid = np.int64(seg[r, c])
-                if sid == null_id or np.int64(seg[r2, c + dx]) != sid:
-                    continue
-                d = values[r, c] - values[r2, c + dx]
-                if d != d:  # NaN: one of the two pixels is invalid
-                    continue
-                if sid != run_id:
-                    if run_n:
-                        sums[b, run_id] += run_sum
-                        counts[b, run_id] += run_n
-                    run_id = sid
-                    run_sum = 0.0
-                    run_n = 0
-                run_sum += d * d
-                run_n += 1
-            if run_n:
-                sums[b, run_id] += run_sum
-                counts[b, run_id] += run_n
+    rows, cols = pid.shape
+    n_bins = sums.shape[0]
+    row_sum = np.zeros((n_bins, cols))
+    row_n = np.zeros((n_bins, cols), np.int32)
+    for r in range(r0, r1):
+        row_sum[:] = 0.0
+        row_n[:] = 0
+        for k in range(off_dy.shape[0]):
+            r2 = r + off_dy[k]
+            if r2 >= rows:
+                continue
+            dx = off_dx[k]
+            lo = max(c0, -dx)
+            hi = min(c1, cols - dx)
+            p_ids = pid[r, lo:hi]
+            q_ids = pid[r2, lo + dx:hi + dx]
+            p_values = values[r, lo:hi]
+            q_values = values[r2, lo + dx:hi + dx]
+            bin_sum = row_sum[off_bin[k], lo:hi]
+            bin_n = row_n[off_bin[k], lo:hi]
+            for i in range(hi - lo):
+                d = p_values[i] - q_values[i]
+                same = p_ids[i] == q_ids[i]
+                bin_sum[i] += d * d if same else 0.0
+                bin_n[i] += same
+        for b in range(n_bins):
+            c = c0
+            while c < c1:
+                sid = pid[r, c]
+                total = 0.0
+                n = 0
+                while c < c1 and pid[r, c] == sid:
+                    total += row_sum[b, c]
+                    n += row_n[b, c]
+                    c += 1
+                if sid >= 0 and n:
+                    sums[b, sid] += total
+                    counts[b, sid] += n
