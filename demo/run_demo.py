@@ -89,7 +89,20 @@ def demo_worldview(cli):
     show_rat(segments, ["b5_pixcount", "b5_mean", "b7_median"])
 
 
-STEPS = [demo_segment_stats]
+def demo_segment_spatial_stats(cli, files):
+    heading("Per-segment spatial statistics (tessera:segmentspatialstats)")
+    out = os.path.join(OUTPUT, "segment_spatial.img")
+    results = run(cli, "tessera:segmentspatialstats", SEGMENTS=files["segments_img"],
+                  IMAGE=files["image"], BAND=2,
+                  STATISTICS="centroid,bbox,area,perimeter,edgepixels,variogram,diagonalrms",
+                  MAX_LAG=3, CONNECTIVITY="8", OUTPUT_RAT=out, OVERWRITE="true")
+    print(f"{results['SEGMENT_COUNT']} segments -> {results['RAT']}")
+    print(f"columns: {results['COLUMNS']}")
+    show_rat(out, ["centroid_x", "centroid_y", "area", "perimeter", "edge_pixels"])
+    show_rat(out, ["gamma_1", "gamma_2", "gamma_3", "drms_1", "drms_3"])
+
+
+STEPS = [demo_segment_stats, demo_segment_spatial_stats]
 
 
 def main():

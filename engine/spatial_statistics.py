@@ -93,18 +93,19 @@ class SpatialPlan:
             )
         if not statistics:
             raise TesseraError("Choose at least one spatial statistic.")
-        if int(connectivity) not in CONNECTIVITIES or float(connectivity) != int(connectivity):
+        if _whole_number(connectivity) not in CONNECTIVITIES:
             raise TesseraError(f"Connectivity must be 4 or 8, not {connectivity}.")
         self.statistics = statistics
-        self.connectivity = int(connectivity)
+        self.connectivity = _whole_number(connectivity)
         self.max_lag = 0
         if self.needs_values:
-            if float(max_lag) != int(max_lag) or not 1 <= int(max_lag) <= MAX_LAG_LIMIT:
+            lag = _whole_number(max_lag)
+            if lag is None or not 1 <= lag <= MAX_LAG_LIMIT:
                 raise TesseraError(
                     f"The maximum lag must be a whole number of pixels in 1..{MAX_LAG_LIMIT}, "
                     f"not {max_lag}."
                 )
-            self.max_lag = int(max_lag)
+            self.max_lag = lag
         columns = []
         for stat in SPATIAL_STATISTICS:  # a fixed column order, whatever the choice order
             if stat not in statistics:
@@ -131,6 +132,15 @@ class SpatialPlan:
             return float(missing_value)
         except (TypeError, ValueError):
             raise TesseraError(f"The missing value {missing_value!r} is not a number.") from None
+
+
+def _whole_number(value):
+    """``value`` as an int when it is a whole number (5, 5.0, "5"), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
 
 
 class PixelGeometry:

@@ -248,6 +248,8 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path):
         (dict(statistics=["area", "roundness"]), "Unknown spatial statistic.*roundness"),
         (dict(statistics=[]), "at least one"),
         (dict(connectivity=6), "Connectivity must be 4 or 8"),
+        (dict(connectivity="eight"), "Connectivity must be 4 or 8, not eight"),
+        (dict(statistics=["variogram"], max_lag=2.5), "maximum lag.*not 2.5"),
         (dict(statistics=["variogram"], max_lag=0), "maximum lag.*1..64"),
         (dict(statistics=["variogram"], image=None), "give an image"),
         (dict(band=2), "image.tif has 1 band.*band 2"),
