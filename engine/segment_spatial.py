@@ -57,8 +57,6 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     Returns a :class:`~tessera.engine.SegmentStatsResult`.
     """
     require("numba", purpose="Per-segment spatial statistics")
-    from .spatial_kernels import accumulate_pairs, accumulate_shape, id_range, pair_ids
-
     started = time.perf_counter()
     reporter = Progress(progress, cancelled)
     plan = SpatialPlan(statistics, max_lag, connectivity, column_prefix)
@@ -71,49 +69,23 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     output = RatOutput(output_rat, inputs.segments, segment_band, columns, overwrite)
     output.check()
 
-    pair_tables = []
-    if plan.wants("variogram"):
-        pair_tables.append(("variogram", variogram_offsets(geometry, plan.max_lag)))
-    if plan.wants("diagonalrms"):
-        pair_tables.append(("diagonalrms", diagonal_rms_offsets(plan.max_lag)))
-    halo = max([1] + [int(max(abs(t[0]).max(), abs(t[1]).max())) for _, t in pair_tables])
-    sums = SegmentSums(plan, [name for name, _ in pair_tables])
-    buffers = PairBuffers()
-
+    sums = SegmentSums(plan, geometry, inputs.null_id, inputs.image_nodata)
     seg_ds = inputs.segments
     width, height = seg_ds.RasterXSize, seg_ds.RasterYSize
     cores = plan_windows(seg_ds, segment_band, window_size=window_size)
-    reads = [_with_halo(core, halo, width, height) for core in cores]
+    reads = [_with_halo(core, sums.halo, width, height) for core in cores]
     sources = [(seg_ds, [segment_band], None)]
     if plan.needs_values:
         sources.append((inputs.image, [inputs.image_band], None))
-    nodata = inputs.image_nodata
-    nodata_value = np.float64(np.nan if nodata is None else nodata)
     null_id = inputs.null_id
-    eight = plan.connectivity == 8
     reporter.phase(0.0, 0.95, "Computing per-segment spatial statistics")
     done = 0
     compute_started = time.perf_counter()
     with TileReader(sources, reads, threads=read_threads) as reader:
-        for index, (read, tiles) in enumerate(reader):
+        for core, (read, tiles) in zip(cores, reader, strict=False):
             reporter.check()
-            core = cores[index]
-            seg = tiles[0][0]
-            r0, c0 = core.yoff - read.yoff, core.xoff - read.xoff
-            r1, c1 = r0 + core.ysize, c0 + core.xsize
-            smallest, largest = id_range(seg, r0, r1, c0, c1, null_id)
-            if largest >= 0 or smallest < 0:
-                _check_ids(smallest, largest, seg_ds)
-                sums.grow(int(largest) + 1)
-                accumulate_shape(seg, r0, r1, c0, c1, read.yoff, read.xoff, null_id, eight,
-                                 sums.fields, sums.shape_acc)
-                if pair_tables:
-                    pid, values = buffers.get(seg.shape)
-                    pair_ids(seg, tiles[1][0], null_id, nodata_value, nodata is not None, pid,
-                             values)
-                    for name, (off_dy, off_dx, off_bin) in pair_tables:
-                        accumulate_pairs(pid, values, r0, r1, c0, c1, off_dy, off_dx, off_bin,
-                                         *sums.pairs[name])
+            image_tile = tiles[1][0] if plan.needs_values else None
+            sums.add_tile(tiles[0][0], image_tile, core, read, seg_ds)
             done += core.xsize * core.ysize
             reporter.update(done / (width * height))
     timings = {"statistics": time.perf_counter() - compute_started}
@@ -121,7 +93,7 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
 
     write_started = time.perf_counter()
     row_count = max(sums.size, output.existing_rows)
-    results = sums.results(plan, geometry, row_count, missing)
+    results = sums.results(row_count, missing)
     present = np.flatnonzero(sums.shape_acc[0, :sums.size])
     present = present[present != null_id]
     seg_ds = inputs = None  # release read handles before writing the segment file
@@ -156,34 +128,24 @@ def _check_ids(smallest, largest, dataset):
         )
 
 
-class PairBuffers:
-    """Pair ids (int32) and float64 values of a tile, reused from tile to tile."""
-
-    def __init__(self):
-        self.pid = np.empty((0, 0), np.int32)
-        self.values = np.empty((0, 0), np.float64)
-
-    def get(self, shape):
-        rows, cols = shape
-        if rows > self.pid.shape[0] or cols > self.pid.shape[1]:
-            size = (max(rows, self.pid.shape[0]), max(cols, self.pid.shape[1]))
-            self.pid = np.empty(size, np.int32)
-            self.values = np.empty(size, np.float64)
-        return self.pid[:rows, :cols], self.values[:rows, :cols]
-
-
 class SegmentSums:
-    """Running sums per segment id, grown as larger ids appear.
+    """Running sums per segment id of the chosen statistics, grown as larger ids appear.
 
     ``shape_acc`` (int64, fields x ids) holds the rows :mod:`.spatial_kernels`
     names (pixel count always; the others only when a statistic needs them,
     ``fields`` maps each to its row or -1); ``pairs[name]`` holds (sums,
-    counts), each (lags x ids), of a variogram.
+    counts), each (lags x ids), of a variogram, with its pixel offsets in
+    ``offsets[name]``.
     """
 
-    def __init__(self, plan, pair_names):
+    def __init__(self, plan, geometry, null_id, nodata):
         from . import spatial_kernels as k
 
+        self.plan = plan
+        self.geometry = geometry
+        self.null_id = null_id
+        self.has_nodata = nodata is not None
+        self.nodata = np.float64(nodata if self.has_nodata else np.nan)
         wanted = [k.COUNT]
         if plan.wants("centroid"):
             wanted += [k.SUM_COL, k.SUM_ROW]
@@ -202,12 +164,52 @@ class SegmentSums:
         for field in (k.MAX_COL, k.MAX_ROW):
             if self.fields[field] >= 0:
                 self._initial[self.fields[field]] = -1
+        self.offsets = {}
+        if plan.wants("variogram"):
+            self.offsets["variogram"] = variogram_offsets(geometry, plan.max_lag)
+        if plan.wants("diagonalrms"):
+            self.offsets["diagonalrms"] = diagonal_rms_offsets(plan.max_lag)
+        #: Pixels read around a tile: every offset, and the 8 neighbours.
+        self.halo = max([1] + [int(max(abs(dy).max(), abs(dx).max()))
+                               for dy, dx, _ in self.offsets.values()])
         self.lags = plan.max_lag
         self.size = 0       # ids in use: the largest seen + 1
         self.capacity = 0   # ids the arrays have room for
         self.shape_acc = np.zeros((len(wanted), 0), np.int64)
         self.pairs = {name: (np.zeros((self.lags, 0)), np.zeros((self.lags, 0), np.int64))
-                      for name in pair_names}
+                      for name in self.offsets}
+        self._pid = np.empty((0, 0), np.int32)
+        self._values = np.empty((0, 0), np.float64)
+
+    def add_tile(self, seg, image, core, read, dataset):
+        """Add the pixels of window ``core`` from tiles ``seg`` and ``image`` (None without
+        variograms) read over window ``read`` (the core with its halo)."""
+        from .spatial_kernels import accumulate_pairs, accumulate_shape, id_range, pair_ids
+
+        r0, c0 = core.yoff - read.yoff, core.xoff - read.xoff
+        r1, c1 = r0 + core.ysize, c0 + core.xsize
+        smallest, largest = id_range(seg, r0, r1, c0, c1, self.null_id)
+        if largest < 0 and smallest >= 0:
+            return  # only null ids
+        _check_ids(smallest, largest, dataset)
+        self.grow(int(largest) + 1)
+        accumulate_shape(seg, r0, r1, c0, c1, read.yoff, read.xoff, self.null_id,
+                         self.plan.connectivity == 8, self.fields, self.shape_acc)
+        if self.offsets:
+            pid, values = self._pair_buffers(seg.shape)
+            pair_ids(seg, image, self.null_id, self.nodata, self.has_nodata, pid, values)
+            for name, (off_dy, off_dx, off_bin) in self.offsets.items():
+                accumulate_pairs(pid, values, r0, r1, c0, c1, off_dy, off_dx, off_bin,
+                                 *self.pairs[name])
+
+    def _pair_buffers(self, shape):
+        """Pair ids (int32) and float64 values of a tile, reused from tile to tile."""
+        rows, cols = shape
+        if rows > self._pid.shape[0] or cols > self._pid.shape[1]:
+            size = (max(rows, self._pid.shape[0]), max(cols, self._pid.shape[1]))
+            self._pid = np.empty(size, np.int32)
+            self._values = np.empty(size, np.float64)
+        return self._pid[:rows, :cols], self._values[:rows, :cols]
 
     def grow(self, ids):
         """Make room for ids below ``ids``."""
@@ -226,10 +228,11 @@ class SegmentSums:
             self.capacity = capacity
         self.size = max(self.size, ids)
 
-    def results(self, plan, geometry, rows, missing):
+    def results(self, rows, missing):
         """The output columns (columns x ``rows``, float64)."""
         from . import spatial_kernels as k
 
+        plan, geometry = self.plan, self.geometry
         n = self.size
         field = {f: self.shape_acc[self.fields[f], :n] for f in range(k.SHAPE_FIELDS)
                  if self.fields[f] >= 0}

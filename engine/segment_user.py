@@ -24,7 +24,9 @@ null_value, int_out, float_out, parameter)`` is called with
 - ``parameter``: the caller's ``parameter`` (anything numba accepts).
 
 Segments without a valid pixel are not passed to the function: all their
-columns get the missing value. The function sees all of a segment's points
+columns get the missing value. numba does not check array bounds: a function
+writing past ``int_out``/``float_out`` corrupts memory (develop it with
+``@njit(boundscheck=True)``). The function sees all of a segment's points
 at once, so memory holds every pixel of the segments still open (as in
 pyshepseg); the built-in statistics of :func:`segment_spatial_stats` are
 streamed instead.
@@ -96,6 +98,7 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
     row_count = max(len(totals), output.existing_rows)
     caller = UserFunctionCall(function, parameter, columns, missing, inputs.image_dtype,
                               inputs.image_nodata, row_count)
+    caller.check_compiles()
 
     reporter.phase(*span, "Calling the user function on every segment")
     collector = SegmentCollector(totals, inputs.null_id, 1, caller.value_dtype,
@@ -164,26 +167,50 @@ class UserFunctionCall:
 
     def run(self, batch):
         """Call the function on every segment of a collector batch."""
-        from numba.core.errors import NumbaError
-
         from .segment_points import call_user_function
 
         longest = int(batch.lengths.max())
         if longest > len(self.points):
             self.points = np.zeros(max(longest, 2 * len(self.points)), self.point_dtype)
+        call_user_function(
+            self.function, self.parameter, batch.ids, batch.starts, batch.lengths,
+            batch.values, batch.rows, batch.cols, self.nodata, self.has_nodata,
+            self.null_value, self.points, self.int_out, self.float_out, self.int_columns,
+            self.float_columns, self.missing_int, self.missing, self.results)
+
+    def check_compiles(self):
+        """Compile the user function for its arguments, or raise a clear error.
+
+        numba keeps a failed compilation's error in the function's cache for
+        the function's lifetime; its traceback would keep this call's frames,
+        and the GDAL datasets they hold, alive until the interpreter exits,
+        when closing them crashes (GDAL is shut down by then). So the
+        tracebacks are dropped.
+        """
+        from numba import typeof
+        from numba.core.errors import NumbaError
+
+        arguments = (self.points, self.null_value, self.int_out, self.float_out,
+                     self.parameter)
         try:
-            call_user_function(
-                self.function, self.parameter, batch.ids, batch.starts, batch.lengths,
-                batch.values, batch.rows, batch.cols, self.nodata, self.has_nodata,
-                self.null_value, self.points, self.int_out, self.float_out, self.int_columns,
-                self.float_columns, self.missing_int, self.missing, self.results)
+            self.function.compile(tuple(typeof(a) for a in arguments))
+            return
         except NumbaError as error:
             detail = " ".join(str(error).strip().splitlines()[:6])
-            raise TesseraError(
-                f"The user function {self.function.__name__} cannot be compiled for the "
-                f"arguments (points, null value, int64 array, float64 array, parameter): "
-                f"{detail}"
-            ) from None
+            _drop_tracebacks(error)
+        raise TesseraError(
+            f"The user function {self.function.__name__} cannot be compiled for the "
+            f"arguments (points, null value, int64 array, float64 array, parameter): {detail}"
+        )
+
+
+def _drop_tracebacks(error):
+    """Clear the tracebacks of ``error`` and of the errors it was raised from."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
 
 
 def _user_columns(columns):

@@ -2,9 +2,14 @@
 helpers, and the segment collector's pixel positions they rely on."""
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
+from conftest import PLUGINS_DIR
 from numba import njit
 from osgeo import gdal
 from raster_files import GEOTRANSFORM, read_rat, write_raster
@@ -291,6 +296,39 @@ def test_user_function_on_a_segment_spanning_every_tile_and_cancel(tmp_path):
 
     calls = []
     with pytest.raises(CancelledError):
-        segment_user_stats(seg_path, image_path, point_summary, SUMMARY_COLUMNS,
+        segment_user_stats(seg_path, image_path, point_summary, SUMMARY_COLUMNS, parameter=1.0,
                            window_size=16, cancelled=lambda: calls.append(1) or len(calls) > 3)
     assert read_rat(seg_path) == {}
+
+
+COMPILE_FAILURE_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {plugins!r})
+    from numba import njit
+    from qgis.core import QgsApplication
+    from tessera.engine import TesseraError, segment_user_stats
+
+    @njit
+    def broken(points, null_value, int_out, float_out, parameter):
+        float_out[0] = parameter.no_such_thing
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    try:
+        segment_user_stats({seg!r}, {image!r}, broken, [("x", "real")], parameter=1.5)
+    except TesseraError as error:
+        print("refused:", str(error)[:60])
+    app.exitQgis()
+""")
+
+
+def test_a_function_that_fails_to_compile_does_not_crash_qgis_at_exit(tmp_path):
+    """numba caches the failed compilation's error for the function's lifetime; its
+    traceback must not keep GDAL datasets alive until after QGIS has shut GDAL down."""
+    seg_path = write_raster(tmp_path / "seg.tif", np.ones((6, 6), np.uint8))
+    image_path = write_raster(tmp_path / "image.tif", np.ones((6, 6), np.uint16))
+    script = COMPILE_FAILURE_SCRIPT.format(plugins=PLUGINS_DIR, seg=seg_path, image=image_path)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert "refused: The user function broken cannot be compiled" in done.stdout, done.stderr
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
