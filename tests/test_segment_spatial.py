@@ -315,3 +315,31 @@ def test_one_segment_over_the_whole_raster_stays_in_bounded_memory(tmp_path):
     gamma_1 = sum((d ** 2).sum() for d in pairs) / (2 * sum(d.size for d in pairs))
     assert rat["gamma_1"][1] == pytest.approx(gamma_1, rel=1e-12)
     assert rat["drms_1"][1] == pytest.approx(np.sqrt((pairs[2] ** 2).mean()), rel=1e-12)
+
+
+def test_real_worldview_scene_segmented_by_quantized_values(tmp_path):
+    from conftest import shared_data
+    from osgeo import gdal
+
+    path = shared_data("worldview", "Worldview_2016-09-30.tif")
+    scene = gdal.Open(path)
+    band5 = scene.GetRasterBand(5).ReadAsArray()
+    nodata = scene.GetRasterBand(5).GetNoDataValue()
+    rows, cols = band5.shape
+    # Segments: 4 brightness classes of band 5 within a 12-pixel grid (split, ragged shapes).
+    valid = band5[band5 != nodata]
+    classes = np.digitize(band5, np.percentile(valid, [25, 50, 75]))
+    grid = (np.arange(rows)[:, None] // 12) * (cols // 12 + 1) + np.arange(cols)[None, :] // 12
+    seg = (grid * 4 + classes + 1).astype(np.uint32)
+    keep = np.zeros(seg.shape, bool)  # segments in the top-left 160 x 160 pixels (raster
+    keep[:160, :160] = True          # borders, 333 nodata pixels); null id 0 elsewhere
+    seg[~keep] = 0
+    gt = scene.GetGeoTransform()
+    seg_path = write_raster(tmp_path / "seg.tif", seg, geotransform=gt,
+                            crs_wkt=scene.GetProjection())
+    segment_spatial_stats(seg_path, path, band=5, statistics=ALL, max_lag=2, window_size=100)
+    rat = read_rat(seg_path)
+    assert_rat_matches(rat, shape_reference(seg, gt))
+    assert_rat_matches(rat, lag_columns(variogram_reference(seg, band5, gt, 2, nodata), "gamma"))
+    assert_rat_matches(rat, lag_columns(diagonal_rms_reference(seg, band5, 2, nodata), "drms"))
+    assert (band5[keep] == nodata).sum() == 333

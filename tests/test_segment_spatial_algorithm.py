@@ -68,3 +68,16 @@ def test_qgis_process_reports_a_variogram_without_image_clearly(qgis_process, tm
     assert code != 0
     assert "give an image" in output and "Traceback" not in output
     assert read_rat(seg_path) == {}
+
+
+def test_defaults_need_only_the_segments(run_algorithm, tmp_path):
+    seg, _, seg_path, _ = _case(tmp_path, driver="HFA", name="segments.img")
+    results = run_algorithm("segmentspatialstats", {"SEGMENTS": seg_path,
+                                                    "STATISTICS": ["edgepixels", "area"]})
+    assert results["COLUMNS"] == "area,edge_pixels"
+    assert_rat_matches(read_rat(seg_path), shape_reference(seg, GEOTRANSFORM, connectivity=8),
+                       columns={"area", "edge_pixels"})
+    results = run_algorithm("segmentspatialstats", {"SEGMENTS": seg_path, "OVERWRITE": True})
+    assert results["COLUMNS"] == "centroid_x,centroid_y,area,perimeter"
+    assert_rat_matches(read_rat(seg_path), shape_reference(seg, GEOTRANSFORM),
+                       columns={"centroid_x", "centroid_y", "perimeter"})
