@@ -1,19 +1,21 @@
 """Benchmark: per-segment statistics against a raw GDAL read of the same rasters.
 
-Generates (once, under bench/output/) a 10000 x 10000 uint16 image (1 and 4 bands) and a
-uint32 segmentation with about 1,000,000 segments numbered in random order, as tiled
-GeoTIFFs (DEFLATE by default, `--uncompressed` for plain tiles), then times in this process:
+Generates (once, under bench/output/) a 10000 x 10000 uint16 image (1 and 4 bands; tiled
+GeoTIFF, DEFLATE unless `--uncompressed`) and a uint32 segmentation with about 1,000,000
+segments numbered in random order (an HFA file with a Histogram column, and a GeoTIFF
+without), then times in this script:
 
 1. a raw GDAL read of both rasters, window by window, in one thread;
-2. Tessera's segment_stats with pixcount, min, max, mean, stddev, median, mode, p25, p75
-   (one band, then four bands), writing a RAT file;
-3. optionally pyshepseg's calcPerSegmentStatsTiled on the same files (`--pyshepseg DIR`,
-   a folder holding the pyshepseg package; not part of Tessera);
+2. Tessera's segment_stats with pixcount, min, max, mean, stddev, median, mode, p25, p75,
+   writing a RAT file: with the histogram, without it (counting pass), and with 4 bands;
+3. optionally pyshepseg's calcPerSegmentStatsTiled on the same files, in its own
+   interpreter (`--pyshepseg PYTHON FOLDER`; not part of Tessera);
 
-and prints the ratios to the raw read, the peak RSS of each phase, and the first-call cost
-of numba with a cold and a warm cache (fresh interpreters).
+and prints the ratios to the raw read, the peak RSS, and the first-call cost of numba with
+a cold and a warm cache (fresh interpreters).
 
-    .venv/bin/python bench/bench_segment_stats.py [--size 10000] [--uncompressed]
+    .venv/bin/python bench/bench_segment_stats.py [--size 10000] [--uncompressed] \
+        [--pyshepseg /work/peers/venv/bin/python /work/peers/pyshepseg]
 """
 
 import argparse
@@ -45,10 +47,17 @@ STRIP = 512
 
 
 def generate(folder, size, bands, compressed):
-    """Write the segmentation and the image (if missing); return their paths."""
+    """Write the segmentations and the image (if missing); return their paths.
+
+    Segments are ragged ~10 x 10 pixel blocks, every id from 1 to the count present,
+    numbered in random order. The segmentation is written twice: a tiled GeoTIFF without
+    histogram, and an HFA file (RLE-compressed, as segmentation tools write them) with a
+    Histogram column.
+    """
     os.makedirs(folder, exist_ok=True)
     tag = f"{size}_{'deflate' if compressed else 'raw'}"
-    seg_path = os.path.join(folder, f"segments_{tag}.tif")
+    seg_tif = os.path.join(folder, f"segments_{tag}.tif")
+    seg_img = os.path.join(folder, f"segments_{size}.img")
     image_path = os.path.join(folder, f"image_{tag}_{bands}b.tif")
     options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=YES"]
     if compressed:
@@ -58,17 +67,36 @@ def generate(folder, size, bands, compressed):
     wander_r = np.cumsum(rng.integers(-1, 2, size)) % block   # ragged segment edges
     wander_c = np.cumsum(rng.integers(-1, 2, size)) % block
     per_row = size // block + 2
-    count = (size // block + 2) * per_row
-    ids = (rng.permutation(count) + 1).astype(np.uint32)       # random order
-    level = rng.integers(200, 60000, count).astype(np.float64)  # one brightness per segment
-    if not os.path.exists(seg_path):
-        print(f"generating {seg_path} ...", flush=True)
-        dataset = create_raster(seg_path, size, size, 1, np.uint32, options=options)
+    used = np.zeros(per_row * per_row, bool)
+    for row0 in range(0, size, STRIP):
+        used[_grid(np.arange(row0, min(size, row0 + STRIP)), size, wander_r, wander_c, block,
+                   per_row)] = True
+    count = int(used.sum())
+    ids = np.zeros(len(used), np.uint32)
+    ids[used] = rng.permutation(count) + 1                     # random order, none missing
+    level = rng.integers(200, 60000, len(used)).astype(np.float64)  # brightness per segment
+    if not os.path.exists(seg_tif):
+        print(f"generating {seg_tif} ...", flush=True)
+        dataset = create_raster(seg_tif, size, size, 1, np.uint32, options=options)
         for row0 in range(0, size, STRIP):
             rows = np.arange(row0, min(size, row0 + STRIP))
             grid = _grid(rows, size, wander_r, wander_c, block, per_row)
             dataset.GetRasterBand(1).WriteArray(ids[grid], 0, int(row0))
         dataset = None
+    if not os.path.exists(seg_img):
+        print(f"generating {seg_img} ...", flush=True)
+        gdal.Translate(seg_img, seg_tif, format="HFA", creationOptions=["COMPRESSED=YES"])
+        counts = np.zeros(count + 1, np.float64)
+        dataset = gdal.Open(seg_tif)
+        for row0 in range(0, size, STRIP):
+            tile = dataset.ReadAsArray(0, row0, size, min(STRIP, size - row0))
+            counts += np.bincount(tile.ravel(), minlength=count + 1)
+        dataset = gdal.Open(seg_img, gdal.GA_Update)
+        rat = dataset.GetRasterBand(1).GetDefaultRAT()
+        rat.SetRowCount(count + 1)
+        rat.CreateColumn("Histogram", gdal.GFT_Real, gdal.GFU_PixelCount)
+        rat.WriteArray(counts, rat.GetColumnCount() - 1)
+        rat = dataset = None
     if not os.path.exists(image_path):
         print(f"generating {image_path} ...", flush=True)
         dataset = create_raster(image_path, size, size, bands, np.uint16, nodata=0,
@@ -82,7 +110,7 @@ def generate(folder, size, bands, compressed):
                 values = np.clip(values, 1, 65535).astype(np.uint16)
                 dataset.GetRasterBand(band + 1).WriteArray(values, 0, int(row0))
         dataset = None
-    return seg_path, image_path
+    return seg_tif, seg_img, image_path
 
 
 def _grid(rows, size, wander_r, wander_c, block, per_row):
@@ -131,6 +159,7 @@ def raw_read(*paths):
 
 
 def run_tessera(seg_path, image_path, folder, bands=None):
+    """segment_stats into a separate RAT file (the inputs stay as they are)."""
     rat = os.path.join(folder, "bench_rat.img")
     if os.path.exists(rat):
         os.remove(rat)
@@ -141,38 +170,55 @@ def run_tessera(seg_path, image_path, folder, bands=None):
     return time.perf_counter() - started, peak.peak, result
 
 
-def run_pyshepseg(folder, seg_path, image_path, workdir):
-    """pyshepseg needs an HFA/KEA segment file with a Histogram: convert once."""
-    sys.path.insert(0, folder)
-    from pyshepseg import tilingstats
+PYSHEPSEG_RUN = """
+import sys, time
+sys.path.insert(0, {folder!r})
+import peer_compat  # the peer folder's shim (see its README)
+from pyshepseg import tilingstats
+from osgeo import gdal
+selection = {selection!r}
+tilingstats.calcPerSegmentStatsTiled({tiny_image!r}, 1, {tiny_seg!r}, selection)  # compile
+started = time.perf_counter()
+tilingstats.calcPerSegmentStatsTiled({image!r}, 1, {seg!r}, selection)
+print("SECONDS", time.perf_counter() - started)
+"""
 
-    seg_img = os.path.join(workdir, "segments_pyshepseg.img")
-    if not os.path.exists(seg_img):
-        gdal.Translate(seg_img, seg_path, format="HFA")
-        dataset = gdal.Open(seg_img, gdal.GA_Update)
-        band = dataset.GetRasterBand(1)
-        counts = np.zeros(1, np.int64)
-        for row0 in range(0, dataset.RasterYSize, STRIP):
-            data = band.ReadAsArray(0, row0, dataset.RasterXSize,
-                                    min(STRIP, dataset.RasterYSize - row0)).ravel()
-            part = np.bincount(data)
-            if len(part) > len(counts):
-                part[: len(counts)] += counts
-                counts = part
-            else:
-                counts[: len(part)] += part
-        rat = band.GetDefaultRAT()
-        rat.SetRowCount(len(counts))
-        rat.CreateColumn("Histogram", gdal.GFT_Real, gdal.GFU_PixelCount)
-        rat.WriteArray(counts.astype(np.float64), rat.GetColumnCount() - 1)
-        rat = band = dataset = None
+
+def run_pyshepseg(python, folder, seg_img, image_path, workdir):
+    """pyshepseg's calcPerSegmentStatsTiled in its own interpreter (it needs scikit-learn),
+    on a fresh copy of the HFA segmentation (it writes into the segment file's RAT)."""
+    seg_copy = os.path.join(workdir, "segments_pyshepseg.img")
+    gdal.GetDriverByName("HFA").CopyFiles(seg_copy, seg_img)
+    tiny_seg = os.path.join(workdir, "tiny_pyshepseg.img")
+    gdal.Translate(tiny_seg, seg_img, format="HFA", srcWin=[0, 0, 200, 200])
+    _histogram(tiny_seg)
+    tiny_image = os.path.join(workdir, "tiny_pyshepseg_image.tif")
+    gdal.Translate(tiny_image, image_path, srcWin=[0, 0, 200, 200])
     selection = [("b1_" + s, s) for s in STATISTICS] + [
         (f"b1_p{p}", "percentile", p) for p in PERCENTILES]
-    out = os.path.join(workdir, "pyshepseg_rat.img")
-    started = time.perf_counter()
-    with PeakRss() as peak:
-        tilingstats.calcPerSegmentStatsTiled(image_path, 1, seg_img, selection)
-    return time.perf_counter() - started, peak.peak, out
+    script = PYSHEPSEG_RUN.format(folder=folder, selection=selection, tiny_image=tiny_image,
+                                  tiny_seg=tiny_seg, image=image_path, seg=seg_copy)
+    done = subprocess.run([python, "-c", script], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"pyshepseg failed: {done.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return float(done.stdout.split("SECONDS")[1]), peak
+
+
+def _histogram(path):
+    """A Histogram column with every id of a small HFA file, ids made dense from 1."""
+    dataset = gdal.Open(path, gdal.GA_Update)
+    band = dataset.GetRasterBand(1)
+    data = band.ReadAsArray()
+    _, dense = np.unique(data, return_inverse=True)
+    band.WriteArray((dense.reshape(data.shape) + 1).astype(np.uint32))
+    counts = np.bincount(dense + 1).astype(np.float64)
+    rat = gdal.RasterAttributeTable()
+    rat.SetRowCount(len(counts))
+    rat.CreateColumn("Histogram", gdal.GFT_Real, gdal.GFU_PixelCount)
+    rat.WriteArray(counts, 0)
+    band.SetDefaultRAT(rat)
+    rat = band = dataset = None
 
 
 def jit_start(cache_dir, seg_path, image_path):
@@ -205,44 +251,48 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=10000)
     parser.add_argument("--uncompressed", action="store_true")
-    parser.add_argument("--pyshepseg", help="folder holding the pyshepseg package (peer)")
+    parser.add_argument("--pyshepseg", nargs=2, metavar=("PYTHON", "FOLDER"),
+                        help="a Python and the folder holding the pyshepseg package (peer)")
     parser.add_argument("--output", default=os.path.join(HERE, "output"))
     args = parser.parse_args()
     compressed = not args.uncompressed
-    seg_path, image_path = generate(args.output, args.size, 1, compressed)
-    _, image4_path = generate(args.output, args.size, 4, compressed)
+    seg_tif, seg_img, image_path = generate(args.output, args.size, 1, compressed)
+    _, _, image4_path = generate(args.output, args.size, 4, compressed)
     work = tempfile.mkdtemp(prefix="tessera-bench-")
     try:
-        print(f"\n{args.size} x {args.size}, {'DEFLATE' if compressed else 'uncompressed'} "
-              f"tiled GeoTIFFs, {os.cpu_count()} CPUs")
+        print(f"\n{args.size} x {args.size} uint16 image ({'DEFLATE' if compressed else 'plain'}"
+              f" tiled GeoTIFF), uint32 segments; {os.cpu_count()} CPUs")
         segment_stats(*tiny_case(work), statistics=STATISTICS, percentiles=PERCENTILES,
                       output_rat=os.path.join(work, "warm.img"))  # compile outside timings
-        raw, _ = raw_read(seg_path, image_path)
-        print(f"raw GDAL read, segments + 1-band image : {raw:7.2f} s")
-        seconds, peak, result = run_tessera(seg_path, image_path, work)
-        print(f"Tessera, 1 band ({result.segment_count} segments) : {seconds:7.2f} s  "
-              f"ratio {seconds / raw:5.2f}  peak RSS {peak / 2**20:6.0f} MB  "
-              f"(phases {', '.join(f'{k} {v:.2f}' for k, v in result.timings.items())})")
-        raw4, _ = raw_read(seg_path, image4_path)
-        seconds4, peak4, _ = run_tessera(seg_path, image4_path, work)
-        print(f"raw GDAL read, segments + 4-band image : {raw4:7.2f} s")
-        print(f"Tessera, 4 bands                        : {seconds4:7.2f} s  "
-              f"ratio {seconds4 / raw4:5.2f}  4 bands / 1 band {seconds4 / seconds:4.2f}  "
-              f"peak RSS {peak4 / 2**20:6.0f} MB")
+        raw, _ = raw_read(seg_img, image_path)
+        print(f"raw GDAL read: HFA segments + image       {raw:7.2f} s")
+        seconds, peak, result = run_tessera(seg_img, image_path, work)
+        print(f"Tessera, histogram in the RAT ({result.segment_count} segments)"
+              f"\n                                           {seconds:7.2f} s  ratio "
+              f"{seconds / raw:5.2f}  peak RSS {peak / 2**20:5.0f} MB")
+        raw_tif, _ = raw_read(seg_tif, image_path)
+        seconds_tif, peak_tif, result = run_tessera(seg_tif, image_path, work)
+        print(f"raw GDAL read: GeoTIFF segments + image   {raw_tif:7.2f} s")
+        print(f"Tessera, no histogram (counting pass)     {seconds_tif:7.2f} s  ratio "
+              f"{seconds_tif / raw_tif:5.2f}  peak RSS {peak_tif / 2**20:5.0f} MB")
+        raw4, _ = raw_read(seg_img, image4_path)
+        seconds4, peak4, _ = run_tessera(seg_img, image4_path, work)
+        print(f"raw GDAL read: segments + 4-band image    {raw4:7.2f} s")
+        print(f"Tessera, 4 bands                          {seconds4:7.2f} s  ratio "
+              f"{seconds4 / raw4:5.2f}  peak RSS {peak4 / 2**20:5.0f} MB  "
+              f"4 bands / 1 band {seconds4 / seconds:4.2f}")
         if args.pyshepseg:
-            peer, peer_peak, _ = run_pyshepseg(args.pyshepseg, seg_path, image_path, work)
-            print(f"pyshepseg calcPerSegmentStatsTiled      : {peer:7.2f} s  "
-                  f"ratio {peer / raw:5.2f}  peak RSS {peer_peak / 2**20:6.0f} MB  "
-                  f"Tessera is {peer / seconds:4.1f}x faster")
+            peer, peer_peak = run_pyshepseg(*args.pyshepseg, seg_img, image_path, work)
+            print(f"pyshepseg calcPerSegmentStatsTiled        {peer:7.2f} s  ratio "
+                  f"{peer / raw:5.2f}  peak RSS {peer_peak / 2**20:5.0f} MB  "
+                  f"(Tessera {peer / seconds:4.1f}x faster)")
         cache = os.path.join(work, "numba-cache")
         os.makedirs(cache)
         tiny = tiny_case(work)
         cold = jit_start(cache, *tiny)
         warm = jit_start(cache, *tiny)
-        print(f"import + first call, cold numba cache   : {cold:7.2f} s")
-        print(f"import + first call, warm numba cache   : {warm:7.2f} s")
-        print(f"process peak RSS (ru_maxrss)            : "
-              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MB")
+        print(f"import + first call, cold numba cache     {cold:7.2f} s")
+        print(f"import + first call, warm numba cache     {warm:7.2f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
