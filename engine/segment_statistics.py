@@ -29,7 +29,7 @@ from .raster_io import (
     raster_name,
 )
 from .rat import GdalRat
-from .rat_output import RatOutput, write_table
+from .rat_output import RatOutput, allocate_results, write_table
 from .statistics import DEFAULT_STATISTICS, StatPlan, default_column_name
 
 #: Largest segment id Tessera accepts (GDAL RAT row counts are 32-bit).
@@ -103,10 +103,8 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     else:
         compute_span = (0.0, 0.95)
     row_count = max(len(totals), output.existing_rows)
-    # zone-major memory (one cache line per segment), indexed [column, id]
-    results = np.empty((row_count, len(plan.columns)), np.float64).T
-    for index, column in enumerate(plan.columns):
-        results[index] = 0.0 if column.stat == "pixcount" else missing
+    results = allocate_results(row_count, len(plan.columns),
+                               [0.0 if c.stat == "pixcount" else missing for c in plan.columns])
 
     reporter.phase(*compute_span, "Computing per-segment statistics")
     collector = SegmentCollector(totals, null_id, len(bands), dtype)
