@@ -57,25 +57,35 @@ def tally_tile(seg, null_id, remaining, tile_local, tile_ids, k_count, k_kind, s
     cols = seg.shape[1]
     for r in range(seg.shape[0]):
         for c in range(cols):
-            sid = np.int64(seg[r, c])
-            if sid == null_id:
-                kmap[r * cols + c] = -1
-                continue
-            if sid < 0 or sid >= n_ids:
-                _forget(tile_local, tile_ids, n)
-                return n, 0, 0, 0, 1, sid
-            k = tile_local[sid] - 1
-            if k < 0:
-                if n == capacity:
+            p = r * cols + c
+            raw = seg[r, c]
+            # Most pixels share the id of their left or upper neighbour, whose k is
+            # read sequentially; others look it up in the per-id table.
+            if c > 0 and raw == seg[r, c - 1]:
+                k = kmap[p - 1]
+            elif r > 0 and raw == seg[r - 1, c]:
+                k = kmap[p - cols]
+            else:
+                sid = np.int64(raw)
+                if sid == null_id:
+                    k = -1
+                elif sid < 0 or sid >= n_ids:
                     _forget(tile_local, tile_ids, n)
-                    return n, 0, 0, 0, 3, sid
-                k = n
-                tile_ids[n] = sid
-                k_count[n] = 0
-                tile_local[sid] = n + 1
-                n += 1
-            k_count[k] += 1
-            kmap[r * cols + c] = k
+                    return n, 0, 0, 0, 1, sid
+                else:
+                    k = tile_local[sid] - 1
+                    if k < 0:
+                        if n == capacity:
+                            _forget(tile_local, tile_ids, n)
+                            return n, 0, 0, 0, 3, sid
+                        k = n
+                        tile_ids[n] = sid
+                        k_count[n] = 0
+                        tile_local[sid] = n + 1
+                        n += 1
+            kmap[p] = k
+            if k >= 0:
+                k_count[k] += 1
     _forget(tile_local, tile_ids, n)
     in_tile = 0
     opening = 0
