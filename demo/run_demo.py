@@ -77,13 +77,15 @@ def demo_worldview(cli):
     """Segments of the real WorldView scene: a 16 x 16 pixel grid."""
     from osgeo import gdal
 
-    scene = gdal.Open(WORLDVIEW)
+    # a copy: QGIS may write an .aux.xml beside the rasters it opens
+    scene_path = shutil.copy(WORLDVIEW, OUTPUT)
+    scene = gdal.Open(scene_path)
     rows, cols = scene.RasterYSize, scene.RasterXSize
     grid = (np.arange(rows)[:, None] // 16) * (cols // 16 + 1) + np.arange(cols)[None, :] // 16
     segments = os.path.join(OUTPUT, "worldview_grid.tif")
     write_array(segments, (grid + 1).astype(np.uint32), scene.GetGeoTransform(),
                 scene.GetProjection())
-    results = run(cli, "tessera:segmentstats", SEGMENTS=segments, IMAGE=WORLDVIEW,
+    results = run(cli, "tessera:segmentstats", SEGMENTS=segments, IMAGE=scene_path,
                   STATISTICS="pixcount,mean,median", BANDS=[5, 7], OVERWRITE="true")
     print(f"WorldView scene: {results['SEGMENT_COUNT']} grid cells, columns {results['COLUMNS']}")
     show_rat(segments, ["b5_pixcount", "b5_mean", "b7_median"])
