@@ -12,6 +12,8 @@ _EXPORTS = {
     "TesseraError": ".errors",
     "CancelledError": ".errors",
     "STATISTICS": ".statistics",
+    "global_regression": ".global_normalization",
+    "GlobalRegressionResult": ".global_normalization",
 }
 
 __all__ = sorted(_EXPORTS)
