@@ -14,6 +14,8 @@ _EXPORTS = {
     "STATISTICS": ".statistics",
     "global_regression": ".global_normalization",
     "GlobalRegressionResult": ".global_normalization",
+    "local_block_adjustment": ".local_normalization",
+    "LocalBlockAdjustmentResult": ".local_normalization",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -71,7 +71,8 @@ def _nodata_args(nodata):
     return float(nodata), True
 
 
-def _mask_for(image_mask, geotransform, window):
+def window_mask(image_mask, geotransform, window):
+    """(uint8 mask of the window's pixels feeding statistics, whether to use it)."""
     if image_mask is None:
         return np.ones((1, 1), np.uint8), False
     x0, px, _, y0, _, py = geotransform
@@ -96,7 +97,7 @@ def image_statistics(images, nodata, masks, reporter, threads=2, window_size=Non
                 with TileReader([(image.path, bands, None)], run, threads=1, depth=2) as reader:
                     for window, (tile,) in reader:
                         tick(0)
-                        pixels, use = _mask_for(mask, image.geotransform, window)
+                        pixels, use = window_mask(mask, image.geotransform, window)
                         accumulate_moments(tile, value, has, pixels, use, moments.counts,
                                            moments.means, moments.m2)
                         tick(window.xsize * window.ysize)
@@ -161,8 +162,8 @@ def pair_statistics(images, overlaps, nodata, masks, reporter, threads=2, window
 def _pair_mask(mask_i, mask_j, geotransform, window):
     if mask_i is None and mask_j is None:
         return np.ones((1, 1), np.uint8), False
-    pixels_i, _ = _mask_for(mask_i, geotransform, window)
-    pixels_j, _ = _mask_for(mask_j, geotransform, window)
+    pixels_i, _ = window_mask(mask_i, geotransform, window)
+    pixels_j, _ = window_mask(mask_j, geotransform, window)
     if mask_i is None:
         return pixels_j, True
     if mask_j is None:
