@@ -4,6 +4,7 @@ algorithm on it through qgis_process.bin, printing a short summary of each.
 Run with the project's venv: .venv/bin/python demo/run_demo.py
 """
 
+import json
 import os
 import shutil
 import sys
@@ -126,15 +127,22 @@ def normalize_series(cli, label, inputs, folder):
     after_global = overlap_differences(sorted(results["OUTPUTS"]))
     print(f"{label}: mean |difference| in overlaps {before:.1f} before -> {after_global:.1f} "
           f"after global regression ({len(results['OUTPUTS'])} images in {folder})")
-    adjustments = __import__("json").loads(results["ADJUSTMENTS"])
+    adjustments = json.loads(results["ADJUSTMENTS"])
     for name in sorted(adjustments)[:3]:
         band = adjustments[name]["band_0"]
         print(f"   {name}: band 1 -> {band['scale']:.4f} x {band['offset']:+.1f}")
-    return sorted(results["OUTPUTS"]), before, after_global
+    local_folder = folder + "_local"
+    results = run(cli, "tessera:localblockadjustment", INPUTS=sorted(results["OUTPUTS"]),
+                  OUTPUT_FOLDER=local_folder, SAVE_BLOCK_MAPS=os.path.join(local_folder, "maps"),
+                  PROFILE_PLOT=os.path.join(local_folder, "local_profiles.png"))
+    after_local = overlap_differences(sorted(results["OUTPUTS"]))
+    print(f"{label}: {after_global:.1f} -> {after_local:.1f} after local block adjustment "
+          f"({results['GRID_ROWS']} x {results['GRID_COLS']} blocks; maps in {local_folder})")
+    return sorted(results["OUTPUTS"]), before, after_global, after_local
 
 
 def demo_normalization(cli, files):
-    heading("Radiometric normalization (tessera:globalregression)")
+    heading("Radiometric normalization (globalregression, then localblockadjustment)")
     scenes = [files[f"scene_{k}"] for k in (1, 2, 3)]
     normalize_series(cli, "demo scenes", scenes, os.path.join(OUTPUT, "normalized_scenes"))
     if os.path.isdir(LANDSAT):
