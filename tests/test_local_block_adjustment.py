@@ -347,3 +347,15 @@ def test_algorithm_through_qgis_process(qgis_process, tmp_path):
                                    f"OUTPUT_FOLDER={tmp_path / 'out2'}", "BLOCK_ROWS=3")
     assert code != 0 and "both block rows and block columns" in output
     assert "Traceback" not in output
+
+
+def test_cancel_leaves_no_output(tmp_path):
+    from tessera.engine import CancelledError
+
+    paths, _ = negative_pair(tmp_path)
+    messages = []
+    with pytest.raises(CancelledError):
+        local_block_adjustment(paths, tmp_path / "out", blocks=10, window_size=8, threads=2,
+                               progress=lambda f, m: messages.append(m),
+                               cancelled=lambda: "Applying the local correction" in messages)
+    assert not [f for f in os.listdir(tmp_path / "out") if f.endswith(".tif")]
