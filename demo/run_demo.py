@@ -146,8 +146,14 @@ def demo_normalization(cli, files):
     scenes = [files[f"scene_{k}"] for k in (1, 2, 3)]
     normalize_series(cli, "demo scenes", scenes, os.path.join(OUTPUT, "normalized_scenes"))
     if os.path.isdir(LANDSAT):
-        series = sorted(os.path.join(LANDSAT, f) for f in os.listdir(LANDSAT)
-                        if f.endswith(".tif"))
+        # copies: QGIS writes statistics (.aux.xml) beside the rasters it loads as layers,
+        # and the shared data must stay as it is
+        copies = os.path.join(OUTPUT, "landsat")
+        os.makedirs(copies, exist_ok=True)
+        series = []
+        for name in sorted(f for f in os.listdir(LANDSAT) if f.endswith(".tif")):
+            series.append(shutil.copyfile(os.path.join(LANDSAT, name),
+                                          os.path.join(copies, name)))
         normalize_series(cli, "Landsat series", series, os.path.join(OUTPUT, "normalized_landsat"))
 
 
