@@ -3,6 +3,9 @@
 
 def all_algorithms():
     """A new instance of every algorithm the provider offers."""
+    from .global_regression import GlobalRegressionAlgorithm
+    from .local_block_adjustment import LocalBlockAdjustmentAlgorithm
     from .segment_stats import SegmentStatsAlgorithm
 
-    return [SegmentStatsAlgorithm()]
+    return [SegmentStatsAlgorithm(), GlobalRegressionAlgorithm(),
+            LocalBlockAdjustmentAlgorithm()]

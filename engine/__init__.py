@@ -12,6 +12,10 @@ _EXPORTS = {
     "TesseraError": ".errors",
     "CancelledError": ".errors",
     "STATISTICS": ".statistics",
+    "global_regression": ".global_normalization",
+    "GlobalRegressionResult": ".global_normalization",
+    "local_block_adjustment": ".local_normalization",
+    "LocalBlockAdjustmentResult": ".local_normalization",
 }
 
 __all__ = sorted(_EXPORTS)
