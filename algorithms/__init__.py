@@ -3,6 +3,8 @@
 
 def all_algorithms():
     """A new instance of every algorithm the provider offers."""
+    from .copy_rat import CopyRatAlgorithm
+    from .export_rat import ExportRatAlgorithm
     from .segment_stats import SegmentStatsAlgorithm
 
-    return [SegmentStatsAlgorithm()]
+    return [SegmentStatsAlgorithm(), ExportRatAlgorithm(), CopyRatAlgorithm()]

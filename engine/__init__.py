@@ -12,6 +12,10 @@ _EXPORTS = {
     "TesseraError": ".errors",
     "CancelledError": ".errors",
     "STATISTICS": ".statistics",
+    "RatStore": ".rat_store",
+    "open_rat": ".rat",
+    "copy_rat": ".rat_tools",
+    "CopyRatResult": ".rat_tools",
 }
 
 __all__ = sorted(_EXPORTS)
