@@ -40,7 +40,9 @@ def rat_source(algorithm, parameters, context):
             "Give either a raster with a RAT (INPUT_RASTER) or a Zarr RAT store (INPUT_STORE).")
     columns = algorithm.parameterAsString(parameters, "COLUMNS", context)
     columns = [name.strip() for name in columns.split(",") if name.strip()]
-    if store:
-        return store, 1, columns
+    if store:  # a store whatever its name, not a raster
+        from ..engine.store_location import store_location
+
+        return store_location(store), 1, columns
     band = algorithm.parameterAsInt(parameters, "INPUT_BAND", context) or 1
     return raster_source(algorithm, parameters, "INPUT_RASTER", context), band, columns

@@ -22,7 +22,7 @@ from osgeo import gdal
 
 from .errors import TesseraError
 from .raster_io import gdal_quiet, get_band, open_raster, raster_name
-from .store_location import store_location
+from .store_location import StoreLocation, store_location
 
 KINDS = ("integer", "real", "string")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -37,7 +37,10 @@ _KIND_GFT = {kind: gft for gft, kind in _GFT_KIND.items()}
 
 
 def is_zarr_target(target):
-    """True when ``target`` names a Zarr RAT store (``.zarr`` or ``s3://``)."""
+    """True when ``target`` names a Zarr RAT store: a path ending ``.zarr``, an
+    ``s3://`` URL, or a :class:`~.store_location.StoreLocation` (a store whatever its name)."""
+    if isinstance(target, StoreLocation):
+        return True
     if not isinstance(target, (str, os.PathLike)):
         return False
     try:
@@ -45,6 +48,11 @@ def is_zarr_target(target):
     except TesseraError:
         return False
     return location.is_remote or location.path.lower().endswith(".zarr")
+
+
+def rat_target_name(target):
+    """A name for messages: a store's address or a raster's path."""
+    return target.text if isinstance(target, StoreLocation) else raster_name(target)
 
 
 def kind_of_dtype(dtype):
@@ -185,8 +193,23 @@ class GdalRat(RatTable):
     def set_row_count(self, rows):
         self._require_update()
         self._flush_cache()
+        old = self.row_count()
         self.rat.SetRowCount(int(rows))
         self._dirty = True
+        if self.live and rows > old:
+            self._fill_new_rows(old, int(rows))
+
+    def _fill_new_rows(self, start, stop, block_rows=1_000_000):
+        """Write 0 / "" into grown rows: GDAL 3.6's HFA leaves them unwritten, and a
+        string column with unwritten rows cannot be read back at all."""
+        for index, column in enumerate(self.column_names()):
+            kind = self.column_kind(column)
+            for first in range(start, stop, block_rows):
+                count = min(block_rows, stop - first)
+                fill = np.zeros(count, np.int32) if kind == "integer" else (
+                    np.zeros(count) if kind == "real" else np.full(count, b"", dtype="S1"))
+                if self.rat.WriteArray(fill, index, first) != 0:
+                    raise TesseraError(f"Growing the RAT of {self.name} failed.")
 
     def column_names(self):
         return [self.rat.GetNameOfCol(i) for i in range(self.rat.GetColumnCount())]
@@ -314,10 +337,10 @@ class ZarrRat(RatTable):
     def __init__(self, path, update=False, create=False, storage_options=None):
         from .rat_store import RatStore
 
-        self.name = os.fspath(path)
         self.update = update
         self.store = RatStore(path, read_only=not update, create=create,
                               storage_options=storage_options)
+        self.name = self.store.name
 
     def row_count(self):
         return self.store.row_count

@@ -18,8 +18,8 @@ from osgeo import gdal
 
 from .errors import CancelledError, TesseraError
 from .progress import Progress
-from .raster_io import raster_name
-from .rat import INT32_MAX, INT32_MIN, ZarrRat, is_zarr_target, open_rat
+from .rat import INT32_MAX, INT32_MIN, ZarrRat, is_zarr_target, open_rat, rat_target_name
+from .store_location import store_location
 
 #: Rows per block: a multiple of the Zarr store's default chunk size (500000).
 DEFAULT_BLOCK_ROWS = 1_000_000
@@ -53,8 +53,8 @@ def open_rat_source(source, band=1, storage_options=None):
     rat = open_rat(source, band=band, storage_options=storage_options)
     if not rat.column_names():
         rat.discard()
-        where = f"band {band} of {raster_name(source)}" if not is_zarr_target(source) \
-            else os.fspath(source)
+        where = rat_target_name(source) if is_zarr_target(source) \
+            else f"band {band} of {rat_target_name(source)}"
         raise TesseraError(f"There is no raster attribute table (no column) in {where}.")
     return rat
 
@@ -112,7 +112,7 @@ def copy_rat(source, destination, columns=None, overwrite=False, source_band=1,
     reporter = Progress(progress, cancelled)
     if _same_target(source, destination, source_band, destination_band):
         raise TesseraError(f"The source and the destination are the same RAT "
-                           f"({raster_name(source)}).")
+                           f"({rat_target_name(source)}).")
     with open_rat_source(source, source_band, storage_options) as src:
         chosen = choose_columns(src, columns)
         plan = _plan_copy(src, chosen, destination, destination_band, overwrite,
@@ -135,7 +135,7 @@ def copy_rat(source, destination, columns=None, overwrite=False, source_band=1,
             if isinstance(error, TesseraError):
                 raise TesseraError(f"{error} {message}") from error
             raise
-    return CopyRatResult(raster_name(destination), chosen, plan.rows)
+    return CopyRatResult(rat_target_name(destination), chosen, plan.rows)
 
 
 @dataclass
@@ -159,14 +159,14 @@ def _plan_copy(src, chosen, destination, band, overwrite, storage_options, repor
             existing = {c: dst.column_kind(c) for c in chosen if dst.has_column(c)}
             zarr_destination = isinstance(dst, ZarrRat)
         if existing and not overwrite:
-            raise TesseraError(f"{raster_name(destination)} already has the column(s) "
+            raise TesseraError(f"{rat_target_name(destination)} already has the column(s) "
                                f"{', '.join(existing)}: choose to overwrite them, or other "
                                "columns.")
         wrong = [f"{c} ({kind}, the source's is {kinds[c][0]})" for c, kind in existing.items()
                  if kind != kinds[c][0] and not zarr_destination]
         if wrong:
             raise TesseraError(f"Cannot overwrite column(s) of another type in "
-                               f"{raster_name(destination)}: {', '.join(wrong)}.")
+                               f"{rat_target_name(destination)}: {', '.join(wrong)}.")
     _check_writable(destination)
     scan_share = 0.0
     if not is_zarr_target(destination):  # GDAL integer columns are 32-bit
@@ -239,7 +239,7 @@ class _Undo:
 
     def run(self):
         """Undo and return a sentence saying what the destination holds now."""
-        name = raster_name(self.destination)
+        name = rat_target_name(self.destination)
         rat, self.rat = self.rat, None
         if self.plan.created:
             rat.discard()
@@ -283,11 +283,20 @@ def _exists(target, storage_options):
     return os.path.exists(os.fspath(target))
 
 
+def _local_path(target):
+    """The local path of a raster or store; None for datasets and S3 stores."""
+    if isinstance(target, gdal.Dataset):
+        return None
+    if is_zarr_target(target):
+        location = store_location(target)
+        return None if location.is_remote else location.path
+    return os.fspath(target)
+
+
 def _check_writable(target):
-    if isinstance(target, gdal.Dataset) or is_zarr_target(target) and \
-            os.fspath(target).lower().startswith("s3://"):
+    path = _local_path(target)
+    if path is None:
         return
-    path = os.fspath(target)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise TesseraError(f"Cannot write {path}: the folder {folder} does not exist.")
@@ -299,7 +308,12 @@ def _check_writable(target):
 def _same_target(source, destination, source_band, destination_band):
     if isinstance(source, gdal.Dataset) or isinstance(destination, gdal.Dataset):
         return source is destination and source_band == destination_band
-    same = os.path.realpath(os.fspath(source)) == os.path.realpath(os.fspath(destination))
+
+    def key(target):
+        path = _local_path(target)
+        return store_location(target).url if path is None else os.path.realpath(path)
+
+    same = key(source) == key(destination)
     return same and (is_zarr_target(source) or source_band == destination_band)
 
 

@@ -22,7 +22,8 @@ from tessera.engine.store_location import classify_store_path, store_location
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
-STRINGS = ["", "plain", "é accentué", "日本語のテキスト", "emoji 🌍🛰️", "x" * 5000, "tab\tand\nnewline"]
+STRINGS = ["", "plain", "é accentué", "日本語のテキスト", "emoji 🌍🛰️", "x" * 5000,
+           "tab\tand\nnewline"]
 
 
 def zarr_json(*parts):
@@ -30,7 +31,7 @@ def zarr_json(*parts):
         return json.load(stream)
 
 
-# Paths -----------------------------------------------------------------------------------------
+# Paths -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, kind, path", [
     ("C:\\data\\rat.zarr", "local", "C:\\data\\rat.zarr"),
     ("c:/data/rat.zarr/", "local", "c:/data/rat.zarr"),
@@ -274,7 +275,7 @@ def test_modification_log_has_one_entry_per_column_per_opened_store(tmp_path):
     assert datetime.fromisoformat(stored[0][0]).utcoffset().total_seconds() == 0
 
 
-# Refusals ------------------------------------------------------------------------------------------
+# Refusals ----------------------------------------------------------------------------------------
 def _snapshot(path):
     files = {}
     for root, _, names in os.walk(path):
@@ -466,7 +467,7 @@ def test_concurrent_readers_in_processes_see_the_same_data(tmp_path):
         assert float(out) == pytest.approx(expected, rel=1e-12)
 
 
-# Interchange with other code following the layout ---------------------------------------------
+# Interchange with other code following the layout ------------------------------------------------
 def test_a_store_written_with_plain_zarr_in_the_layout_is_read(tmp_path):
     import zarr
 
@@ -530,7 +531,7 @@ def test_a_store_written_by_ratstore_follows_the_layout_for_plain_zarr(tmp_path)
     assert len(log) == 1 and log[0][1] == getpass.getuser() and isinstance(log[0][2], list)
 
 
-# S3 ------------------------------------------------------------------------------------------------
+# S3 ----------------------------------------------------------------------------------------------
 def test_a_store_on_s3_round_trips(s3_endpoint, s3_bucket):  # noqa: F811
     url = f"s3://{s3_bucket}/project/segments_rat.zarr"
     options = s3_endpoint.storage_options
@@ -598,7 +599,7 @@ def test_the_s3_endpoint_can_come_from_the_environment(s3_endpoint, s3_bucket): 
         np.testing.assert_array_equal(store.read_block("v", 0, 2), [4, 5])
 
 
-# Command line --------------------------------------------------------------------------------------
+# Command line ------------------------------------------------------------------------------------
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PLUGINS_DIR, os.environ.get(
         "PYTHONPATH", "")]))
