@@ -659,3 +659,23 @@ def test_command_line_reads_a_store_on_s3(s3_endpoint, s3_bucket):  # noqa: F811
     assert done.returncode == 0, done.stderr
     assert [line.split() for line in done.stdout.splitlines()][1:4] == [
         ["0", "7"], ["1", "8"], ["2", "9"]]
+
+
+def test_s3_without_s3fs_says_what_to_install(tmp_path):
+    code = (f"import sys; sys.path.insert(0, {PLUGINS_DIR!r})\n"
+            "class Blocker:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 's3fs':\n"
+            "            raise ImportError('blocked for this test')\n"
+            "sys.meta_path.insert(0, Blocker())\n"
+            "from tessera.engine.rat_store import RatStore\n"
+            "from tessera.engine.errors import TesseraError\n"
+            "try:\n"
+            "    RatStore('s3://bucket/rat.zarr')\n"
+            "except TesseraError as error:\n"
+            "    print('MESSAGE:', error)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    message = done.stdout.split("MESSAGE:", 1)[1]
+    assert "s3fs" in message and "pip install" in message and "s3://bucket/rat.zarr" in message
