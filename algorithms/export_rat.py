@@ -20,6 +20,9 @@ from qgis.PyQt.QtCore import QVariant
 from .base import TesseraAlgorithm
 from .rat_parameters import add_rat_source_parameters, rat_source
 
+#: Rows turned into features at a time (bounds the memory of Python objects).
+FEATURE_BATCH = 10_000
+
 
 class ExportRatAlgorithm(TesseraAlgorithm):
     NAME = "exportrat"
@@ -72,16 +75,20 @@ class ExportRatAlgorithm(TesseraAlgorithm):
                 raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
             rows = 0
             for block in iter_rat_blocks(rat, chosen, progress=progress, cancelled=cancelled):
-                values = [_plain(block.columns[name].tolist()) for name in chosen]
-                if id_field:
-                    values.insert(0, range(block.start, block.start + len(block)))
-                features = []
-                for row in zip(*values, strict=True):
-                    feature = QgsFeature(fields)
-                    feature.setAttributes(list(row))
-                    features.append(feature)
-                if not sink.addFeatures(features, QgsFeatureSink.FastInsert):
-                    raise QgsProcessingException(f"Writing the table failed: {sink.lastError()}")
+                for offset in range(0, len(block), FEATURE_BATCH):
+                    first = block.start + offset
+                    values = [_plain(block.columns[name][offset:offset + FEATURE_BATCH].tolist())
+                              for name in chosen]
+                    if id_field:
+                        values.insert(0, range(first, first + len(values[0])))
+                    features = []
+                    for row in zip(*values, strict=True):
+                        feature = QgsFeature(fields)
+                        feature.setAttributes(list(row))
+                        features.append(feature)
+                    if not sink.addFeatures(features, QgsFeatureSink.FastInsert):
+                        raise QgsProcessingException(
+                            f"Writing the table failed: {sink.lastError()}")
                 rows += len(block)
         feedback.pushInfo(f"Exported {len(chosen)} column(s) x {rows} row(s) of {rat.name}.")
         return {"OUTPUT": destination, "ROW_COUNT": int(rows)}

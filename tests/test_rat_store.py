@@ -529,6 +529,15 @@ def test_a_store_written_by_ratstore_follows_the_layout_for_plain_zarr(tmp_path)
     assert list(rat["klass"][:]) == [""] * 8 + ["a", "b"]
     log = rat["klass"].attrs["MODIFICATIONLOG"]
     assert len(log) == 1 and log[0][1] == getpass.getuser() and isinstance(log[0][2], list)
+    # The calls ratzarr itself makes: a group opened by path, columns opened as arrays by path.
+    assert os.path.exists(os.path.join(path, "zarr.json"))
+    assert os.path.exists(os.path.join(path, "RAT"))
+    group = zarr.open_group(store=path, path="RAT", mode="a")
+    assert sorted(group.keys()) == ["b1_mean", "klass"]
+    column = zarr.open_array(store=path, path="RAT/b1_mean")
+    column[0:2] = [5.0, 6.0]
+    with RatStore(path, read_only=True) as store:
+        np.testing.assert_array_equal(store.read_block("b1_mean", 0, 3), [5.0, 6.0, 2 / 9])
 
 
 # S3 ----------------------------------------------------------------------------------------------

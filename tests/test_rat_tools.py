@@ -346,3 +346,29 @@ def test_copyrat_and_exportrat_through_qgis_process(qgis_process, tmp_path):
                                    f"OUTPUT={tmp_path / 'x.zarr'}")
     assert code != 0 and "not a Zarr RAT store" in output and "Traceback" not in output
     assert gdal.Open(str(raster)) is not None
+
+
+def test_copyrat_and_exportrat_with_a_store_on_s3(run_algorithm, s3_bucket, tmp_path):  # noqa: F811
+    # The endpoint comes from AWS_ENDPOINT_URL (set by the fixture), as it would in QGIS.
+    table = _table(40)
+    raster = _gdal_rat(tmp_path / "segments.img", table)
+    url = f"s3://{s3_bucket}/qgis/segments.zarr"
+    results = run_algorithm("copyrat", {"INPUT_RASTER": raster, "COLUMNS": "mean,label",
+                                        "OUTPUT": url})
+    assert results["OUTPUT"] == url and results["ROW_COUNT"] == 40
+    csv_path = str(tmp_path / "from_s3.csv")
+    run_algorithm("exportrat", {"INPUT_STORE": url, "OUTPUT": csv_path})
+    rows = _read_csv(csv_path)
+    assert [r["label"] for r in rows] == list(table["label"])
+    np.testing.assert_allclose([float(r["mean"]) for r in rows], table["mean"], rtol=1e-12)
+
+
+def test_exportrat_of_many_rows_keeps_every_row_in_order(run_algorithm, tmp_path):
+    values = np.arange(23_456, dtype=np.int64) * 7 - 5  # more rows than one feature batch
+    store = _store(tmp_path / "many.zarr", {"v": values}, chunk=5000)
+    csv_path = str(tmp_path / "many.csv")
+    results = run_algorithm("exportrat", {"INPUT_STORE": str(store), "OUTPUT": csv_path})
+    assert results["ROW_COUNT"] == len(values)
+    rows = _read_csv(csv_path)
+    assert [int(r["id"]) for r in rows] == list(range(len(values)))
+    assert [int(r["v"]) for r in rows] == values.tolist()
