@@ -159,7 +159,38 @@ def demo_normalization(cli, files):
         normalize_series(cli, "Landsat series", series, os.path.join(OUTPUT, "normalized_landsat"))
 
 
-STEPS = [demo_segment_stats, demo_normalization]
+def demo_rat_tools(cli, files):
+    """The segment RAT copied to a Zarr store, looked into, and exported to tables."""
+    import csv
+    import itertools
+    import subprocess
+
+    heading("RAT tools (tessera:copyrat, tessera:exportrat)")
+    if not os.path.exists(files["segments"] + ".aux.xml"):  # the RAT the first step writes
+        run(cli, "tessera:segmentstats", SEGMENTS=files["segments"], IMAGE=files["image"],
+            STATISTICS="pixcount,mean,median", OVERWRITE="true")
+    store = os.path.join(OUTPUT, "segments_rat.zarr")
+    results = run(cli, "tessera:copyrat", INPUT_RASTER=files["segments"], OUTPUT=store,
+                  OVERWRITE="true")
+    print(f"copied {results['COLUMNS']} ({results['ROW_COUNT']} rows) -> {store}")
+    info = subprocess.run([sys.executable, "-m", "tessera.engine.rat_store", "info", store],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=PLUGINS))
+    print("python -m tessera.engine.rat_store info:")
+    print("\n".join("   " + line for line in (info.stdout or info.stderr).splitlines()))
+    table = os.path.join(OUTPUT, "segments_rat.csv")
+    results = run(cli, "tessera:exportrat", INPUT_STORE=store,
+                  COLUMNS="b1_pixcount,b1_mean,b1_median", OUTPUT=table)
+    print(f"{results['ROW_COUNT']} rows -> {table}; the first ones:")
+    with open(table, newline="", encoding="utf-8") as stream:
+        for row in itertools.islice(csv.reader(stream), 5):
+            print("   " + "  ".join(f"{cell[:12]:>12}" for cell in row))
+    gpkg = os.path.join(OUTPUT, "segments_rat.gpkg")
+    results = run(cli, "tessera:exportrat", INPUT_RASTER=files["segments"], OUTPUT=gpkg)
+    print(f"{results['ROW_COUNT']} rows -> {gpkg} (a table without geometry)")
+
+
+STEPS = [demo_segment_stats, demo_rat_tools, demo_normalization]
 
 
 def main():

@@ -16,6 +16,10 @@ _EXPORTS = {
     "GlobalRegressionResult": ".global_normalization",
     "local_block_adjustment": ".local_normalization",
     "LocalBlockAdjustmentResult": ".local_normalization",
+    "RatStore": ".rat_store",
+    "open_rat": ".rat",
+    "copy_rat": ".rat_tools",
+    "CopyRatResult": ".rat_tools",
 }
 
 __all__ = sorted(_EXPORTS)

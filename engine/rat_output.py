@@ -14,6 +14,7 @@ import numpy as np
 from .errors import TesseraError
 from .raster_io import open_raster, raster_name
 from .rat import is_zarr_target, open_rat
+from .store_location import store_location
 
 #: Rows written per block (a multiple of the Zarr store's default chunk size).
 WRITE_BLOCK_ROWS = 1_000_000
@@ -91,7 +92,7 @@ class RatOutput:
         return os.path.exists(self.target)
 
     def _check_writable(self):
-        if is_zarr_target(self.target) and os.fspath(self.target).startswith("s3://"):
+        if is_zarr_target(self.target) and store_location(self.target).is_remote:
             return
         path = raster_name(self.segments) if self.own_rat else os.fspath(self.target)
         if self.own_rat and not os.path.exists(path):
