@@ -3,7 +3,12 @@
 
 def all_algorithms():
     """A new instance of every algorithm the provider offers."""
+    from .copy_rat import CopyRatAlgorithm
+    from .export_rat import ExportRatAlgorithm
+    from .global_regression import GlobalRegressionAlgorithm
+    from .local_block_adjustment import LocalBlockAdjustmentAlgorithm
     from .segment_spatial_stats import SegmentSpatialStatsAlgorithm
     from .segment_stats import SegmentStatsAlgorithm
 
-    return [SegmentStatsAlgorithm(), SegmentSpatialStatsAlgorithm()]
+    return [SegmentStatsAlgorithm(), SegmentSpatialStatsAlgorithm(), ExportRatAlgorithm(),
+            CopyRatAlgorithm(), GlobalRegressionAlgorithm(), LocalBlockAdjustmentAlgorithm()]

@@ -4,6 +4,7 @@ algorithm on it through qgis_process.bin, printing a short summary of each.
 Run with the project's venv: .venv/bin/python demo/run_demo.py
 """
 
+import json
 import os
 import shutil
 import sys
@@ -13,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "output")
 WORLDVIEW = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "data", "worldview",
                          "Worldview_2016-09-30.tif")
+LANDSAT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "data", "landsat")
 
 sys.path.insert(0, HERE)
 from qgis_cli import QgisProcess, plugin_folder  # noqa: E402
@@ -77,16 +79,115 @@ def demo_worldview(cli):
     """Segments of the real WorldView scene: a 16 x 16 pixel grid."""
     from osgeo import gdal
 
-    scene = gdal.Open(WORLDVIEW)
+    # a copy: QGIS may write an .aux.xml beside the rasters it opens
+    scene_path = shutil.copy(WORLDVIEW, OUTPUT)
+    scene = gdal.Open(scene_path)
     rows, cols = scene.RasterYSize, scene.RasterXSize
     grid = (np.arange(rows)[:, None] // 16) * (cols // 16 + 1) + np.arange(cols)[None, :] // 16
     segments = os.path.join(OUTPUT, "worldview_grid.tif")
     write_array(segments, (grid + 1).astype(np.uint32), scene.GetGeoTransform(),
                 scene.GetProjection())
-    results = run(cli, "tessera:segmentstats", SEGMENTS=segments, IMAGE=WORLDVIEW,
+    results = run(cli, "tessera:segmentstats", SEGMENTS=segments, IMAGE=scene_path,
                   STATISTICS="pixcount,mean,median", BANDS=[5, 7], OVERWRITE="true")
     print(f"WorldView scene: {results['SEGMENT_COUNT']} grid cells, columns {results['COLUMNS']}")
     show_rat(segments, ["b5_pixcount", "b5_mean", "b7_median"])
+
+
+def overlap_differences(paths):
+    """Mean |a - b| over co-located valid pixels of every overlapping pair (grids lining up)."""
+    from osgeo import gdal
+
+    scenes = []
+    for path in paths:
+        dataset = gdal.Open(path)
+        array = dataset.ReadAsArray().astype(np.float64)
+        nodata = dataset.GetRasterBand(1).GetNoDataValue()
+        scenes.append((array, dataset.GetGeoTransform(), nodata))
+    differences = []
+    for i in range(len(scenes)):
+        for j in range(i + 1, len(scenes)):
+            (a, gt_a, nodata), (b, gt_b, _) = scenes[i], scenes[j]
+            dc, dr = round((gt_b[0] - gt_a[0]) / gt_a[1]), round((gt_b[3] - gt_a[3]) / gt_a[5])
+            rows = min(a.shape[1], dr + b.shape[1]) - max(0, dr)
+            cols = min(a.shape[2], dc + b.shape[2]) - max(0, dc)
+            if rows <= 0 or cols <= 0:
+                continue
+            part_a = a[:, max(0, dr):max(0, dr) + rows, max(0, dc):max(0, dc) + cols]
+            part_b = b[:, max(0, -dr):max(0, -dr) + rows, max(0, -dc):max(0, -dc) + cols]
+            valid = np.ones(part_a.shape, bool) if nodata is None else (
+                (part_a != nodata) & (part_b != nodata))
+            differences.append(float(np.abs(part_a - part_b)[valid].mean()))
+    return float(np.mean(differences)) if differences else float("nan")
+
+
+def normalize_series(cli, label, inputs, folder):
+    """Global regression then local block adjustment, with an overlap-difference summary."""
+    before = overlap_differences(inputs)
+    results = run(cli, "tessera:globalregression", INPUTS=inputs, OUTPUT_FOLDER=folder,
+                  SAVE_ADJUSTMENTS=os.path.join(folder, "adjustments.json"),
+                  PROFILE_PLOT=os.path.join(folder, "global_profiles.png"))
+    after_global = overlap_differences(sorted(results["OUTPUTS"]))
+    print(f"{label}: mean |difference| in overlaps {before:.1f} before -> {after_global:.1f} "
+          f"after global regression ({len(results['OUTPUTS'])} images in {folder})")
+    adjustments = json.loads(results["ADJUSTMENTS"])
+    for name in sorted(adjustments)[:3]:
+        band = adjustments[name]["band_0"]
+        print(f"   {name}: band 1 -> {band['scale']:.4f} x {band['offset']:+.1f}")
+    local_folder = folder + "_local"
+    results = run(cli, "tessera:localblockadjustment", INPUTS=sorted(results["OUTPUTS"]),
+                  OUTPUT_FOLDER=local_folder, SAVE_BLOCK_MAPS=os.path.join(local_folder, "maps"),
+                  PROFILE_PLOT=os.path.join(local_folder, "local_profiles.png"))
+    after_local = overlap_differences(sorted(results["OUTPUTS"]))
+    print(f"{label}: {after_global:.1f} -> {after_local:.1f} after local block adjustment "
+          f"({results['GRID_ROWS']} x {results['GRID_COLS']} blocks; maps in {local_folder})")
+    return sorted(results["OUTPUTS"]), before, after_global, after_local
+
+
+def demo_normalization(cli, files):
+    heading("Radiometric normalization (globalregression, then localblockadjustment)")
+    scenes = [files[f"scene_{k}"] for k in (1, 2, 3)]
+    normalize_series(cli, "demo scenes", scenes, os.path.join(OUTPUT, "normalized_scenes"))
+    if os.path.isdir(LANDSAT):
+        # copies: QGIS writes statistics (.aux.xml) beside the rasters it loads as layers,
+        # and the shared data must stay as it is
+        copies = os.path.join(OUTPUT, "landsat")
+        os.makedirs(copies, exist_ok=True)
+        series = []
+        for name in sorted(f for f in os.listdir(LANDSAT) if f.endswith(".tif")):
+            series.append(shutil.copyfile(os.path.join(LANDSAT, name),
+                                          os.path.join(copies, name)))
+        normalize_series(cli, "Landsat series", series, os.path.join(OUTPUT, "normalized_landsat"))
+
+
+def demo_rat_tools(cli, files):
+    """The segment RAT copied to a Zarr store, looked into, and exported to tables."""
+    import csv
+    import itertools
+    import subprocess
+
+    heading("RAT tools (tessera:copyrat, tessera:exportrat)")
+    if not os.path.exists(files["segments"] + ".aux.xml"):  # the RAT the first step writes
+        run(cli, "tessera:segmentstats", SEGMENTS=files["segments"], IMAGE=files["image"],
+            STATISTICS="pixcount,mean,median", OVERWRITE="true")
+    store = os.path.join(OUTPUT, "segments_rat.zarr")
+    results = run(cli, "tessera:copyrat", INPUT_RASTER=files["segments"], OUTPUT=store,
+                  OVERWRITE="true")
+    print(f"copied {results['COLUMNS']} ({results['ROW_COUNT']} rows) -> {store}")
+    info = subprocess.run([sys.executable, "-m", "tessera.engine.rat_store", "info", store],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=PLUGINS))
+    print("python -m tessera.engine.rat_store info:")
+    print("\n".join("   " + line for line in (info.stdout or info.stderr).splitlines()))
+    table = os.path.join(OUTPUT, "segments_rat.csv")
+    results = run(cli, "tessera:exportrat", INPUT_STORE=store,
+                  COLUMNS="b1_pixcount,b1_mean,b1_median", OUTPUT=table)
+    print(f"{results['ROW_COUNT']} rows -> {table}; the first ones:")
+    with open(table, newline="", encoding="utf-8") as stream:
+        for row in itertools.islice(csv.reader(stream), 5):
+            print("   " + "  ".join(f"{cell[:12]:>12}" for cell in row))
+    gpkg = os.path.join(OUTPUT, "segments_rat.gpkg")
+    results = run(cli, "tessera:exportrat", INPUT_RASTER=files["segments"], OUTPUT=gpkg)
+    print(f"{results['ROW_COUNT']} rows -> {gpkg} (a table without geometry)")
 
 
 def demo_segment_spatial_stats(cli, files):
@@ -102,7 +203,7 @@ def demo_segment_spatial_stats(cli, files):
     show_rat(out, ["gamma_1", "gamma_2", "gamma_3", "drms_1", "drms_3"])
 
 
-STEPS = [demo_segment_stats, demo_segment_spatial_stats]
+STEPS = [demo_segment_stats, demo_segment_spatial_stats, demo_rat_tools, demo_normalization]
 
 
 def main():

@@ -19,6 +19,14 @@ _EXPORTS = {
     "points_to_mask": ".segment_points",
     "points_bounds": ".segment_points",
     "point_dtype": ".segment_points",
+    "global_regression": ".global_normalization",
+    "GlobalRegressionResult": ".global_normalization",
+    "local_block_adjustment": ".local_normalization",
+    "LocalBlockAdjustmentResult": ".local_normalization",
+    "RatStore": ".rat_store",
+    "open_rat": ".rat",
+    "copy_rat": ".rat_tools",
+    "CopyRatResult": ".rat_tools",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -236,6 +236,9 @@ class TileReader:
                     raise failure
                 result = [read_window(ds, bands, window, dtype)
                           for ds, (_, bands, dtype) in zip(handles, self.sources, strict=True)]
+                if self._reopen:  # windows are read once: keep GDAL's block cache small
+                    for ds in handles:
+                        ds.FlushCache()
             except Exception as error:  # handed to the consumer, raised there
                 result = error
             with self._ready:

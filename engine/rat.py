@@ -22,6 +22,7 @@ from osgeo import gdal
 
 from .errors import TesseraError
 from .raster_io import gdal_quiet, get_band, open_raster, raster_name
+from .store_location import StoreLocation, store_location
 
 KINDS = ("integer", "real", "string")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -36,11 +37,22 @@ _KIND_GFT = {kind: gft for gft, kind in _GFT_KIND.items()}
 
 
 def is_zarr_target(target):
-    """True when ``target`` names a Zarr RAT store (``.zarr`` or ``s3://``)."""
+    """True when ``target`` names a Zarr RAT store: a path ending ``.zarr``, an
+    ``s3://`` URL, or a :class:`~.store_location.StoreLocation` (a store whatever its name)."""
+    if isinstance(target, StoreLocation):
+        return True
     if not isinstance(target, (str, os.PathLike)):
         return False
-    text = os.fspath(target).rstrip("/\\")
-    return text.lower().endswith(".zarr") or text.startswith("s3://")
+    try:
+        location = store_location(target)
+    except TesseraError:
+        return False
+    return location.is_remote or location.path.lower().endswith(".zarr")
+
+
+def rat_target_name(target):
+    """A name for messages: a store's address or a raster's path."""
+    return target.text if isinstance(target, StoreLocation) else raster_name(target)
 
 
 def kind_of_dtype(dtype):
@@ -56,7 +68,12 @@ def kind_of_dtype(dtype):
 
 
 class RatTable:
-    """Columns of a RAT, read and written by blocks of rows."""
+    """Columns of a RAT, read and written by blocks of rows.
+
+    Values read are ``int32``/``float64`` arrays for GDAL tables, the stored
+    dtype for Zarr stores, and ``object`` arrays of ``str`` for string
+    columns of either.
+    """
 
     name = ""
 
@@ -83,8 +100,21 @@ class RatTable:
     def column_kind(self, column):
         raise NotImplementedError
 
-    def create_column(self, column, kind):
+    def column_dtype(self, column):
+        """The numpy dtype :meth:`read` returns for ``column``."""
         raise NotImplementedError
+
+    def column_width(self, column):
+        """Values per row (1 except for multi-value columns of Zarr stores)."""
+        return 1
+
+    def create_column(self, column, kind, dtype=None):
+        """Create ``column`` of ``kind``; back-ends that store numpy dtypes (Zarr) use
+        ``dtype`` when given, the others keep to the kind."""
+        raise NotImplementedError
+
+    def delete_column(self, column):
+        raise TesseraError(f"Columns of the RAT of {self.name} cannot be deleted.")
 
     def read(self, column, start=0, length=None):
         raise NotImplementedError
@@ -119,6 +149,15 @@ class RatTable:
                 f"which has {rows} rows."
             )
 
+    def _read_span(self, start, length):
+        """``(start, length)`` clipped to the table (a block may end short)."""
+        if start < 0 or (length is not None and length < 0):
+            raise TesseraError(f"Cannot read rows from {start} ({length} rows) of the RAT of "
+                               f"{self.name}: start and length must not be negative.")
+        rows = self.row_count()
+        length = rows - start if length is None else min(length, rows - start)
+        return int(start), max(int(length), 0)
+
 
 class GdalRat(RatTable):
     """The RAT of one band of a GDAL dataset.
@@ -126,7 +165,8 @@ class GdalRat(RatTable):
     Tables kept in the file (HFA, KEA) are read and written by blocks. Other
     tables live in memory (GTiff's ``.aux.xml``) and GDAL 3.6 corrupts
     memory on their block IO at a non-zero start row, so their columns are
-    read and written whole, through a cache stored on :meth:`close`.
+    read and written whole, through a cache of one column at a time that is
+    stored on :meth:`close`.
     """
 
     def __init__(self, dataset, band=1, update=False):
@@ -135,8 +175,9 @@ class GdalRat(RatTable):
         self.band = get_band(dataset, band, "raster")
         self.update = update
         driver = dataset.GetDriver().ShortName if dataset.GetDriver() else ""
-        self.live = driver in _LIVE_RAT_DRIVERS
         rat = self.band.GetDefaultRAT()
+        # Only a table the driver hands out lives in the file; a new one is in memory.
+        self.live = driver in _LIVE_RAT_DRIVERS and rat is not None
         if rat is None:
             rat = gdal.RasterAttributeTable()
         elif update and not self.live:
@@ -152,8 +193,23 @@ class GdalRat(RatTable):
     def set_row_count(self, rows):
         self._require_update()
         self._flush_cache()
+        old = self.row_count()
         self.rat.SetRowCount(int(rows))
         self._dirty = True
+        if self.live and rows > old:
+            self._fill_new_rows(old, int(rows))
+
+    def _fill_new_rows(self, start, stop, block_rows=1_000_000):
+        """Write 0 / "" into grown rows: GDAL 3.6's HFA leaves them unwritten, and a
+        string column with unwritten rows cannot be read back at all."""
+        for index, column in enumerate(self.column_names()):
+            kind = self.column_kind(column)
+            for first in range(start, stop, block_rows):
+                count = min(block_rows, stop - first)
+                fill = np.zeros(count, np.int32) if kind == "integer" else (
+                    np.zeros(count) if kind == "real" else np.full(count, b"", dtype="S1"))
+                if self.rat.WriteArray(fill, index, first) != 0:
+                    raise TesseraError(f"Growing the RAT of {self.name} failed.")
 
     def column_names(self):
         return [self.rat.GetNameOfCol(i) for i in range(self.rat.GetColumnCount())]
@@ -167,11 +223,14 @@ class GdalRat(RatTable):
     def column_kind(self, column):
         return _GFT_KIND.get(self.rat.GetTypeOfCol(self._index(column)), "string")
 
+    def column_dtype(self, column):
+        return np.dtype(_read_dtype(self.column_kind(column)))
+
     def column_usage(self, column):
         """GDAL's usage code of a column (e.g. ``gdal.GFU_PixelCount``)."""
         return self.rat.GetUsageOfCol(self._index(column))
 
-    def create_column(self, column, kind):
+    def create_column(self, column, kind, dtype=None):
         self._require_update()
         self._check_kind(kind)
         if self.has_column(column):
@@ -182,13 +241,14 @@ class GdalRat(RatTable):
 
     def read(self, column, start=0, length=None):
         index = self._index(column)
-        rows = self.row_count()
-        length = rows - start if length is None else min(length, rows - start)
-        if length <= 0:
-            return np.empty(0, dtype=_read_dtype(self.column_kind(column)))
-        if self.live:
-            return self.rat.ReadAsArray(index, start=int(start), length=int(length))
-        return self._whole(index)[start:start + length].copy()
+        kind = self.column_kind(column)
+        start, length = self._read_span(start, length)
+        if length == 0:
+            return np.empty(0, dtype=_read_dtype(kind))
+        if not self.live:
+            return self._whole(index)[start:start + length].copy()
+        values = self.rat.ReadAsArray(index, start=start, length=length)
+        return _as_text(values) if kind == "string" else values
 
     def write(self, column, values, start=0):
         self._require_update()
@@ -198,26 +258,30 @@ class GdalRat(RatTable):
         if not len(values):
             return
         if self.live:
-            if self.rat.WriteArray(values, index, int(start)) != 0:
+            stored = _as_utf8(values) if values.dtype == object else values
+            if self.rat.WriteArray(stored, index, int(start)) != 0:
                 raise TesseraError(f"Writing column '{column}' of the RAT of {self.name} failed.")
         else:
-            whole = self._whole(index)
-            if whole.dtype.kind == "S":
-                whole = self._cache[index] = whole.astype(object)
-            whole[start:start + len(values)] = values
+            self._whole(index)[start:start + len(values)] = values
             self._changed.add(index)
         self._dirty = True
 
     def _whole(self, index):
+        """Column ``index`` whole (strings as ``str`` objects); other cached columns
+        are stored first and dropped, so one column at a time is held."""
         if index not in self._cache:
-            self._cache[index] = self.rat.ReadAsArray(index)
+            self._flush_cache()
+            values = self.rat.ReadAsArray(index)
+            if values.dtype.kind in "SU":
+                values = _as_text(values)
+            self._cache[index] = values
         return self._cache[index]
 
     def _flush_cache(self):
         for index in sorted(self._changed):
             whole = self._cache[index]
             if whole.dtype == object:
-                whole = np.array([_as_bytes(v) for v in whole], dtype="S")
+                whole = _as_utf8(whole)
             if self.rat.WriteArray(whole, index) != 0:
                 raise TesseraError(f"Writing the RAT of {self.name} failed.")
         self._cache.clear()
@@ -246,21 +310,37 @@ class GdalRat(RatTable):
             raise TesseraError(f"The RAT of {self.name} is open read-only.")
 
 
-def _as_bytes(value):
-    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+def _as_text(values):
+    """Strings as an ``object`` array of ``str`` (GDAL hands out UTF-8 bytes)."""
+    text = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        text[i] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text
+
+
+def _as_utf8(values):
+    """Strings as the UTF-8 bytes GDAL's WriteArray takes."""
+    return np.array([v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values],
+                    dtype="S")
 
 
 class ZarrRat(RatTable):
-    """A Zarr RAT store seen through the RAT interface."""
+    """A Zarr RAT store seen through the RAT interface.
 
-    DTYPES = {"integer": np.dtype(np.int32), "real": np.dtype(np.float64)}
+    Columns are created ``int32`` (integer), ``float64`` (real) or
+    variable-length strings unless a ``dtype`` is given; values are checked by
+    the store, so nothing is narrowed silently.
+    """
 
-    def __init__(self, path, update=False, create=False):
+    DTYPES = {"integer": np.dtype(np.int32), "real": np.dtype(np.float64), "string": str}
+
+    def __init__(self, path, update=False, create=False, storage_options=None):
         from .rat_store import RatStore
 
-        self.name = os.fspath(path)
         self.update = update
-        self.store = RatStore(path, read_only=not update, create=create)
+        self.store = RatStore(path, read_only=not update, create=create,
+                              storage_options=storage_options)
+        self.name = self.store.name
 
     def row_count(self):
         return self.store.row_count
@@ -272,32 +352,41 @@ class ZarrRat(RatTable):
         return self.store.column_names()
 
     def column_kind(self, column):
-        self._check_column(column)
         return kind_of_dtype(self.store.column_dtype(column))
 
-    def create_column(self, column, kind):
+    def column_dtype(self, column):
+        return self.store.column_dtype(column)
+
+    def column_width(self, column):
+        return self.store.column_width(column)
+
+    def create_column(self, column, kind, dtype=None):
         self._check_kind(kind)
-        if kind == "string":
-            dtype = np.dtypes.StringDType() if hasattr(np, "dtypes") and hasattr(
-                np.dtypes, "StringDType"
-            ) else np.dtype(object)
-        else:
-            dtype = self.DTYPES[kind]
-        self.store.create_column(column, dtype)
+        if dtype is not None and kind_of_dtype(dtype) != kind:
+            raise TesseraError(f"Column '{column}' of {self.name}: {np.dtype(dtype)} values are "
+                               f"not of the kind '{kind}'.")
+        self.store.create_column(column, self.DTYPES[kind] if dtype is None else dtype)
+
+    def delete_column(self, column):
+        self.store.delete_column(column)
 
     def read(self, column, start=0, length=None):
-        self._check_column(column)
-        rows = self.row_count()
-        length = rows - start if length is None else length
-        return self.store.read_block(column, int(start), int(length))
+        self._check_single(column)
+        start, length = self._read_span(start, length)
+        return self.store.read_block(column, start, length)
 
     def write(self, column, values, start=0):
-        self._check_column(column)
-        kind = self.column_kind(column)
-        values = _as_kind(np.asarray(values), kind, column, self.name)
-        if kind != "string":
-            values = values.astype(self.store.column_dtype(column), copy=False)
+        self._check_single(column)
+        values = np.asarray(values)
+        if self.column_kind(column) == "integer" and values.dtype.kind == "f":
+            values = _whole_numbers(values, column, self.name)
         self.store.write_block(column, values, int(start))
+
+    def _check_single(self, column):
+        width = self.store.column_width(column)
+        if width != 1:
+            raise TesseraError(f"Column '{column}' of {self.name} holds {width} values per row; "
+                               "only single-value columns can be read as a RAT column.")
 
     def close(self):
         if self.store is not None:
@@ -309,18 +398,26 @@ def _read_dtype(kind):
     return {"integer": np.int32, "real": np.float64}.get(kind, object)
 
 
+def _whole_numbers(values, column, name):
+    """Float values that are all whole numbers, as int64 (else an error)."""
+    finite = np.isfinite(values)
+    if not finite.all() or not np.array_equal(values, np.round(values)):
+        raise TesseraError(
+            f"Column '{column}' of {name} holds integers; non-integer values "
+            "cannot be written to it."
+        )
+    if values.size and (values.min() < -(2.0**63) or values.max() >= 2.0**63):
+        raise TesseraError(f"Values for column '{column}' of {name} are too large for integers.")
+    return values.astype(np.int64)
+
+
 def _as_kind(values, kind, column, name):
-    """Convert ``values`` for a column of ``kind`` without silent loss."""
+    """Convert ``values`` for a GDAL column of ``kind`` without silent loss."""
     if values.ndim != 1:
         raise TesseraError(f"Values for column '{column}' of {name} must be one-dimensional.")
     if kind == "integer":
         if values.dtype.kind == "f":
-            finite = np.isfinite(values)
-            if not finite.all() or not np.array_equal(values, np.round(values)):
-                raise TesseraError(
-                    f"Column '{column}' of {name} holds integers; non-integer values "
-                    "cannot be written to it."
-                )
+            values = _whole_numbers(values, column, name)
         elif values.dtype.kind not in "biu":
             raise TesseraError(f"Column '{column}' of {name} holds integers, not {values.dtype}.")
         if values.size and (values.min() < INT32_MIN or values.max() > INT32_MAX):
@@ -332,20 +429,22 @@ def _as_kind(values, kind, column, name):
         if values.dtype.kind not in "biuf":
             raise TesseraError(f"Column '{column}' of {name} holds numbers, not {values.dtype}.")
         return values.astype(np.float64, copy=False)
-    return values
+    if values.dtype.kind not in "OUS":
+        raise TesseraError(f"Column '{column}' of {name} holds strings, not {values.dtype}.")
+    return _as_text(values)
 
 
-def open_rat(target, band=1, update=False, create=False, template=None):
+def open_rat(target, band=1, update=False, create=False, template=None, storage_options=None):
     """Open the RAT at ``target`` through the common interface.
 
     ``target`` is a GDAL dataset, a raster path, or a Zarr store path/URL
-    (ending ``.zarr`` or ``s3://...``). With ``create`` a missing target is
-    created: a Zarr store, or a one-pixel raster whose driver follows the
-    extension (``.img`` HFA, ``.tif`` GTiff with ``.aux.xml``, ``.kea`` KEA),
-    georeferenced like ``template`` when given.
+    (ending ``.zarr`` or ``s3://...``; ``storage_options`` go to s3fs). With
+    ``create`` a missing target is created: a Zarr store, or a one-pixel
+    raster whose driver follows the extension (``.img`` HFA, ``.tif`` GTiff
+    with ``.aux.xml``, ``.kea`` KEA), georeferenced like ``template`` when given.
     """
     if is_zarr_target(target):
-        return ZarrRat(target, update=update, create=create)
+        return ZarrRat(target, update=update, create=create, storage_options=storage_options)
     if isinstance(target, gdal.Dataset):
         return GdalRat(target, band, update)
     path = os.fspath(target)

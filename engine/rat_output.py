@@ -7,15 +7,32 @@ was; the results are written only once they are all computed.
 
 import csv
 import os
+import tempfile
 
 import numpy as np
 
 from .errors import TesseraError
 from .raster_io import open_raster, raster_name
 from .rat import is_zarr_target, open_rat
+from .store_location import store_location
 
 #: Rows written per block (a multiple of the Zarr store's default chunk size).
 WRITE_BLOCK_ROWS = 1_000_000
+#: Result tables larger than this live in a temporary file instead of memory.
+MEMORY_BUDGET = 512 * 2**20
+
+
+def allocate_results(rows, columns, fill):
+    """A float64 table indexed ``[column, row]`` and laid out row-major (one cache line per
+    row), filled with ``fill`` (one value per column); a temporary memory-mapped file when
+    larger than :data:`MEMORY_BUDGET`."""
+    if rows * columns * 8 <= MEMORY_BUDGET:
+        table = np.empty((rows, columns), np.float64)
+    else:
+        table = np.memmap(tempfile.TemporaryFile(prefix="tessera-results-"), np.float64, "w+",
+                          shape=(rows, columns))
+    table[:] = np.asarray(fill, np.float64)
+    return table.T
 
 
 class RatOutput:
@@ -75,7 +92,7 @@ class RatOutput:
         return os.path.exists(self.target)
 
     def _check_writable(self):
-        if is_zarr_target(self.target) and os.fspath(self.target).startswith("s3://"):
+        if is_zarr_target(self.target) and store_location(self.target).is_remote:
             return
         path = raster_name(self.segments) if self.own_rat else os.fspath(self.target)
         if self.own_rat and not os.path.exists(path):

@@ -42,33 +42,57 @@ class Batch:
 
 
 @njit(cache=True, nogil=True)
-def tally_tile(seg, null_id, remaining, tile_local, tile_ids, k_count, k_kind, slot_of):
-    """Count each id's pixels in the tile and classify the ids.
+def tally_tile(seg, null_id, remaining, tile_local, tile_ids, k_count, k_kind, slot_of, kmap):
+    """Give each id of the tile a local index k (in order of appearance), write
+    every pixel's k to ``kmap`` (-1 for null), count the pixels per k and
+    classify the ids.
 
     Returns (ids in tile, pixels of in-tile segments, slots to open, arena
     pixels to reserve, error code, offending id); error 1: id outside the
-    totals, 2: more pixels than the total.
+    totals, 2: more pixels than the total, 3: more ids than ``tile_ids`` holds.
     """
     n_ids = remaining.shape[0]
+    capacity = tile_ids.shape[0]
     n = 0
+    cols = seg.shape[1]
     for r in range(seg.shape[0]):
-        for c in range(seg.shape[1]):
-            sid = np.int64(seg[r, c])
-            if sid == null_id:
-                continue
-            if sid < 0 or sid >= n_ids:
-                return n, 0, 0, 0, 1, sid
-            if tile_local[sid] == 0:
-                tile_ids[n] = sid
-                n += 1
-            tile_local[sid] += 1
+        for c in range(cols):
+            p = r * cols + c
+            raw = seg[r, c]
+            # Most pixels share the id of their left or upper neighbour, whose k is
+            # read sequentially; others look it up in the per-id table.
+            if c > 0 and raw == seg[r, c - 1]:
+                k = kmap[p - 1]
+            elif r > 0 and raw == seg[r - 1, c]:
+                k = kmap[p - cols]
+            else:
+                sid = np.int64(raw)
+                if sid == null_id:
+                    k = -1
+                elif sid < 0 or sid >= n_ids:
+                    _forget(tile_local, tile_ids, n)
+                    return n, 0, 0, 0, 1, sid
+                else:
+                    k = tile_local[sid] - 1
+                    if k < 0:
+                        if n == capacity:
+                            _forget(tile_local, tile_ids, n)
+                            return n, 0, 0, 0, 3, sid
+                        k = n
+                        tile_ids[n] = sid
+                        k_count[n] = 0
+                        tile_local[sid] = n + 1
+                        n += 1
+            kmap[p] = k
+            if k >= 0:
+                k_count[k] += 1
+    _forget(tile_local, tile_ids, n)
     in_tile = 0
     opening = 0
     reserve = 0
     for k in range(n):
         sid = tile_ids[k]
-        count = tile_local[sid]
-        k_count[k] = count
+        count = k_count[k]
         left = remaining[sid] - count
         if left < 0:
             return n, 0, 0, 0, 2, sid
@@ -83,13 +107,18 @@ def tally_tile(seg, null_id, remaining, tile_local, tile_ids, k_count, k_kind, s
                 reserve += count + left
         else:
             k_kind[k] = CLOSING if left == 0 else CONTINUING
-        tile_local[sid] = k
     return n, in_tile, opening, reserve, 0, 0
 
 
 @njit(cache=True, nogil=True)
-def scatter_tile(seg, image, null_id, row0, col0, with_pos, n, tile_ids, tile_local, k_count,
-                 k_kind, k_cursor, remaining, slot_of, slot_start, slot_len, slot_cap, slot_id,
+def _forget(tile_local, tile_ids, n):
+    for k in range(n):
+        tile_local[tile_ids[k]] = 0
+
+
+@njit(cache=True, nogil=True)
+def scatter_tile(kmap, image, cols, row0, col0, with_pos, n, tile_ids, k_count, k_kind,
+                 k_cursor, remaining, slot_of, slot_start, slot_len, slot_cap, slot_id,
                  free_slots, state, tile_vals, tile_rows, tile_cols, arena_vals, arena_rows,
                  arena_cols, done_ids, done_starts, done_lengths, closed_ids, closed_slots):
     """Write every pixel of the tile to its segment's place: the tile buffer for
@@ -132,28 +161,26 @@ def scatter_tile(seg, image, null_id, row0, col0, with_pos, n, tile_ids, tile_lo
             closed_slots[n_closed] = slot
             n_closed += 1
     n_bands = image.shape[0]
-    for r in range(seg.shape[0]):
-        for c in range(seg.shape[1]):
-            sid = np.int64(seg[r, c])
-            if sid == null_id:
-                continue
-            k = tile_local[sid]
-            position = k_cursor[k]
-            k_cursor[k] = position + 1
-            if k_kind[k] == IN_TILE:
-                for b in range(n_bands):
-                    tile_vals[b, position] = image[b, r, c]
-                if with_pos:
-                    tile_rows[position] = row0 + r
-                    tile_cols[position] = col0 + c
-            else:
-                for b in range(n_bands):
-                    arena_vals[b, position] = image[b, r, c]
-                if with_pos:
-                    arena_rows[position] = row0 + r
-                    arena_cols[position] = col0 + c
-    for k in range(n):
-        tile_local[tile_ids[k]] = 0
+    pixels = kmap.shape[0]
+    flat = image.reshape(n_bands, pixels)
+    for p in range(pixels):
+        k = kmap[p]
+        if k < 0:
+            continue
+        position = k_cursor[k]
+        k_cursor[k] = position + 1
+        if k_kind[k] == IN_TILE:
+            for b in range(n_bands):
+                tile_vals[b, position] = flat[b, p]
+            if with_pos:
+                tile_rows[position] = row0 + p // cols
+                tile_cols[position] = col0 + p % cols
+        else:
+            for b in range(n_bands):
+                arena_vals[b, position] = flat[b, p]
+            if with_pos:
+                arena_rows[position] = row0 + p // cols
+                arena_cols[position] = col0 + p % cols
     return n_done, n_closed
 
 
@@ -243,7 +270,7 @@ class SegmentCollector:
         self.state = np.zeros(4, np.int64)
         self._slots(1024)
         self._arena(1 << 16)
-        self._tile_capacity = 0
+        self._tile_pixels = self._tile_ids = 0
 
     def _slots(self, capacity):
         old = getattr(self, "slot_start", None)
@@ -263,20 +290,23 @@ class SegmentCollector:
         self.arena_rows = np.empty(positions, np.int32)
         self.arena_cols = np.empty(positions, np.int32)
 
-    def _tile_buffers(self, pixels):
-        if pixels <= self._tile_capacity:
-            return
-        self._tile_capacity = pixels
-        self.tile_ids = np.empty(pixels, np.int64)
-        self.k_count = np.empty(pixels, np.int64)
-        self.k_kind = np.empty(pixels, np.int8)
-        self.k_cursor = np.empty(pixels, np.int64)
-        self.done = [np.empty(pixels, np.int64) for _ in range(3)]
-        self.closed = [np.empty(pixels, np.int64) for _ in range(2)]
-        self.tile_vals = np.empty((self.n_bands, pixels), self.dtype)
-        positions = pixels if self.with_pos else 0
-        self.tile_rows = np.empty(positions, np.int32)
-        self.tile_cols = np.empty(positions, np.int32)
+    def _tile_buffers(self, pixels, ids):
+        """Buffers for a tile of ``pixels`` pixels holding up to ``ids`` distinct ids."""
+        if pixels > self._tile_pixels:
+            self._tile_pixels = pixels
+            self.kmap = np.empty(pixels, np.int32)
+            self.tile_vals = np.empty((self.n_bands, pixels), self.dtype)
+            positions = pixels if self.with_pos else 0
+            self.tile_rows = np.empty(positions, np.int32)
+            self.tile_cols = np.empty(positions, np.int32)
+        if ids > self._tile_ids:
+            self._tile_ids = ids
+            self.tile_ids = np.empty(ids, np.int64)
+            self.k_count = np.empty(ids, np.int64)
+            self.k_kind = np.empty(ids, np.int8)
+            self.k_cursor = np.empty(ids, np.int64)
+            self.done = [np.empty(ids, np.int64) for _ in range(3)]
+            self.closed = [np.empty(ids, np.int64) for _ in range(2)]
 
     def _reserve(self, opening, reserve):
         """Make room for ``opening`` new slots and ``reserve`` arena pixels."""
@@ -301,10 +331,15 @@ class SegmentCollector:
         A batch is only valid until the generator resumes.
         """
         pixels = seg_tile.size
-        self._tile_buffers(pixels)
-        n, _in_tile, opening, reserve, error, sid = tally_tile(
-            seg_tile, self.null_id, self.remaining, self.tile_local, self.tile_ids, self.k_count,
-            self.k_kind, self.slot_of)
+        seg_tile = np.ascontiguousarray(seg_tile)
+        self._tile_buffers(pixels, min(pixels, len(self.totals), max(self._tile_ids, 1 << 16)))
+        while True:
+            n, _in_tile, opening, reserve, error, sid = tally_tile(
+                seg_tile, self.null_id, self.remaining, self.tile_local, self.tile_ids,
+                self.k_count, self.k_kind, self.slot_of, self.kmap)
+            if error != 3:
+                break
+            self._tile_buffers(pixels, min(pixels, 2 * self._tile_ids))
         if error == 1:
             raise TesseraError(_unknown_id_message(sid, len(self.totals)))
         if error == 2:
@@ -314,8 +349,9 @@ class SegmentCollector:
             )
         self._reserve(opening, reserve)
         n_done, n_closed = scatter_tile(
-            seg_tile, image_tile, self.null_id, row0, col0, self.with_pos, n, self.tile_ids,
-            self.tile_local, self.k_count, self.k_kind, self.k_cursor, self.remaining,
+            self.kmap[:pixels], np.ascontiguousarray(image_tile), seg_tile.shape[1], row0, col0,
+            self.with_pos, n, self.tile_ids, self.k_count, self.k_kind, self.k_cursor,
+            self.remaining,
             self.slot_of, self.slot_start, self.slot_len, self.slot_cap, self.slot_id,
             self.free_slots, self.state, self.tile_vals, self.tile_rows, self.tile_cols,
             self.arena_vals, self.arena_rows, self.arena_cols, *self.done, *self.closed)

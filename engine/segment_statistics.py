@@ -29,7 +29,7 @@ from .raster_io import (
     raster_name,
 )
 from .rat import GdalRat
-from .rat_output import RatOutput, write_table
+from .rat_output import RatOutput, allocate_results, write_table
 from .statistics import DEFAULT_STATISTICS, StatPlan, default_column_name
 
 #: Largest segment id Tessera accepts (GDAL RAT row counts are 32-bit).
@@ -68,7 +68,7 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     """
     require("numba", purpose="Per-segment statistics")
     from .segment_collector import SegmentCollector
-    from .stat_kernels import zone_statistics
+    from .stat_kernels import ZoneStatsRunner
 
     timings = {}
     started = time.perf_counter()
@@ -103,32 +103,23 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     else:
         compute_span = (0.0, 0.95)
     row_count = max(len(totals), output.existing_rows)
-    results = np.empty((len(plan.columns), row_count), np.float64)
-    for index, column in enumerate(plan.columns):
-        results[index] = 0.0 if column.stat == "pixcount" else missing
+    results = allocate_results(row_count, len(plan.columns),
+                               [0.0 if c.stat == "pixcount" else missing for c in plan.columns])
 
     reporter.phase(*compute_span, "Computing per-segment statistics")
-    nodata = [band_nodata(b) for b in image_bands]
-    nodata_values = np.array([np.nan if v is None else v for v in nodata], np.float64)
-    has_nodata = np.array([v is not None for v in nodata], np.bool_)
-    is_int = dtype.kind in "iu"
-    table = plan.kernel_table()
-    quantiles = np.true_divide(np.array(plan.percentiles or [0.0], np.float64), 100)
-    linear = plan.method == "linear"
-    needs = plan.band_needs()
     collector = SegmentCollector(totals, null_id, len(bands), dtype)
     windows = plan_windows(seg_ds, segment_band, window_size=window_size)
     total_pixels = seg_ds.RasterXSize * seg_ds.RasterYSize
     done_pixels = 0
     compute_started = time.perf_counter()
     sources = [(seg_ds, [segment_band], None), (img_ds, bands, dtype)]
-    with TileReader(sources, windows, threads=read_threads) as reader:
+    nodata = [band_nodata(b) for b in image_bands]
+    with TileReader(sources, windows, threads=read_threads) as reader, \
+            ZoneStatsRunner(plan, nodata, results, missing) as stats:
         for window, (seg_tile, img_tile) in reader:
             reporter.check()
             for batch in collector.add_tile(seg_tile[0], img_tile, window.yoff, window.xoff):
-                zone_statistics(batch.ids, batch.starts, batch.lengths, batch.values,
-                                nodata_values, has_nodata, is_int, table, quantiles, linear,
-                                needs, results, missing)
+                stats.add(batch.ids, batch.starts, batch.lengths, batch.values)
             done_pixels += window.xsize * window.ysize
             reporter.update(done_pixels / total_pixels)
     collector.check_complete()

@@ -21,12 +21,11 @@ STATISTICS = (
 #: Kernel code of each statistic; percentiles use PERCENTILE.
 STAT_CODES = {name: code for code, name in enumerate(STATISTICS)}
 PERCENTILE = len(STATISTICS)
-#: Statistics that need the values in order.
-ORDER_STATISTICS = {"median", "mode", "minority", "variety"}
 PERCENTILE_METHODS = ("inverted_cdf", "linear")
 DEFAULT_STATISTICS = ("pixcount", "min", "max", "mean", "stddev")
-#: Bits of :meth:`StatPlan.band_needs`.
-NEED_MOMENTS, NEED_ORDER = 1, 2
+#: Bits of :meth:`StatPlan.band_needs`: moments (sum, mean, variance), values at
+#: ranks (median, percentiles), runs of equal values (mode, minority, variety).
+NEED_MOMENTS, NEED_ORDER, NEED_RUNS = 1, 2, 4
 
 
 @dataclass(frozen=True)
@@ -147,13 +146,15 @@ class StatPlan:
         return table
 
     def band_needs(self):
-        """Per band read: NEED_MOMENTS and/or NEED_ORDER bits."""
+        """Per band read: NEED_MOMENTS, NEED_ORDER and NEED_RUNS bits."""
         needs = np.zeros(len(self.bands), dtype=np.int64)
         for column in self.columns:
             if column.stat in ("sum", "mean", "stddev", "variance"):
                 needs[column.band_index] |= NEED_MOMENTS
-            if column.stat in ORDER_STATISTICS or column.stat == "percentile":
+            if column.stat in ("median", "percentile"):
                 needs[column.band_index] |= NEED_ORDER
+            if column.stat in ("mode", "minority", "variety"):
+                needs[column.band_index] |= NEED_RUNS
         return needs
 
     def check_missing_value(self, missing_value):

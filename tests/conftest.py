@@ -64,3 +64,17 @@ def qgis_cli(tmp_path_factory):
 def qgis_process(qgis_cli):
     """Run ``qgis_process.bin --json <args>``: (exit code, parsed JSON or None, output)."""
     return qgis_cli.run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_data_stays_untouched():
+    """No test may write beside the real data (QGIS writes .aux.xml beside rasters it opens)."""
+    def listing():
+        return sorted(
+            os.path.join(root, name) for root, _, names in os.walk(SHARED_DATA) for name in names
+        ) if os.path.isdir(SHARED_DATA) else []
+
+    before = listing()
+    yield
+    added = sorted(set(listing()) - set(before))
+    assert not added, f"tests wrote into the shared data folder: {added}"

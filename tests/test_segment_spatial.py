@@ -199,6 +199,28 @@ def test_separate_gdal_rat_file_and_csv_table(tmp_path, target):
     assert len(lines) == 1 + len(np.unique(seg))
 
 
+def test_zarr_rat_store_target(tmp_path):
+    from tessera.engine.rat import open_rat
+
+    seg = _irregular_segments(36, 40, seed=11)
+    image = np.random.default_rng(12).normal(0, 5, (36, 40)).astype(np.float32)
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", image)
+    store = str(tmp_path / "spatial.zarr")
+    segment_spatial_stats(seg_path, image_path, statistics=["centroid", "edgepixels",
+                                                            "variogram"],
+                          max_lag=2, output_rat=store, window_size=12)
+    assert read_rat(seg_path) == {}
+    with open_rat(store) as rat:
+        assert rat.column_kind("edge_pixels") == "integer"
+        columns = {name: rat.read(name) for name in rat.column_names()}
+    assert list(columns) == ["centroid_x", "centroid_y", "edge_pixels", "gamma_1", "gamma_2"]
+    assert_rat_matches(columns, shape_reference(seg, GEOTRANSFORM),
+                       columns={"centroid_x", "centroid_y", "edge_pixels"})
+    assert_rat_matches(columns, lag_columns(variogram_reference(seg, image, GEOTRANSFORM, 2),
+                                            "gamma"), rtol=1e-6)
+
+
 def test_existing_columns_need_overwrite(tmp_path):
     seg = blocky_segments(20, 20, 5, 4, seed=10)
     seg_path = write_raster(tmp_path / "seg.img", seg, driver="HFA")

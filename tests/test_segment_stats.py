@@ -362,3 +362,15 @@ def test_real_worldview_scene_segmented_by_quantized_values(tmp_path):
     for band in (2, 5, 8):
         expected = reference_stats(seg, data[band - 1], nodata, percentiles=(10, 90))
         assert_columns_match(rat, expected, band)
+
+
+def test_large_result_tables_go_to_a_temporary_file(tmp_path, monkeypatch):
+    from tessera.engine import rat_output
+
+    monkeypatch.setattr(rat_output, "MEMORY_BUDGET", 1024)
+    seg = blocky_segments(60, 60, 4, 4, seed=32)
+    image = _image("uint16", (60, 60), seed=33)
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    segment_stats(seg_path, write_raster(tmp_path / "image.tif", image), statistics=ALL,
+                  window_size=16)
+    assert_columns_match(read_rat(seg_path), reference_stats(seg, image), 1)

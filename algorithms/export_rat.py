@@ -1,0 +1,108 @@
+"""tessera:exportrat — RAT columns (GDAL RAT or Zarr store) to a table."""
+
+import math
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from .base import TesseraAlgorithm
+from .rat_parameters import add_rat_source_parameters, rat_source
+
+#: Rows turned into features at a time (bounds the memory of Python objects).
+FEATURE_BATCH = 10_000
+
+
+class ExportRatAlgorithm(TesseraAlgorithm):
+    NAME = "exportrat"
+    DISPLAY_NAME = "Export RAT to table"
+    GROUP = "Raster attribute tables"
+    GROUP_ID = "rat"
+    REQUIRES = ()
+    HELP = (
+        "Writes columns of a raster attribute table (RAT) to a table without geometry: a "
+        "GeoPackage table, a CSV file, a temporary layer, or any format QGIS writes. The RAT is "
+        "a raster band's GDAL RAT (in the file, or a GeoTIFF's .aux.xml) or a Zarr RAT store. "
+        "One row per RAT row (for a segmentation, row = segment id), with an id field holding "
+        "the row number so the table can be joined to polygons of the segments. The table is "
+        "read block by block, so tables of millions of rows are fine."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        add_rat_source_parameters(self, "exported")
+        self.add(QgsProcessingParameterString("ID_FIELD", "Row number field", "id",
+                                              optional=True),
+                 "Name of the field holding the row number (the segment id); empty: no such "
+                 "field.", advanced=True)
+        self.add(QgsProcessingParameterFeatureSink(
+            "OUTPUT", "Table", QgsProcessing.TypeVector, createByDefault=True),
+            "The table written: e.g. a .gpkg (a table without geometry) or a .csv file.")
+        self.addOutput(QgsProcessingOutputNumber("ROW_COUNT", "Rows written"))
+
+    def process(self, parameters, context, feedback):
+        from ..engine.rat_tools import choose_columns, iter_rat_blocks, open_rat_source
+
+        source, band, columns = rat_source(self, parameters, context)
+        id_field = self.parameterAsString(parameters, "ID_FIELD", context).strip()
+        progress, cancelled = self.engine_callbacks(feedback)
+        with open_rat_source(source, band) as rat:
+            chosen = choose_columns(rat, columns)
+            if id_field in chosen:
+                raise QgsProcessingException(
+                    f"The RAT already has a column '{id_field}': choose another name for the "
+                    "row number field, or leave it empty.")
+            fields = QgsFields()
+            if id_field:
+                fields.append(QgsField(id_field, QVariant.LongLong))
+            for name in chosen:
+                fields.append(QgsField(name, _field_type(rat.column_kind(name),
+                                                         rat.column_dtype(name))))
+            sink, destination = self.parameterAsSink(
+                parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry,
+                QgsCoordinateReferenceSystem())
+            if sink is None:
+                raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
+            rows = 0
+            for block in iter_rat_blocks(rat, chosen, progress=progress, cancelled=cancelled):
+                for offset in range(0, len(block), FEATURE_BATCH):
+                    first = block.start + offset
+                    values = [_plain(block.columns[name][offset:offset + FEATURE_BATCH].tolist())
+                              for name in chosen]
+                    if id_field:
+                        values.insert(0, range(first, first + len(values[0])))
+                    features = []
+                    for row in zip(*values, strict=True):
+                        feature = QgsFeature(fields)
+                        feature.setAttributes(list(row))
+                        features.append(feature)
+                    if not sink.addFeatures(features, QgsFeatureSink.FastInsert):
+                        raise QgsProcessingException(
+                            f"Writing the table failed: {sink.lastError()}")
+                rows += len(block)
+        feedback.pushInfo(f"Exported {len(chosen)} column(s) x {rows} row(s) of {rat.name}.")
+        return {"OUTPUT": destination, "ROW_COUNT": int(rows)}
+
+
+def _field_type(kind, dtype):
+    if kind == "string":
+        return QVariant.String
+    if kind == "real":
+        return QVariant.Double
+    return QVariant.Int if dtype.itemsize < 4 or dtype.kind == "i" and dtype.itemsize == 4 \
+        else QVariant.LongLong
+
+
+def _plain(values):
+    """NaN as NULL (None); everything else as it is."""
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]

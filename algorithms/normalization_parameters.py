@@ -1,0 +1,127 @@
+"""Parameters shared by the radiometric normalization algorithms.
+
+Inputs and output folder, the statistics vector mask, output type, COG,
+threads and the spectral profile plot are declared and read the same way by
+``tessera:globalregression`` and ``tessera:localblockadjustment``.
+"""
+
+import os
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputFolder,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterVectorLayer,
+)
+
+from ..engine.image_set import OUTPUT_DTYPES
+from ..engine.vector_mask import MASK_MODES
+
+DTYPE_CHOICES = ("input",) + OUTPUT_DTYPES
+
+
+def enum(name, description, options, default, multiple=False, optional=False):
+    parameter = QgsProcessingParameterEnum(name, description, options=list(options),
+                                           allowMultiple=multiple, defaultValue=default,
+                                           optional=optional)
+    parameter.setUsesStaticStrings(True)
+    return parameter
+
+
+def add_inputs(algorithm, suffix):
+    algorithm.add(QgsProcessingParameterMultipleLayers("INPUTS", "Input images",
+                                                       QgsProcessing.TypeRaster),
+                  "Overlapping rasters with the same CRS, bands and nodata value (file-based "
+                  "GDAL rasters). Pixel grids may differ.")
+    algorithm.add(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"),
+                  f"Outputs are written here as &lt;input base name&gt;{suffix}.tif; an output "
+                  "that would overwrite an input is an error.")
+
+
+def add_mask(algorithm):
+    algorithm.add(QgsProcessingParameterVectorLayer(
+        "VECTOR_MASK", "Vector mask for statistics", [QgsProcessing.TypeVectorPolygon],
+        optional=True),
+        "Optional polygons limiting the pixels used for statistics (pixel centres inside); the "
+        "correction is still applied to every pixel.")
+    algorithm.add(enum("MASK_MODE", "Mask mode", MASK_MODES, "include"),
+                  "include: only pixels inside the polygons feed the statistics; exclude: only "
+                  "pixels outside them.")
+    algorithm.add(QgsProcessingParameterField("MASK_FIELD", "Mask image-name field", None,
+                                              "VECTOR_MASK", optional=True),
+                  "Optional field of the mask: an image uses only the features whose value "
+                  "contains the image's base name.", advanced=True)
+
+
+def add_output_options(algorithm):
+    algorithm.add(enum("OUTPUT_DTYPE", "Output data type", DTYPE_CHOICES, "input"),
+                  "input: the input's type. Integer outputs are rounded and clamped to the "
+                  "type's range; nodata stays nodata and a valid pixel never becomes nodata.")
+    algorithm.add(QgsProcessingParameterBoolean("COG", "Cloud-Optimized GeoTIFF", False),
+                  "Write Cloud-Optimized GeoTIFFs (GDAL's COG driver, with overviews) instead "
+                  "of tiled GeoTIFFs.")
+    algorithm.add(QgsProcessingParameterNumber(
+        "THREADS", "Threads", QgsProcessingParameterNumber.Integer, 0, minValue=0),
+        "Worker threads over images and windows; 0: one per CPU core.", advanced=True)
+    algorithm.add(QgsProcessingParameterFileDestination(
+        "PROFILE_PLOT", "Spectral profile plot", "PNG files (*.png)", optional=True,
+        createByDefault=False),
+        "Optional PNG of every image's per-band mean before (dashed) and after (solid) the "
+        "correction (needs matplotlib).")
+    algorithm.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", "Written images"))
+    algorithm.addOutput(QgsProcessingOutputFolder("OUTPUT_FOLDER", "Output folder"))
+
+
+def input_paths(algorithm, parameters, context, name="INPUTS"):
+    """File paths of the rasters of a multiple-layer parameter (GDAL, file-based)."""
+    layers = algorithm.parameterAsLayerList(parameters, name, context) or []
+    paths = []
+    for layer in layers:
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"The layer {layer.name()} for {name} is not a GDAL raster (provider "
+                f"'{layer.providerType()}'): Tessera reads rasters with GDAL.")
+        paths.append(layer.source().split("|")[0])
+    return paths
+
+
+def mask_arguments(algorithm, parameters, context):
+    """``vector_mask``, ``mask_mode`` and ``mask_field`` for the engine."""
+    layer = algorithm.parameterAsVectorLayer(parameters, "VECTOR_MASK", context)
+    if layer is None:
+        return {}
+    if layer.providerType() != "ogr":
+        raise QgsProcessingException(
+            f"The vector mask {layer.name()} is not a file-based layer (provider "
+            f"'{layer.providerType()}'); save it to a file (e.g. GeoPackage) first.")
+    return {"vector_mask": layer.source(),
+            "mask_mode": algorithm.parameterAsEnumString(parameters, "MASK_MODE", context),
+            "mask_field": algorithm.parameterAsString(parameters, "MASK_FIELD", context) or None}
+
+
+def output_arguments(algorithm, parameters, context):
+    """``output_dtype``, ``cog``, ``threads`` and ``profile_plot`` for the engine."""
+    dtype = algorithm.parameterAsEnumString(parameters, "OUTPUT_DTYPE", context)
+    plot = algorithm.parameterAsFileOutput(parameters, "PROFILE_PLOT", context) or None
+    if plot and not plot.lower().endswith(".png"):
+        plot += ".png"
+    return {"output_dtype": None if dtype in ("", "input") else dtype,
+            "cog": algorithm.parameterAsBool(parameters, "COG", context),
+            "threads": algorithm.parameterAsInt(parameters, "THREADS", context) or None,
+            "profile_plot": plot}
+
+
+def output_folder(algorithm, parameters, context):
+    folder = algorithm.parameterAsString(parameters, "OUTPUT_FOLDER", context)
+    if not folder:
+        raise QgsProcessingException("No output folder given.")
+    os.makedirs(folder, exist_ok=True)
+    return folder

@@ -1,0 +1,48 @@
+"""The RAT source parameters shared by the RAT tools: a raster layer with a
+band, or a Zarr RAT store."""
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+
+from .base import raster_source
+
+
+def add_rat_source_parameters(algorithm, role="read"):
+    """Add INPUT_RASTER, INPUT_BAND, INPUT_STORE and COLUMNS to ``algorithm``."""
+    algorithm.add(QgsProcessingParameterRasterLayer("INPUT_RASTER", "Raster with a RAT",
+                                                    optional=True),
+                  f"A raster whose band's raster attribute table (RAT) is {role} (its "
+                  ".aux.xml for a GeoTIFF). Give either this or a Zarr RAT store.")
+    algorithm.add(QgsProcessingParameterBand("INPUT_BAND", "Band", 1, "INPUT_RASTER",
+                                             optional=True),
+                  "Band of the raster whose RAT is used (default 1).", advanced=True)
+    algorithm.add(QgsProcessingParameterFile("INPUT_STORE", "Zarr RAT store",
+                                             behavior=QgsProcessingParameterFile.Folder,
+                                             optional=True),
+                  "A Zarr RAT store: a folder ending .zarr, or an s3://bucket/prefix URL "
+                  "(S3-compatible servers: set AWS_ENDPOINT_URL). Give either this or a raster.")
+    algorithm.add(QgsProcessingParameterString("COLUMNS", "Columns", "", optional=True),
+                  "Comma-separated column names in the order wanted, e.g. b1_mean,b1_median; "
+                  "empty: every column.")
+
+
+def rat_source(algorithm, parameters, context):
+    """``(source, band, columns)`` from the parameters added above."""
+    store = algorithm.parameterAsFile(parameters, "INPUT_STORE", context)
+    has_raster = parameters.get("INPUT_RASTER") not in (None, "")
+    if bool(store) == has_raster:
+        raise QgsProcessingException(
+            "Give either a raster with a RAT (INPUT_RASTER) or a Zarr RAT store (INPUT_STORE).")
+    columns = algorithm.parameterAsString(parameters, "COLUMNS", context)
+    columns = [name.strip() for name in columns.split(",") if name.strip()]
+    if store:  # a store whatever its name, not a raster
+        from ..engine.store_location import store_location
+
+        return store_location(store), 1, columns
+    band = algorithm.parameterAsInt(parameters, "INPUT_BAND", context) or 1
+    return raster_source(algorithm, parameters, "INPUT_RASTER", context), band, columns

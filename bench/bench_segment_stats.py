@@ -1,0 +1,301 @@
+"""Benchmark: per-segment statistics against a raw GDAL read of the same rasters.
+
+Generates (once, under bench/output/) a 10000 x 10000 uint16 image (1 and 4 bands; tiled
+GeoTIFF, DEFLATE unless `--uncompressed`) and a uint32 segmentation with about 1,000,000
+segments numbered in random order (an HFA file with a Histogram column, and a GeoTIFF
+without), then times in this script:
+
+1. a raw GDAL read of both rasters, window by window, in one thread;
+2. Tessera's segment_stats with pixcount, min, max, mean, stddev, median, mode, p25, p75,
+   writing a RAT file: with the histogram, without it (counting pass), and with 4 bands;
+3. optionally pyshepseg's calcPerSegmentStatsTiled on the same files, in its own
+   interpreter (`--pyshepseg PYTHON FOLDER`; not part of Tessera);
+
+and prints the ratios to the raw read, the peak RSS, and the first-call cost of numba with
+a cold and a warm cache (fresh interpreters).
+
+    .venv/bin/python bench/bench_segment_stats.py [--size 10000] [--uncompressed] \
+        [--pyshepseg /work/peers/venv/bin/python /work/peers/pyshepseg]
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+from osgeo import gdal
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "demo"))
+from qgis_cli import plugin_folder  # noqa: E402
+
+PLUGINS = plugin_folder()
+sys.path.insert(0, PLUGINS)
+from tessera.engine import segment_stats  # noqa: E402
+from tessera.engine.raster_io import create_raster  # noqa: E402
+
+STATISTICS = ["pixcount", "min", "max", "mean", "stddev", "median", "mode"]
+PERCENTILES = (25, 75)
+STRIP = 512
+
+
+def generate(folder, size, bands, compressed):
+    """Write the segmentations and the image (if missing); return their paths.
+
+    Segments are ragged ~10 x 10 pixel blocks, every id from 1 to the count present,
+    numbered in random order. The segmentation is written twice: a tiled GeoTIFF without
+    histogram, and an HFA file (RLE-compressed, as segmentation tools write them) with a
+    Histogram column.
+    """
+    os.makedirs(folder, exist_ok=True)
+    tag = f"{size}_{'deflate' if compressed else 'raw'}"
+    seg_tif = os.path.join(folder, f"segments_{tag}.tif")
+    seg_img = os.path.join(folder, f"segments_{size}.img")
+    image_path = os.path.join(folder, f"image_{tag}_{bands}b.tif")
+    options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=YES"]
+    if compressed:
+        options += ["COMPRESS=DEFLATE", "PREDICTOR=2"]
+    rng = np.random.default_rng(42)
+    block = 10
+    wander_r = np.cumsum(rng.integers(-1, 2, size)) % block   # ragged segment edges
+    wander_c = np.cumsum(rng.integers(-1, 2, size)) % block
+    per_row = size // block + 2
+    used = np.zeros(per_row * per_row, bool)
+    for row0 in range(0, size, STRIP):
+        used[_grid(np.arange(row0, min(size, row0 + STRIP)), size, wander_r, wander_c, block,
+                   per_row)] = True
+    count = int(used.sum())
+    ids = np.zeros(len(used), np.uint32)
+    ids[used] = rng.permutation(count) + 1                     # random order, none missing
+    level = rng.integers(200, 60000, len(used)).astype(np.float64)  # brightness per segment
+    if not os.path.exists(seg_tif):
+        print(f"generating {seg_tif} ...", flush=True)
+        dataset = create_raster(seg_tif, size, size, 1, np.uint32, options=options)
+        for row0 in range(0, size, STRIP):
+            rows = np.arange(row0, min(size, row0 + STRIP))
+            grid = _grid(rows, size, wander_r, wander_c, block, per_row)
+            dataset.GetRasterBand(1).WriteArray(ids[grid], 0, int(row0))
+        dataset = None
+    if not os.path.exists(seg_img):
+        print(f"generating {seg_img} ...", flush=True)
+        gdal.Translate(seg_img, seg_tif, format="HFA", creationOptions=["COMPRESSED=YES"])
+        counts = np.zeros(count + 1, np.float64)
+        dataset = gdal.Open(seg_tif)
+        for row0 in range(0, size, STRIP):
+            tile = dataset.ReadAsArray(0, row0, size, min(STRIP, size - row0))
+            counts += np.bincount(tile.ravel(), minlength=count + 1)
+        dataset = gdal.Open(seg_img, gdal.GA_Update)
+        rat = dataset.GetRasterBand(1).GetDefaultRAT()
+        rat.SetRowCount(count + 1)
+        rat.CreateColumn("Histogram", gdal.GFT_Real, gdal.GFU_PixelCount)
+        rat.WriteArray(counts, rat.GetColumnCount() - 1)
+        rat = dataset = None
+    if not os.path.exists(image_path):
+        print(f"generating {image_path} ...", flush=True)
+        dataset = create_raster(image_path, size, size, bands, np.uint16, nodata=0,
+                                options=options + ["INTERLEAVE=PIXEL"])
+        noise = np.random.default_rng(7)
+        for row0 in range(0, size, STRIP):
+            rows = np.arange(row0, min(size, row0 + STRIP))
+            grid = _grid(rows, size, wander_r, wander_c, block, per_row)
+            for band in range(bands):
+                values = level[grid] * (1 + 0.1 * band) + noise.normal(0, 40, grid.shape)
+                values = np.clip(values, 1, 65535).astype(np.uint16)
+                dataset.GetRasterBand(band + 1).WriteArray(values, 0, int(row0))
+        dataset = None
+    return seg_tif, seg_img, image_path
+
+
+def _grid(rows, size, wander_r, wander_c, block, per_row):
+    cols = np.arange(size)
+    grid_r = (rows[:, None] + wander_r[None, :]) // block
+    grid_c = (cols[None, :] + wander_c[rows][:, None]) // block
+    return grid_r * per_row + grid_c
+
+
+class PeakRss:
+    """Peak resident memory of this process while the block runs (sampled)."""
+
+    def __enter__(self):
+        self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def _rss():
+    with open("/proc/self/statm") as stream:
+        return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def raw_read(*paths):
+    """Read every band of every raster window by window (one thread)."""
+    started = time.perf_counter()
+    total = 0
+    for path in paths:
+        dataset = gdal.Open(path)
+        for row0 in range(0, dataset.RasterYSize, STRIP):
+            rows = min(STRIP, dataset.RasterYSize - row0)
+            data = dataset.ReadAsArray(0, row0, dataset.RasterXSize, rows)
+            total += int(data.size)
+    return time.perf_counter() - started, total
+
+
+def run_tessera(seg_path, image_path, folder, bands=None):
+    """segment_stats into a separate RAT file (the inputs stay as they are)."""
+    rat = os.path.join(folder, "bench_rat.img")
+    if os.path.exists(rat):
+        os.remove(rat)
+    started = time.perf_counter()
+    with PeakRss() as peak:
+        result = segment_stats(seg_path, image_path, statistics=STATISTICS, bands=bands,
+                               percentiles=PERCENTILES, output_rat=rat)
+    return time.perf_counter() - started, peak.peak, result
+
+
+PYSHEPSEG_RUN = """
+import sys, time
+sys.path.insert(0, {folder!r})
+import peer_compat  # the peer folder's shim (see its README)
+from pyshepseg import tilingstats
+from osgeo import gdal
+selection = {selection!r}
+tilingstats.calcPerSegmentStatsTiled({tiny_image!r}, 1, {tiny_seg!r}, selection)  # compile
+started = time.perf_counter()
+tilingstats.calcPerSegmentStatsTiled({image!r}, 1, {seg!r}, selection)
+print("SECONDS", time.perf_counter() - started)
+"""
+
+
+def run_pyshepseg(python, folder, seg_img, image_path, workdir):
+    """pyshepseg's calcPerSegmentStatsTiled in its own interpreter (it needs scikit-learn),
+    on a fresh copy of the HFA segmentation (it writes into the segment file's RAT)."""
+    seg_copy = os.path.join(workdir, "segments_pyshepseg.img")
+    gdal.GetDriverByName("HFA").CopyFiles(seg_copy, seg_img)
+    tiny_seg = os.path.join(workdir, "tiny_pyshepseg.img")
+    gdal.Translate(tiny_seg, seg_img, format="HFA", srcWin=[0, 0, 200, 200])
+    _histogram(tiny_seg)
+    tiny_image = os.path.join(workdir, "tiny_pyshepseg_image.tif")
+    gdal.Translate(tiny_image, image_path, srcWin=[0, 0, 200, 200])
+    selection = [("b1_" + s, s) for s in STATISTICS] + [
+        (f"b1_p{p}", "percentile", p) for p in PERCENTILES]
+    script = PYSHEPSEG_RUN.format(folder=folder, selection=selection, tiny_image=tiny_image,
+                                  tiny_seg=tiny_seg, image=image_path, seg=seg_copy)
+    done = subprocess.run([python, "-c", script], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"pyshepseg failed: {done.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return float(done.stdout.split("SECONDS")[1]), peak
+
+
+def _histogram(path):
+    """A Histogram column with every id of a small HFA file, ids made dense from 1."""
+    dataset = gdal.Open(path, gdal.GA_Update)
+    band = dataset.GetRasterBand(1)
+    data = band.ReadAsArray()
+    _, dense = np.unique(data, return_inverse=True)
+    band.WriteArray((dense.reshape(data.shape) + 1).astype(np.uint32))
+    counts = np.bincount(dense + 1).astype(np.float64)
+    rat = gdal.RasterAttributeTable()
+    rat.SetRowCount(len(counts))
+    rat.CreateColumn("Histogram", gdal.GFT_Real, gdal.GFU_PixelCount)
+    rat.WriteArray(counts, 0)
+    band.SetDefaultRAT(rat)
+    rat = band = dataset = None
+
+
+def jit_start(cache_dir, seg_path, image_path):
+    """Seconds for import + first call on a tiny case in a fresh interpreter."""
+    script = (
+        "import sys, time; t = time.perf_counter(); "
+        f"sys.path.insert(0, {PLUGINS!r}); "
+        "from tessera.engine import segment_stats; "
+        f"segment_stats({seg_path!r}, {image_path!r}, statistics={STATISTICS!r}, "
+        f"percentiles={PERCENTILES!r}, output_rat={os.path.join(cache_dir, 'r.img')!r}, "
+        "overwrite=True); "
+        "print(time.perf_counter() - t)"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def tiny_case(folder):
+    from tessera.engine.raster_io import write_array
+
+    seg = (np.arange(400).reshape(20, 20) // 7 + 1).astype(np.uint32)
+    image = np.arange(400).reshape(20, 20).astype(np.uint16)
+    return (write_array(os.path.join(folder, "tiny_seg.tif"), seg),
+            write_array(os.path.join(folder, "tiny_img.tif"), image))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=10000)
+    parser.add_argument("--uncompressed", action="store_true")
+    parser.add_argument("--pyshepseg", nargs=2, metavar=("PYTHON", "FOLDER"),
+                        help="a Python and the folder holding the pyshepseg package (peer)")
+    parser.add_argument("--output", default=os.path.join(HERE, "output"))
+    args = parser.parse_args()
+    compressed = not args.uncompressed
+    seg_tif, seg_img, image_path = generate(args.output, args.size, 1, compressed)
+    _, _, image4_path = generate(args.output, args.size, 4, compressed)
+    work = tempfile.mkdtemp(prefix="tessera-bench-")
+    try:
+        print(f"\n{args.size} x {args.size} uint16 image ({'DEFLATE' if compressed else 'plain'}"
+              f" tiled GeoTIFF), uint32 segments; {os.cpu_count()} CPUs")
+        segment_stats(*tiny_case(work), statistics=STATISTICS, percentiles=PERCENTILES,
+                      output_rat=os.path.join(work, "warm.img"))  # compile outside timings
+        raw, _ = raw_read(seg_img, image_path)
+        print(f"raw GDAL read: HFA segments + image       {raw:7.2f} s")
+        seconds, peak, result = run_tessera(seg_img, image_path, work)
+        print(f"Tessera, histogram in the RAT ({result.segment_count} segments)"
+              f"\n                                           {seconds:7.2f} s  ratio "
+              f"{seconds / raw:5.2f}  peak RSS {peak / 2**20:5.0f} MB")
+        raw_tif, _ = raw_read(seg_tif, image_path)
+        seconds_tif, peak_tif, result = run_tessera(seg_tif, image_path, work)
+        print(f"raw GDAL read: GeoTIFF segments + image   {raw_tif:7.2f} s")
+        print(f"Tessera, no histogram (counting pass)     {seconds_tif:7.2f} s  ratio "
+              f"{seconds_tif / raw_tif:5.2f}  peak RSS {peak_tif / 2**20:5.0f} MB")
+        raw4, _ = raw_read(seg_img, image4_path)
+        seconds4, peak4, _ = run_tessera(seg_img, image4_path, work)
+        print(f"raw GDAL read: segments + 4-band image    {raw4:7.2f} s")
+        print(f"Tessera, 4 bands                          {seconds4:7.2f} s  ratio "
+              f"{seconds4 / raw4:5.2f}  peak RSS {peak4 / 2**20:5.0f} MB  "
+              f"4 bands / 1 band {seconds4 / seconds:4.2f}")
+        if args.pyshepseg:
+            peer, peer_peak = run_pyshepseg(*args.pyshepseg, seg_img, image_path, work)
+            print(f"pyshepseg calcPerSegmentStatsTiled        {peer:7.2f} s  ratio "
+                  f"{peer / raw:5.2f}  peak RSS {peer_peak / 2**20:5.0f} MB  "
+                  f"(Tessera {peer / seconds:4.1f}x faster)")
+        cache = os.path.join(work, "numba-cache")
+        os.makedirs(cache)
+        tiny = tiny_case(work)
+        cold = jit_start(cache, *tiny)
+        warm = jit_start(cache, *tiny)
+        print(f"import + first call, cold numba cache     {cold:7.2f} s")
+        print(f"import + first call, warm numba cache     {warm:7.2f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

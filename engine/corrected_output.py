@@ -1,0 +1,220 @@
+"""Writing corrected images: windowed, parallel over images and windows.
+
+:func:`write_corrected_images` reads every image window by window, lets a
+correction fill float64 values, converts them to the output type with
+:func:`~.normalization_kernels.store_output` (rounding, clamping, nodata kept)
+and writes them to a temporary GeoTIFF beside the output, renamed (or
+converted to a Cloud-Optimized GeoTIFF) only when everything succeeded: a
+failed or cancelled run leaves no half-written output.
+"""
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from .errors import CancelledError, TesseraError
+from .parallel import run_in_threads, split_evenly
+from .raster_io import TileReader, create_raster, gdal_quiet, plan_windows
+
+#: Pixels per window of the corrections (float64 work arrays for every band).
+CORRECTION_WINDOW_PIXELS = 1 << 20
+
+
+def compression_options(dtype, driver="GTiff"):
+    """Fast lossless compression for large outputs: ZSTD level 1 with a predictor
+    (several times faster than DEFLATE at the same size), DEFLATE where this GDAL
+    has no ZSTD."""
+    options = gdal.GetDriverByName(driver).GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
+    floating = np.dtype(dtype).kind == "f"
+    if driver == "COG":
+        codec = ["COMPRESS=ZSTD", "LEVEL=1"] if "ZSTD" in options else ["COMPRESS=DEFLATE"]
+        return codec + ["PREDICTOR=YES", "BIGTIFF=IF_SAFER"]
+    codec = ["COMPRESS=ZSTD", "ZSTD_LEVEL=1"] if "ZSTD" in options else ["COMPRESS=DEFLATE"]
+    return ["TILED=YES", *codec, f"PREDICTOR={3 if floating else 2}", "BIGTIFF=IF_SAFER"]
+
+
+@dataclass(frozen=True)
+class OutputRange:
+    """How float results become pixels of the output type."""
+
+    dtype: np.dtype
+    lo: float
+    hi: float
+    is_int: bool
+    nodata: float
+    has_nodata: bool
+    nodata_up: float
+    nodata_down: float
+
+
+def output_range(dtype, nodata):
+    """The :class:`OutputRange` of ``dtype`` with ``nodata`` (None: no nodata)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi, is_int = float(info.min), float(info.max), True
+    else:
+        info = np.finfo(dtype)
+        lo, hi, is_int = float(info.min), float(info.max), False
+    if nodata is None or nodata != nodata:
+        value = float("nan") if nodata is not None else 0.0
+        return OutputRange(dtype, lo, hi, is_int, value, nodata is not None, value, value)
+    nodata = float(nodata)
+    if is_int:
+        up, down = nodata + 1, nodata - 1
+    else:
+        typed = dtype.type(nodata)
+        up = float(np.nextafter(typed, dtype.type(np.inf)))
+        down = float(np.nextafter(typed, dtype.type(-np.inf)))
+    up = up if up <= hi else down
+    down = down if down >= lo else up
+    return OutputRange(dtype, lo, hi, is_int, nodata, True, up, down)
+
+
+@dataclass
+class CorrectionJob:
+    """One image to correct: ``correct(window, tile, values, valid, input_sums)``
+    fills ``values`` (float64) and ``valid`` (uint8) of shape (bands, rows, cols)
+    and adds each band's valid input values to ``input_sums``."""
+
+    image: object
+    output_path: str
+    correct: object
+
+
+@dataclass
+class CorrectedImage:
+    """A written output with the mean of its valid pixels per band, before and after."""
+
+    path: str
+    means_before: list
+    means_after: list
+
+
+class OutputRaster:
+    """A GeoTIFF being written to a temporary name; :meth:`finish` publishes it."""
+
+    def __init__(self, path, image, value_range, cog):
+        self.path = os.fspath(path)
+        folder, base = os.path.split(self.path)
+        os.makedirs(folder or ".", exist_ok=True)
+        self.temporary = os.path.join(folder, f".{base}.partial.tif")
+        self.cog = cog
+        self.dtype = value_range.dtype
+        self.lock = threading.Lock()
+        nodata = value_range.nodata if value_range.has_nodata else None
+        self.dataset = create_raster(self.temporary, image.width, image.height, image.bands,
+                                     value_range.dtype, image.geotransform, image.crs_wkt,
+                                     nodata, options=compression_options(value_range.dtype))
+
+    def write(self, window, array):
+        with self.lock:  # all bands at once: pixel-interleaved tiles are written whole
+            if self.dataset.WriteArray(array, window.xoff, window.yoff) != 0:
+                raise TesseraError(f"Writing {self.path} failed: {gdal.GetLastErrorMsg()}")
+
+    def finish(self, threads=1, cancelled=None):
+        self.dataset.FlushCache()
+        self.dataset = None
+        for stale in (self.path + ".aux.xml",):
+            if os.path.exists(stale):
+                os.remove(stale)
+        if not self.cog:
+            os.replace(self.temporary, self.path)
+            return self.path
+
+        def callback(_fraction, _message, _data):
+            return 0 if cancelled is not None and cancelled() else 1
+
+        with gdal_quiet():
+            options = compression_options(self.dtype, "COG")
+            made = gdal.Translate(self.path, self.temporary, format="COG",
+                                  creationOptions=options + [f"NUM_THREADS={max(1, threads)}"],
+                                  callback=callback)
+        if made is None:
+            if os.path.exists(self.path):
+                gdal.Unlink(self.path)
+            if cancelled is not None and cancelled():
+                raise CancelledError()
+            raise TesseraError(f"Cannot write the Cloud-Optimized GeoTIFF {self.path}: "
+                               f"{gdal.GetLastErrorMsg()}")
+        made = None
+        os.remove(self.temporary)
+        return self.path
+
+    def discard(self):
+        self.dataset = None
+        for path in (self.temporary, self.temporary + ".aux.xml"):
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
+                           window_size=None):
+    """Correct every job's image into its output; returns :class:`CorrectedImage` list.
+
+    Work is cut into pieces of consecutive windows (several per image when
+    there are fewer images than threads) run on ``threads`` threads.
+    """
+    from .normalization_kernels import store_output
+
+    value_range = output_range(dtype, nodata)
+    outputs = []
+    try:
+        for job in jobs:
+            outputs.append(OutputRaster(job.output_path, job.image, value_range, cog))
+        tasks = []
+        owners = []
+        parts = max(1, math.ceil(threads / max(1, len(jobs))))
+        for index, (job, output) in enumerate(zip(jobs, outputs, strict=True)):
+            windows = plan_windows(output.dataset, 1, CORRECTION_WINDOW_PIXELS, window_size)
+            for run in split_evenly(windows, parts):
+                weight = sum(w.xsize * w.ysize for w in run)
+                tasks.append((_correction_task(job, output, run, value_range, store_output),
+                              weight))
+                owners.append(index)
+        totals = run_in_threads(tasks, threads, reporter)
+        reporter.check()
+        results = []
+        for index, job in enumerate(jobs):
+            mine = [t for t, owner in zip(totals, owners, strict=True) if owner == index]
+            summed = np.sum(mine, axis=0) if mine else np.zeros((3, job.image.bands))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                before = summed[0] / summed[2]
+                after = summed[1] / summed[2]
+            results.append(CorrectedImage(job.output_path, [float(v) for v in before],
+                                          [float(v) for v in after]))
+        finish_tasks = [(lambda tick, out=out: out.finish(1, reporter.is_cancelled), 1)
+                        for out in outputs]
+        run_in_threads(finish_tasks, threads, reporter)
+        return results
+    except BaseException:
+        for output in outputs:
+            output.discard()
+        raise
+
+
+def _correction_task(job, output, windows, value_range, store_output):
+    bands = list(range(1, job.image.bands + 1))
+    r = value_range
+
+    def task(tick):
+        totals = np.zeros((3, job.image.bands), np.float64)
+        with TileReader([(job.image.path, bands, None)], windows, threads=1, depth=2) as reader:
+            for window, (tile,) in reader:
+                tick(0)
+                shape = tile.shape
+                values = np.empty(shape, np.float64)
+                valid = np.empty(shape, np.uint8)
+                job.correct(window, tile, values, valid, totals[0])
+                out = np.empty(shape, r.dtype)
+                store_output(values, valid, out, r.lo, r.hi, r.is_int, r.nodata, r.has_nodata,
+                             r.nodata_up, r.nodata_down, totals[1], totals[2])
+                output.write(window, out)
+                tick(window.xsize * window.ysize)
+        return totals
+
+    return task

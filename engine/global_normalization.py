@@ -1,0 +1,224 @@
+"""Global regression: a scale and offset per image and band so overlaps agree.
+
+    from tessera.engine import global_regression
+    result = global_regression(["a.tif", "b.tif", "c.tif"], "out/",
+                               model_images=["a"], save_adjustments="out/adjustments.json")
+
+Statistics (exact, windowed, parallel) of every image and every overlapping
+pair feed one linear least-squares system per band
+(:mod:`.regression_model`), anchored at the model images' own radiometry;
+``a·x + b`` is then applied to every valid pixel of every image, written to
+``<output folder>/<name>_Global.tif``. The contract is
+``shared/design/NORMALIZATION.md``.
+"""
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .dependencies import require
+from .errors import TesseraError
+from .image_set import image_name, open_image_set, output_dtype_for, output_paths
+from .progress import Progress
+
+MODEL_MODES = ("include", "exclude")
+GLOBAL_SUFFIX = "_Global"
+
+
+@dataclass
+class GlobalRegressionResult:
+    """What :func:`global_regression` computed and wrote."""
+
+    outputs: list
+    names: list
+    model_images: list
+    adjustments: dict  # name -> [{"scale", "offset"} per band]
+    whole_stats: dict  # name -> Moments
+    overlap_stats: dict  # (name_i, name_j) -> (Moments of i, Moments of j)
+    unadjusted: list
+    loaded: list
+    means_before: dict
+    means_after: dict
+    adjustments_file: str = None
+    profile_plot: str = None
+    timings: dict = field(default_factory=dict)
+
+
+def default_threads():
+    """Worker threads when the caller does not say: one per CPU core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def check_factor(value, name):
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise TesseraError(f"The {name} must be a finite number >= 0; got {value}.")
+    return value
+
+
+def choose_model_images(names, model_images, mode):
+    """The model image names: all, the listed ones (include) or the others (exclude)."""
+    if mode not in MODEL_MODES:
+        raise TesseraError(f"Unknown model image mode '{mode}'; use 'include' or 'exclude'.")
+    listed = [image_name(item) for item in (model_images or [])]
+    unknown = [item for item in listed if item not in names]
+    if unknown:
+        raise TesseraError(f"Model image(s) {', '.join(unknown)} are not among the input images "
+                           f"({', '.join(names)}); give them by file or base name.")
+    if not listed:
+        return list(names)
+    chosen = [n for n in names if (n in listed) == (mode == "include")]
+    if not chosen:
+        raise TesseraError("Excluding every image leaves no model image: at least one image "
+                           "must anchor the regression.")
+    return chosen
+
+
+def check_not_an_input(path, image_set, role):
+    if path and os.path.realpath(path) in {os.path.realpath(i.path) for i in image_set.images}:
+        raise TesseraError(f"The {role} {path} is one of the input images; choose another path.")
+
+
+def global_regression(inputs, output_folder, model_images=None, model_mode="include",
+                      mean_factor=1.0, std_factor=1.0, vector_mask=None, mask_mode="include",
+                      mask_field=None, save_adjustments=None, load_adjustments=None,
+                      output_dtype=None, cog=False, weight_by_overlap_size=True, nodata=None,
+                      profile_plot=None, threads=None, window_size=None, progress=None,
+                      cancelled=None, log=None):
+    """Normalize ``inputs`` (paths) into ``output_folder`` by global regression.
+
+    ``model_images`` (names or paths) with ``model_mode`` "include" or
+    "exclude" choose the images anchoring the solution (default all).
+    ``mean_factor``/``std_factor`` weight the overlap rows;
+    ``weight_by_overlap_size`` weights each pair by its pixel count (as the
+    paper and spectralmatch 1.0), otherwise by 1 (as spectralmatch 1.6).
+    ``vector_mask`` (a polygon file) with ``mask_mode`` and ``mask_field``
+    limits the pixels feeding the statistics. ``save_adjustments`` /
+    ``load_adjustments`` are JSON paths (loaded statistics are reused for the
+    images they describe). ``output_dtype`` None keeps the input type;
+    ``cog`` writes Cloud-Optimized GeoTIFFs; ``profile_plot`` a PNG of the
+    band means before and after. ``threads`` (default: CPU cores) run images
+    and windows in parallel. Returns a :class:`GlobalRegressionResult`.
+    """
+    require("numba", purpose="Global regression")
+    from .adjustment_file import load_adjustments as read_adjustments
+    from .adjustment_file import save_adjustments as write_adjustments
+    from .corrected_output import CorrectionJob, write_corrected_images
+    from .normalization_kernels import linear_correction
+    from .overlap import find_overlaps
+    from .overlap_statistics import image_statistics, pair_statistics
+    from .regression_model import solve_global_model
+    from .vector_mask import VectorMask
+
+    started = time.perf_counter()
+    timings = {}
+    say = log or (lambda message: None)
+    reporter = Progress(progress, cancelled)
+    threads = default_threads() if not threads else max(1, int(threads))
+    image_set = open_image_set(inputs, 2, nodata)
+    images, names, bands = image_set.images, image_set.names, image_set.bands
+    dtype = output_dtype_for(image_set, output_dtype)
+    outputs = output_paths(output_folder, image_set, GLOBAL_SUFFIX)
+    for path, role in ((save_adjustments, "adjustments file"), (profile_plot, "profile plot")):
+        check_not_an_input(path, image_set, role)
+    mean_factor = check_factor(mean_factor, "mean factor")
+    std_factor = check_factor(std_factor, "std factor")
+    model = choose_model_images(names, model_images, model_mode)
+    mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
+    masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in images]
+    overlaps = find_overlaps(images)
+    if not overlaps:
+        raise TesseraError("No two input images overlap: global regression matches images "
+                           "through their overlaps (" + ", ".join(names) + ").")
+    loaded = read_adjustments(load_adjustments, bands) if load_adjustments else None
+
+    whole, pair_stats, reused = {}, {}, []
+    if loaded is not None:
+        ignored = sorted(set(loaded.whole) - set(names))
+        if ignored:
+            say(f"The adjustments file describes images that are not inputs, ignored: "
+                f"{', '.join(ignored)}.")
+        for name in names:
+            if name in loaded.whole:
+                whole[name] = loaded.whole[name]
+                reused.append(name)
+    to_measure = []
+    for overlap in overlaps:
+        key = (names[overlap.i], names[overlap.j])
+        if key[0] in whole and key[1] in whole and loaded is not None:
+            if key in loaded.overlaps and key[::-1] in loaded.overlaps:
+                pair_stats[key] = (loaded.overlaps[key], loaded.overlaps[key[::-1]])
+            continue  # both known: the file says whether they overlap
+        to_measure.append(overlap)
+    if reused:
+        say(f"Statistics reused from {loaded.path} for: {', '.join(reused)}.")
+
+    reporter.phase(0.0, 0.2, "Whole-image statistics")
+    missing = [index for index, name in enumerate(names) if name not in whole]
+    measured = image_statistics([images[i] for i in missing], image_set.nodata,
+                                [masks[i] for i in missing], reporter, threads, window_size)
+    for index, moments in zip(missing, measured, strict=True):
+        whole[names[index]] = moments
+    reporter.phase(0.2, 0.45, "Overlap statistics")
+    measured = pair_statistics(images, to_measure, image_set.nodata, masks, reporter, threads,
+                               window_size)
+    for overlap, moments in zip(to_measure, measured, strict=True):
+        pair_stats[(names[overlap.i], names[overlap.j])] = moments
+    timings["statistics"] = time.perf_counter() - started
+    for name in model:
+        empty = [b + 1 for b in range(bands) if whole[name].counts[b] == 0]
+        if empty:
+            raise TesseraError(f"The model image {name} has no valid pixel for statistics in "
+                               f"band(s) {', '.join(map(str, empty))} (nodata everywhere, or "
+                               "the vector mask leaves nothing).")
+
+    reporter.phase(0.45, 0.5, "Solving the regression")
+    solution = solve_global_model(names, model, whole, pair_stats, bands, mean_factor,
+                                  std_factor, weight_by_overlap_size)
+    for name in solution.unconstrained:
+        say(f"{name} is not a model image and overlaps no model image: kept unchanged "
+            "(scale 1, offset 0).")
+
+    reporter.phase(0.5, 0.97, "Applying the adjustments")
+    nodata_value = 0.0 if image_set.nodata is None else float(image_set.nodata)
+    has_nodata = image_set.nodata is not None
+    jobs = []
+    for index, (image, output) in enumerate(zip(images, outputs, strict=True)):
+        scale = np.ascontiguousarray(solution.scales[index])
+        offset = np.ascontiguousarray(solution.offsets[index])
+
+        def correct(window, tile, values, valid, sums, scale=scale, offset=offset):
+            linear_correction(tile, nodata_value, has_nodata, scale, offset, values, valid, sums)
+
+        jobs.append(CorrectionJob(image, output, correct))
+    apply_started = time.perf_counter()
+    corrected = write_corrected_images(jobs, dtype, image_set.nodata, reporter, threads, cog,
+                                       window_size)
+    timings["apply"] = time.perf_counter() - apply_started
+
+    reporter.phase(0.97, 1.0, "Writing the adjustments")
+    result = GlobalRegressionResult(
+        outputs=outputs, names=names, model_images=model,
+        adjustments={name: [solution.adjustment(name, b) for b in range(bands)]
+                     for name in names},
+        whole_stats=whole, overlap_stats=pair_stats, unadjusted=solution.unconstrained,
+        loaded=reused,
+        means_before={n: c.means_before for n, c in zip(names, corrected, strict=True)},
+        means_after={n: c.means_after for n, c in zip(names, corrected, strict=True)})
+    if save_adjustments:
+        result.adjustments_file = write_adjustments(save_adjustments, solution, whole,
+                                                    pair_stats, bands)
+    if profile_plot:
+        from .spectral_profiles import plot_spectral_profiles
+
+        result.profile_plot = plot_spectral_profiles(
+            profile_plot, names, [result.means_before[n] for n in names],
+            [result.means_after[n] for n in names],
+            "Global regression: mean spectral profiles")
+    reporter.update(1.0)
+    timings["total"] = time.perf_counter() - started
+    result.timings = timings
+    return result

@@ -1,0 +1,291 @@
+"""Local block adjustment: block-mean maps correcting local brightness differences.
+
+    from tessera.engine import local_block_adjustment
+    result = local_block_adjustment(["a_Global.tif", "b_Global.tif"], "out/", blocks=100,
+                                    save_block_maps="out/maps")
+
+A block grid covers the union of the images (:mod:`.block_maps`). Each
+image's block means (valid pixels whose centres fall in a block, summed
+window by window) form its local map; the reference map is their
+NaN-ignoring mean. Both are interpolated bilinearly between block centres at
+every pixel centre, and each pixel is corrected towards the reference: gamma
+``α·P^γ`` with ``γ = ln(M_ref)/ln(M_local)`` (default) or linear
+``P·M_ref/M_local``. Where values ≤ 0 occur, one offset per image and band
+shifts pixels and means before the gamma correction, so results never
+depend on the windowing. The contract is ``shared/design/NORMALIZATION.md``.
+"""
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .dependencies import require
+from .errors import TesseraError
+from .global_normalization import check_not_an_input, default_threads
+from .image_set import open_image_set, output_dtype_for, output_paths
+from .progress import Progress
+from .raster_io import same_crs
+
+METHODS = ("gamma", "linear")
+LOCAL_SUFFIX = "_Local"
+REFERENCE_MAP_NAME = "reference_block_map.tif"
+LOCAL_MAP_SUFFIX = "_local_block_map.tif"
+
+
+@dataclass
+class LocalBlockAdjustmentResult:
+    """What :func:`local_block_adjustment` computed and wrote."""
+
+    outputs: list
+    names: list
+    grid: object  # BlockGrid
+    reference_map: np.ndarray  # (bands, rows, cols)
+    local_maps: dict  # name -> (bands, rows, cols)
+    offsets: dict  # name -> [offset per band]
+    means_before: dict
+    means_after: dict
+    block_map_files: list = field(default_factory=list)
+    profile_plot: str = None
+    timings: dict = field(default_factory=dict)
+
+
+def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, block_cols=None,
+                           blocks_from_variation=False, alpha=1.0, method="gamma",
+                           valid_threshold=0.001, save_block_maps=None, load_reference_map=None,
+                           vector_mask=None, mask_mode="include", mask_field=None,
+                           output_dtype=None, cog=False, nodata=None, profile_plot=None,
+                           threads=None, window_size=None, progress=None, cancelled=None,
+                           log=None):
+    """Correct ``inputs`` (paths) into ``output_folder`` by local block adjustment.
+
+    The grid: ``block_rows`` x ``block_cols`` when given, else derived from
+    the coefficient of variation of band 1 (``blocks_from_variation``), else
+    about ``blocks`` blocks per image. A loaded reference map
+    (``load_reference_map``, a GeoTIFF saved by an earlier run) fixes the grid
+    and the reference; new images are brought to it (one image is then
+    enough). ``valid_threshold``: the fraction of a block's area that valid
+    pixels must cover for its mean to count. ``method`` "gamma" (``alpha``
+    multiplies the result) or "linear". ``save_block_maps``: a folder for
+    the reference and local maps. The vector mask limits the pixels feeding
+    the block means; every pixel is corrected. Returns a
+    :class:`LocalBlockAdjustmentResult`.
+    """
+    require("numba", purpose="Local block adjustment")
+    from .block_maps import (
+        BlockGrid,
+        block_means,
+        grid_from_target,
+        grid_from_variation,
+        read_block_map,
+        reference_map,
+        write_block_map,
+    )
+    from .corrected_output import CorrectionJob, write_corrected_images
+    from .normalization_kernels import local_correction
+    from .overlap import find_overlaps
+    from .vector_mask import VectorMask
+
+    started = time.perf_counter()
+    timings = {}
+    say = log or (lambda message: None)
+    reporter = Progress(progress, cancelled)
+    threads = default_threads() if not threads else max(1, int(threads))
+    image_set = open_image_set(inputs, 1 if load_reference_map else 2, nodata)
+    images, names, bands = image_set.images, image_set.names, image_set.bands
+    dtype = output_dtype_for(image_set, output_dtype)
+    outputs = output_paths(output_folder, image_set, LOCAL_SUFFIX)
+    check_not_an_input(profile_plot, image_set, "profile plot")
+    if method not in METHODS:
+        raise TesseraError(f"Unknown correction method '{method}'; use 'gamma' or 'linear'.")
+    alpha = float(alpha)
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise TesseraError(f"Alpha must be a finite number > 0; got {alpha}.")
+    valid_threshold = float(valid_threshold)
+    if not 0 <= valid_threshold <= 1:
+        raise TesseraError(f"The valid-pixel threshold must be within 0..1; got "
+                           f"{valid_threshold}.")
+    if (block_rows is None) != (block_cols is None):
+        raise TesseraError("Give both block rows and block columns, or neither.")
+    if block_rows is not None and (int(block_rows) < 1 or int(block_cols) < 1):
+        raise TesseraError(f"The block grid must have at least 1 row and 1 column; got "
+                           f"{block_rows} x {block_cols}.")
+    mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
+    masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in images]
+
+    loaded_reference = None
+    if load_reference_map:
+        loaded_reference, grid, crs = read_block_map(load_reference_map)
+        if loaded_reference.shape[0] != bands:
+            raise TesseraError(f"The reference map {load_reference_map} has "
+                               f"{loaded_reference.shape[0]} band(s) but the images have {bands}.")
+        if not same_crs(crs, image_set.crs_wkt):
+            raise TesseraError(f"The reference map {load_reference_map} and the images have "
+                               "different coordinate reference systems.")
+        outside = [i.name for i in images if not grid.covers(i)]
+        if outside:
+            raise TesseraError(f"The reference map {load_reference_map} does not cover "
+                               f"{', '.join(outside)}: images must lie within its extent.")
+        say(f"Reference map {load_reference_map}: {grid.rows} x {grid.cols} blocks.")
+    else:
+        if not find_overlaps(images):
+            raise TesseraError("No two input images overlap: local block adjustment brings "
+                               "overlapping images to a common reference.")
+        bounds = image_set.union_bounds()
+        if block_rows is not None:
+            rows, cols = int(block_rows), int(block_cols)
+        elif blocks_from_variation:
+            reporter.phase(0.0, 0.1, "Coefficient of variation of band 1")
+            rows, cols = grid_from_variation(_variation(image_set, masks, reporter, threads,
+                                                        window_size))
+        else:
+            rows, cols = grid_from_target(bounds, len(images), int(blocks))
+        grid = BlockGrid(bounds, rows, cols)
+        say(f"Block grid: {rows} rows x {cols} columns over the union of the images.")
+
+    reporter.phase(0.1, 0.4, "Block means")
+    sums, counts, minima = _block_sums(images, image_set.nodata, masks, grid, reporter, threads,
+                                       window_size)
+    local_maps = {}
+    for index, image in enumerate(images):
+        pixel_area = image.pixel_size[0] * image.pixel_size[1]
+        local_maps[image.name] = block_means(sums[index], counts[index], grid, pixel_area,
+                                             valid_threshold)
+    reference = loaded_reference if loaded_reference is not None else reference_map(
+        list(local_maps.values()))
+    timings["block_maps"] = time.perf_counter() - started
+
+    offsets = {}
+    for index, name in enumerate(names):
+        offsets[name] = [0.0] * bands
+        if method != "gamma":
+            continue
+        for band in range(bands):
+            lowest = min(minima[index][band], _nanmin(local_maps[name][band]),
+                         _nanmin(reference[band]))
+            if lowest <= 0:
+                offsets[name][band] = 1.0 - lowest
+        if any(offsets[name]):
+            say(f"{name}: values <= 0 occur; gamma correction shifted by "
+                f"{', '.join(f'{o:g}' for o in offsets[name])} per band.")
+
+    reporter.phase(0.4, 0.97, "Applying the local correction")
+    nodata_value = 0.0 if image_set.nodata is None else float(image_set.nodata)
+    has_nodata = image_set.nodata is not None
+    jobs = []
+    ref = np.ascontiguousarray(reference)
+    for image, output in zip(images, outputs, strict=True):
+        (r0, r1, fr), (c0, c1, fc) = grid.interpolation(image)
+        local = np.ascontiguousarray(local_maps[image.name])
+        shift = np.array(offsets[image.name], np.float64)
+
+        def correct(window, tile, values, valid, sums, r0=r0, r1=r1, fr=fr, c0=c0, c1=c1,
+                    fc=fc, local=local, shift=shift):
+            rows = slice(window.yoff, window.yoff + window.ysize)
+            cols = slice(window.xoff, window.xoff + window.xsize)
+            local_correction(tile, nodata_value, has_nodata, ref, local, r0[rows], r1[rows],
+                             fr[rows], c0[cols], c1[cols], fc[cols], method == "gamma", alpha,
+                             shift, values, valid, sums)
+
+        jobs.append(CorrectionJob(image, output, correct))
+    apply_started = time.perf_counter()
+    corrected = write_corrected_images(jobs, dtype, image_set.nodata, reporter, threads, cog,
+                                       window_size)
+    timings["apply"] = time.perf_counter() - apply_started
+
+    reporter.phase(0.97, 1.0, "Writing block maps")
+    map_files = []
+    if save_block_maps:
+        folder = os.fspath(save_block_maps)
+        map_files.append(write_block_map(os.path.join(folder, REFERENCE_MAP_NAME), reference,
+                                         grid, image_set.crs_wkt))
+        for name in names:
+            map_files.append(write_block_map(os.path.join(folder, f"{name}{LOCAL_MAP_SUFFIX}"),
+                                             local_maps[name], grid, image_set.crs_wkt))
+    result = LocalBlockAdjustmentResult(
+        outputs=outputs, names=names, grid=grid, reference_map=reference, local_maps=local_maps,
+        offsets=offsets,
+        means_before={n: c.means_before for n, c in zip(names, corrected, strict=True)},
+        means_after={n: c.means_after for n, c in zip(names, corrected, strict=True)},
+        block_map_files=map_files)
+    if profile_plot:
+        from .spectral_profiles import plot_spectral_profiles
+
+        result.profile_plot = plot_spectral_profiles(
+            profile_plot, names, [result.means_before[n] for n in names],
+            [result.means_after[n] for n in names],
+            "Local block adjustment: mean spectral profiles")
+    reporter.update(1.0)
+    timings["total"] = time.perf_counter() - started
+    result.timings = timings
+    return result
+
+
+def _nanmin(values):
+    values = np.asarray(values, np.float64)
+    return float(np.nanmin(values)) if np.any(~np.isnan(values)) else math.inf
+
+
+def _variation(image_set, masks, reporter, threads, window_size):
+    """Coefficient of variation (std / mean) of band 1 over the valid pixels of all images."""
+    from .overlap_statistics import Moments, image_statistics
+
+    per_image = image_statistics(image_set.images, image_set.nodata, masks, reporter, threads,
+                                 window_size)
+    total = Moments.empty(image_set.bands)
+    for moments in per_image:
+        total = total.merge(moments)
+    if total.counts[0] == 0 or total.means[0] == 0:
+        return float("nan")
+    return float(total.stds[0] / abs(total.means[0]))
+
+
+def _block_sums(images, nodata, masks, grid, reporter, threads, window_size):
+    """Per image: block sums and counts (bands, rows, cols) and each band's minimum."""
+    from .normalization_kernels import accumulate_blocks
+    from .overlap_statistics import STATISTICS_WINDOW_PIXELS, window_mask
+    from .parallel import run_in_threads, split_evenly
+    from .raster_io import TileReader, open_raster, plan_windows
+
+    value, has = (0.0, False) if nodata is None else (float(nodata), True)
+    parts = max(1, math.ceil(threads / max(1, len(images))))
+    tasks, owners = [], []
+    for index, image in enumerate(images):
+        block_rows, block_cols = grid.block_of_pixels(image)
+        windows = plan_windows(open_raster(image.path), 1, STATISTICS_WINDOW_PIXELS, window_size)
+        for run in split_evenly(windows, parts):
+
+            def task(tick, image=image, run=run, mask=masks[index], block_rows=block_rows,
+                     block_cols=block_cols):
+                shape = (image.bands, grid.rows, grid.cols)
+                sums, counts = np.zeros(shape), np.zeros(shape, np.int64)
+                minimum = np.full(image.bands, np.inf)
+                bands = list(range(1, image.bands + 1))
+                with TileReader([(image.path, bands, None)], run, threads=1, depth=2) as reader:
+                    for window, (tile,) in reader:
+                        tick(0)
+                        pixels, use = window_mask(mask, image.geotransform, window)
+                        accumulate_blocks(
+                            tile, value, has, pixels, use,
+                            block_rows[window.yoff:window.yoff + window.ysize],
+                            block_cols[window.xoff:window.xoff + window.xsize],
+                            sums, counts, minimum)
+                        tick(window.xsize * window.ysize)
+                return sums, counts, minimum
+
+            tasks.append((task, sum(w.xsize * w.ysize for w in run)))
+            owners.append(index)
+    pieces = run_in_threads(tasks, threads, reporter)
+    sums = [None] * len(images)
+    counts = [None] * len(images)
+    minima = [None] * len(images)
+    for owner, (piece_sums, piece_counts, piece_min) in zip(owners, pieces, strict=True):
+        if sums[owner] is None:
+            sums[owner], counts[owner], minima[owner] = piece_sums, piece_counts, piece_min
+        else:
+            sums[owner] = sums[owner] + piece_sums
+            counts[owner] = counts[owner] + piece_counts
+            minima[owner] = np.minimum(minima[owner], piece_min)
+    return sums, counts, [list(m) for m in minima]

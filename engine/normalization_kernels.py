@@ -1,0 +1,255 @@
+"""numba kernels of relative radiometric normalization, one window at a time.
+
+Statistics: :func:`accumulate_moments` (one image) and
+:func:`accumulate_pair_moments` (co-located pixels valid in both images)
+merge a window's exact count, mean and sum of squared deviations into
+running values (Chan et al.'s pairwise update); :func:`accumulate_blocks`
+adds a window's valid pixels to block sums and counts.
+
+Corrections write float64 values and a validity flag per pixel
+(:func:`linear_correction`, :func:`local_correction`); :func:`store_output`
+then rounds (integer outputs), clamps to the output type's range, moves
+valid results off the nodata value and writes nodata where the input had it.
+
+A pixel is valid when it is not NaN and not the nodata value; a ``mask``
+(uint8, 1 = use) limits the pixels that feed statistics when ``use_mask``.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _valid(value, nodata, has_nodata):
+    return value == value and not (has_nodata and value == nodata)
+
+
+@njit(cache=True, nogil=True)
+def _merge(counts, means, m2, band, n, mean, q):
+    total = counts[band] + n
+    if counts[band] == 0:
+        means[band] = mean
+        m2[band] = q
+    else:
+        delta = mean - means[band]
+        means[band] += delta * n / total
+        m2[band] += q + delta * delta * counts[band] * n / total
+    counts[band] = total
+
+
+@njit(cache=True, nogil=True)
+def accumulate_moments(tile, nodata, has_nodata, mask, use_mask, counts, means, m2):
+    """Merge each band's valid pixels of ``tile`` (bands, rows, cols) into the moments."""
+    bands, rows, cols = tile.shape
+    for b in range(bands):
+        n = 0
+        total = 0.0
+        for r in range(rows):
+            for c in range(cols):
+                v = tile[b, r, c]
+                if _valid(v, nodata, has_nodata) and (not use_mask or mask[r, c]):
+                    n += 1
+                    total += v
+        if n == 0:
+            continue
+        mean = total / n
+        q = 0.0
+        for r in range(rows):
+            for c in range(cols):
+                v = tile[b, r, c]
+                if _valid(v, nodata, has_nodata) and (not use_mask or mask[r, c]):
+                    d = v - mean
+                    q += d * d
+        _merge(counts, means, m2, b, n, mean, q)
+
+
+@njit(cache=True, nogil=True)
+def accumulate_pair_moments(first, second, nodata, has_nodata, mask, use_mask, counts,
+                            means_first, m2_first, means_second, m2_second):
+    """Like :func:`accumulate_moments` for the pixels valid in both co-located tiles."""
+    bands, rows, cols = first.shape
+    for b in range(bands):
+        n = 0
+        total_a = 0.0
+        total_b = 0.0
+        for r in range(rows):
+            for c in range(cols):
+                a = first[b, r, c]
+                s = second[b, r, c]
+                if _valid(a, nodata, has_nodata) and _valid(s, nodata, has_nodata) and (
+                        not use_mask or mask[r, c]):
+                    n += 1
+                    total_a += a
+                    total_b += s
+        if n == 0:
+            continue
+        mean_a = total_a / n
+        mean_b = total_b / n
+        q_a = 0.0
+        q_b = 0.0
+        for r in range(rows):
+            for c in range(cols):
+                a = first[b, r, c]
+                s = second[b, r, c]
+                if _valid(a, nodata, has_nodata) and _valid(s, nodata, has_nodata) and (
+                        not use_mask or mask[r, c]):
+                    q_a += (a - mean_a) * (a - mean_a)
+                    q_b += (s - mean_b) * (s - mean_b)
+        counts_b = counts.copy()
+        _merge(counts, means_first, m2_first, b, n, mean_a, q_a)
+        _merge(counts_b, means_second, m2_second, b, n, mean_b, q_b)
+
+
+@njit(cache=True, nogil=True)
+def accumulate_blocks(tile, nodata, has_nodata, mask, use_mask, block_rows, block_cols,
+                      sums, counts, minimum):
+    """Add valid pixels to ``sums``/``counts`` (bands, block rows, block cols).
+
+    ``block_rows[r]`` and ``block_cols[c]`` give the block of each tile row
+    and column. ``minimum`` (bands) tracks the smallest valid value, mask or not.
+    """
+    bands, rows, cols = tile.shape
+    for b in range(bands):
+        for r in range(rows):
+            br = block_rows[r]
+            for c in range(cols):
+                v = tile[b, r, c]
+                if not _valid(v, nodata, has_nodata):
+                    continue
+                if v < minimum[b]:
+                    minimum[b] = v
+                if use_mask and not mask[r, c]:
+                    continue
+                bc = block_cols[c]
+                sums[b, br, bc] += v
+                counts[b, br, bc] += 1
+
+
+@njit(cache=True, nogil=True)
+def linear_correction(tile, nodata, has_nodata, scale, offset, values, valid, input_sums):
+    """``values = scale[b] * x + offset[b]`` for valid pixels; sums the valid inputs."""
+    bands, rows, cols = tile.shape
+    for b in range(bands):
+        a = scale[b]
+        o = offset[b]
+        for r in range(rows):
+            for c in range(cols):
+                v = tile[b, r, c]
+                if _valid(v, nodata, has_nodata):
+                    values[b, r, c] = a * v + o
+                    valid[b, r, c] = 1
+                    input_sums[b] += v
+                else:
+                    valid[b, r, c] = 0
+
+
+@njit(cache=True, nogil=True)
+def interpolate_block_map(block_map, band, r0, r1, fr, c0, c1, fc):
+    """Bilinear value of ``block_map[band]`` between four block centres; NaN blocks
+    are weighted out; NaN when no weighted block has a value."""
+    num = 0.0
+    den = 0.0
+    w = (1.0 - fr) * (1.0 - fc)
+    v = block_map[band, r0, c0]
+    if v == v and w > 0.0:
+        num += w * v
+        den += w
+    w = (1.0 - fr) * fc
+    v = block_map[band, r0, c1]
+    if v == v and w > 0.0:
+        num += w * v
+        den += w
+    w = fr * (1.0 - fc)
+    v = block_map[band, r1, c0]
+    if v == v and w > 0.0:
+        num += w * v
+        den += w
+    w = fr * fc
+    v = block_map[band, r1, c1]
+    if v == v and w > 0.0:
+        num += w * v
+        den += w
+    if den > 0.0:
+        return num / den
+    return np.nan
+
+
+@njit(cache=True, nogil=True)
+def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row_frac,
+                     col0, col1, col_frac, gamma, alpha, offsets, values, valid, input_sums):
+    """Local block correction of a tile.
+
+    ``row0/row1/row_frac`` (per tile row) and ``col0/col1/col_frac`` (per tile
+    column) locate each pixel centre between block centres. Gamma:
+    ``alpha * (x + o) ** (ln(Mref + o) / ln(Mlocal + o)) - o`` with the band's
+    offset ``o``; linear: ``x * Mref / Mlocal``. Where a mean is undefined or
+    the result is not finite the pixel keeps its value.
+    """
+    bands, rows, cols = tile.shape
+    for b in range(bands):
+        o = offsets[b]
+        for r in range(rows):
+            ra = row0[r]
+            rb = row1[r]
+            fr = row_frac[r]
+            for c in range(cols):
+                v = tile[b, r, c]
+                if not _valid(v, nodata, has_nodata):
+                    valid[b, r, c] = 0
+                    continue
+                valid[b, r, c] = 1
+                input_sums[b] += v
+                x = np.float64(v)
+                result = x
+                m_ref = interpolate_block_map(reference, b, ra, rb, fr, col0[c], col1[c],
+                                              col_frac[c])
+                m_local = interpolate_block_map(local, b, ra, rb, fr, col0[c], col1[c],
+                                                col_frac[c])
+                if m_ref == m_ref and m_local == m_local:
+                    if gamma:
+                        p = x + o
+                        mr = m_ref + o
+                        ml = m_local + o
+                        if p > 0.0 and mr > 0.0 and ml > 0.0 and ml != 1.0:
+                            g = math.log(mr) / math.log(ml)
+                            candidate = alpha * math.exp(g * math.log(p)) - o
+                            if math.isfinite(candidate):
+                                result = candidate
+                    elif m_local != 0.0:
+                        candidate = x * m_ref / m_local
+                        if math.isfinite(candidate):
+                            result = candidate
+                values[b, r, c] = result
+
+
+@njit(cache=True, nogil=True)
+def store_output(values, valid, out, lo, hi, is_int, nodata, has_nodata, nodata_up,
+                 nodata_down, output_sums, output_counts):
+    """Write ``values`` into ``out`` (the output type): nodata where not ``valid``;
+    integers rounded; everything clamped to [lo, hi]; a valid result equal to
+    ``nodata`` becomes ``nodata_up`` (result above it) or ``nodata_down``. Sums
+    and counts the valid outputs per band."""
+    bands, rows, cols = values.shape
+    for b in range(bands):
+        for r in range(rows):
+            for c in range(cols):
+                if not valid[b, r, c]:
+                    out[b, r, c] = nodata if has_nodata else np.nan
+                    continue
+                raw = values[b, r, c]
+                v = raw
+                if v != v:
+                    v = lo
+                if is_int:
+                    v = np.rint(v)
+                if v < lo:
+                    v = lo
+                elif v > hi:
+                    v = hi
+                out[b, r, c] = v
+                if has_nodata and out[b, r, c] == nodata:
+                    out[b, r, c] = nodata_up if raw > nodata else nodata_down
+                output_sums[b] += out[b, r, c]
+                output_counts[b] += 1

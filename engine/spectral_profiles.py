@@ -1,0 +1,43 @@
+"""A picture of per-band mean spectral profiles before and after a correction.
+
+One line per image and state (dashed before, solid after, one colour per
+image), band number on x, mean of the valid pixels on y, written as PNG with
+matplotlib (an optional dependency, needed only when a plot is asked for).
+"""
+
+import os
+
+from .dependencies import require
+
+
+def plot_spectral_profiles(path, names, means_before, means_after, title):
+    """Write the PNG ``path``; ``means_*`` are lists (one per image) of band means."""
+    require("matplotlib", purpose="The spectral profile plot")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), dpi=110)
+    axes = figure.add_subplot(1, 1, 1)
+    colours = matplotlib.colormaps["tab10"]
+    for index, (name, before, after) in enumerate(zip(names, means_before, means_after,
+                                                      strict=True)):
+        colour = colours(index % 10)
+        bands = list(range(1, len(before) + 1))
+        axes.plot(bands, before, linestyle="--", marker="o", color=colour, alpha=0.7,
+                  label=f"{name} before")
+        axes.plot(bands, after, linestyle="-", marker="o", color=colour,
+                  label=f"{name} after")
+    axes.set_title(title)
+    axes.set_xlabel("Band")
+    axes.set_ylabel("Mean of valid pixels")
+    axes.set_xticks(list(range(1, max(len(b) for b in means_before) + 1)))
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small", ncol=2 if len(names) > 4 else 1)
+    figure.tight_layout()
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    figure.savefig(os.fspath(path), format="png")
+    return os.fspath(path)
