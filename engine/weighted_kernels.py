@@ -90,10 +90,10 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
             sum_wv = 0.0
             for i in range(start, stop):
                 v = values[b, i]
-                w = float(weights[i])
+                w = np.float64(weights[i])
                 if v != v or w <= 0.0 or (has_nodata[b] and v == nodata[b]):
                     continue
-                fv = float(v)
+                fv = np.float64(v)
                 scratch[n] = fv
                 scratch_w[n] = w
                 if n == 0 or fv < lo:
