@@ -89,7 +89,7 @@ def polygon_bounds(xs, ys, ring_start, poly_ring, height, width, bounds):
 
 
 @njit(cache=True, nogil=True)
-def _add_centre_crossings(acc, stride, rows, cols, x1, y1, x2, y2, sign):
+def _add_centre_crossings(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo, row_hi):
     """Winding contributions of edge (x1, y1)-(x2, y2) at pixel-centre lines."""
     if y1 == y2 or sign == 0.0:
         return
@@ -103,22 +103,32 @@ def _add_centre_crossings(acc, stride, rows, cols, x1, y1, x2, y2, sign):
         c = math.ceil(x - 0.5)
         if c >= cols:
             continue
-        if c < 0:
-            c = 0
-        acc[r * stride + int(c)] += direction
+        column = max(int(c), 0)
+        acc[r * stride + column] += direction
+        _touch(row_lo, row_hi, r, column, column)
+
+
+@njit(cache=True, nogil=True)
+def _touch(row_lo, row_hi, r, first, last):
+    """Widen row ``r``'s range of written accumulator cells to [first, last]."""
+    if first < row_lo[r]:
+        row_lo[r] = first
+    if last > row_hi[r]:
+        row_hi[r] = last
 
 
 @njit(cache=True, nogil=True)
 def _add_span(acc, row, lo, hi, dy):
     """Area to the right of a straight piece spanning x in [lo, hi] (0 <= lo <= hi
-    <= cols) over signed height ``dy`` within one pixel row."""
+    <= cols) over signed height ``dy`` within one pixel row; returns the range of
+    cells written."""
     x0i = int(math.floor(lo))
     x1i = int(math.ceil(hi))
     if x1i <= x0i + 1:
         middle = 0.5 * (lo + hi) - x0i
         acc[row + x0i] += dy * (1.0 - middle)
         acc[row + x0i + 1] += dy * middle
-        return
+        return x0i, x0i + 1
     s = 1.0 / (hi - lo)
     x0f = lo - x0i
     a0 = 0.5 * s * (1.0 - x0f) * (1.0 - x0f)
@@ -135,10 +145,11 @@ def _add_span(acc, row, lo, hi, dy):
         a2 = a1 + (x1i - x0i - 3) * s
         acc[row + x1i - 1] += dy * (1.0 - a2 - am)
     acc[row + x1i] += dy * am
+    return x0i, x1i
 
 
 @njit(cache=True, nogil=True)
-def _add_edge_area(acc, stride, rows, cols, x1, y1, x2, y2, sign):
+def _add_edge_area(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo, row_hi):
     """Signed-area contributions of edge (x1, y1)-(x2, y2), clipped to the window."""
     if y1 == y2 or sign == 0.0:
         return
@@ -161,27 +172,34 @@ def _add_edge_area(acc, stride, rows, cols, x1, y1, x2, y2, sign):
         row = r * stride
         if hi <= 0.0:
             acc[row] += dy
+            _touch(row_lo, row_hi, r, 0, 0)
             continue
         if lo >= cols:
             continue
         if lo >= 0.0 and hi <= cols:
-            _add_span(acc, row, lo, hi, dy)
+            first, last = _add_span(acc, row, lo, hi, dy)
+            _touch(row_lo, row_hi, r, first, last)
             continue
         width = hi - lo
         if lo < 0.0:  # the part left of the window covers its whole row piece
             acc[row] += dy * (-lo / width)
+            _touch(row_lo, row_hi, r, 0, 0)
         inside_lo, inside_hi = max(lo, 0.0), min(hi, float(cols))
         if inside_hi > inside_lo:
-            _add_span(acc, row, inside_lo, inside_hi, dy * ((inside_hi - inside_lo) / width))
+            first, last = _add_span(acc, row, inside_lo, inside_hi,
+                                    dy * ((inside_hi - inside_lo) / width))
+            _touch(row_lo, row_hi, r, first, last)
 
 
 @njit(cache=True, nogil=True)
 def accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows, cols,
-                       rule, acc):
-    """Fill ``acc[:rows * (cols + 1)]`` with polygon ``p``'s contributions over the
-    window whose top-left pixel is (row0, col0); see the module docstring."""
+                       rule, acc, row_lo, row_hi):
+    """Add polygon ``p``'s contributions to ``acc`` (zero on entry, ``cols + 1``
+    cells per row) over the window whose top-left pixel is (row0, col0); the
+    cells written in row ``r`` are ``row_lo[r]..row_hi[r]`` (see the module docstring)."""
     stride = cols + 1
-    acc[: rows * stride] = 0.0
+    row_lo[:rows] = stride
+    row_hi[:rows] = -1
     for ring in range(poly_ring[p], poly_ring[p + 1]):
         sign = ring_sign[ring]
         for i in range(ring_start[ring], ring_start[ring + 1] - 1):
@@ -190,9 +208,31 @@ def accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, 
             x2 = xs[i + 1] - col0
             y2 = ys[i + 1] - row0
             if rule == CENTRE:
-                _add_centre_crossings(acc, stride, rows, cols, x1, y1, x2, y2, sign)
+                _add_centre_crossings(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo,
+                                      row_hi)
             else:
-                _add_edge_area(acc, stride, rows, cols, x1, y1, x2, y2, sign)
+                _add_edge_area(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo, row_hi)
+
+
+@njit(cache=True, nogil=True)
+def row_weights(acc, base, lo, hi, cols, rule, weights):
+    """Turn one row of accumulated contributions (cells ``lo..hi`` written) into pixel
+    weights ``weights[lo:stop]``, zeroing the accumulator; returns ``stop`` (pixels from
+    ``stop`` on are not covered)."""
+    if hi < lo:
+        return lo
+    running = 0.0
+    stop = lo
+    for c in range(lo, cols):
+        if c > hi and abs(running) < SNAP:
+            break
+        running += acc[base + c]
+        acc[base + c] = 0.0
+        weights[c] = covered_weight(running, rule)
+        stop = c + 1
+    for c in range(stop, hi + 1):
+        acc[base + c] = 0.0
+    return stop
 
 
 @njit(cache=True, nogil=True)
@@ -212,15 +252,17 @@ def covered_weight(running, rule):
 def coverage_grid(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows, cols, rule):
     """Weights of polygon ``p`` over a window as a (rows, cols) float64 array
     (for tests and callers wanting the coverage itself)."""
-    acc = np.empty(rows * (cols + 1) + 1, np.float64)
+    acc = np.zeros(rows * (cols + 1) + 1, np.float64)
+    row_lo = np.empty(rows, np.int64)
+    row_hi = np.empty(rows, np.int64)
     accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows, cols,
-                       rule, acc)
+                       rule, acc, row_lo, row_hi)
     out = np.zeros((rows, cols), np.float64)
+    weights = np.zeros(cols + 1, np.float64)
     for r in range(rows):
-        running = 0.0
-        for c in range(cols):
-            running += acc[r * (cols + 1) + c]
-            out[r, c] = covered_weight(running, rule)
+        stop = row_weights(acc, r * (cols + 1), row_lo[r], row_hi[r], cols, rule, weights)
+        for c in range(row_lo[r], stop):
+            out[r, c] = weights[c]
     return out
 
 
@@ -231,13 +273,17 @@ def gather_polygons(polygons, k_first, xs, ys, ring_start, ring_sign, poly_ring,
     """Copy the pixels of ``polygons[k_first:]`` within this tile (``image`` is
     (bands, rows, cols) at (tile_row0, tile_col0)) to ``out_values[:, n]`` and
     their weights to ``out_weights[n]``, polygon by polygon; ``starts[k]`` and
-    ``lengths[k]`` say where polygon ``polygons[k]`` went.
+    ``lengths[k]`` say where polygon ``polygons[k]`` went. ``acc`` (zero, at least
+    tile rows x (tile cols + 1) + 1) is left zero.
 
     Stops before a polygon whose window might not fit the output; returns (the
     next k, pixels written).
     """
     n_bands, tile_rows, tile_cols = image.shape
     capacity = out_weights.shape[0]
+    row_lo = np.empty(tile_rows, np.int64)
+    row_hi = np.empty(tile_rows, np.int64)
+    weights = np.empty(tile_cols + 1, np.float64)
     n = 0
     for k in range(k_first, polygons.shape[0]):
         p = polygons[k]
@@ -256,14 +302,14 @@ def gather_polygons(polygons, k_first, xs, ys, ring_start, ring_sign, poly_ring,
                 return -1, 0  # the caller must grow the buffers
             return k, n
         accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows, cols,
-                           rule, acc)
+                           rule, acc, row_lo, row_hi)
         stride = cols + 1
         for r in range(rows):
-            running = 0.0
+            lo = row_lo[r]
+            stop = row_weights(acc, r * stride, lo, row_hi[r], cols, rule, weights)
             tr = row0 - tile_row0 + r
-            for c in range(cols):
-                running += acc[r * stride + c]
-                weight = covered_weight(running, rule)
+            for c in range(lo, stop):
+                weight = weights[c]
                 if weight == 0.0:
                     continue
                 tc = col0 - tile_col0 + c

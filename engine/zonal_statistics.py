@@ -37,6 +37,7 @@ zonal statistics falls back to fractional weights for such polygons).
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,7 +91,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                 percentile_method="inverted_cdf", pixel_rule="centre",
                 column_prefix=DEFAULT_PREFIX, missing_value=None, polygons_crs=None,
                 layer=None, output_table=None, progress=None, cancelled=None,
-                window_size=None, read_threads=2):
+                window_size=None, read_threads=2, compute_threads=2):
     """Compute statistics of ``raster`` for every polygon of ``polygons``.
 
     ``polygons`` is a vector file path (``layer`` or ``path|layername=x`` picks a
@@ -103,7 +104,8 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
     definition whatever ``percentile_method``). ``missing_value`` (None: NaN)
     fills the columns of features without a valid pixel (pixcount 0).
     ``output_table`` optionally writes a CSV keyed by feature id.
-    ``progress(fraction, message)`` and ``cancelled()`` report and stop the work.
+    ``progress(fraction, message)`` and ``cancelled()`` report and stop the work;
+    ``read_threads`` decode tiles ahead, ``compute_threads`` share each tile's polygons.
     """
     require("numba", "shapely", purpose="Zonal statistics")
     from .polygon_raster import PIXEL_RULES, polygon_bounds
@@ -159,7 +161,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                        f"({pixel_rule} rule)")
         compute_started = time.perf_counter()
         _compute(shapes, bounds, raster_ds, bands, dtype, plan, PIXEL_RULES[pixel_rule],
-                 values, missing, reporter, window_size, read_threads)
+                 values, missing, reporter, window_size, read_threads, compute_threads)
         timings["statistics"] = time.perf_counter() - compute_started
         if output_table:
             rows = np.arange(n_features)
@@ -228,14 +230,15 @@ class _TileGrid:
                 tile_col = window.xoff // self.tile_cols
                 meets = (self.first_col[open_] <= tile_col) & (self.last_col[open_] >= tile_col)
                 here = open_[meets]
+                here = here[np.argsort(self.first_col[here], kind="stable")]  # cache locality
                 if here.size:
                     yield window, tile_row * self.n_cols + tile_col, here
 
 
 def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missing, reporter,
-             window_size, read_threads):
+             window_size, read_threads, compute_threads):
     """Gather every polygon's pixels tile by tile and fill ``values``."""
-    from .polygon_raster import FRACTION, gather_polygons
+    from .polygon_raster import FRACTION
     from .stat_kernels import zone_statistics
     from .weighted_kernels import weighted_zone_statistics
 
@@ -261,52 +264,73 @@ def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missin
             zone_statistics(ids, starts, lengths, pixel_values, nodata_values, has_nodata,
                             is_int, table, quantiles, linear, needs, values, missing)
 
-    tile_pixels = grid.tile_rows * grid.tile_cols
-    capacity = 2 * tile_pixels
-    out_values = np.empty((len(bands), capacity), dtype)
-    out_weights = np.empty(capacity, np.float32)
-    acc = np.empty(grid.tile_rows * (grid.tile_cols + 1) + 1, np.float64)
+    gatherers = [_Gatherer(shapes, bounds, grid, len(bands), dtype, rule, finish)
+                 for _ in range(max(1, int(compute_threads)))]
     parts = {}  # open multi-tile polygon -> [(values, weights)] gathered so far
     windows = [window for window, _, _ in work]
-    with TileReader([(raster_ds, bands, dtype)], windows, threads=read_threads) as reader:
+    with ThreadPoolExecutor(len(gatherers)) as pool, \
+            TileReader([(raster_ds, bands, dtype)], windows, threads=read_threads) as reader:
         for done, ((window, (tile,)), (_, tile_index, polygons)) in enumerate(
                 zip(reader, work, strict=True)):
             reporter.check()
-            polygons = polygons.astype(np.int64)
-            starts = np.zeros(len(polygons), np.int64)
-            lengths = np.zeros(len(polygons), np.int64)
-            k = 0
-            while k < len(polygons):
-                k_next, _used = gather_polygons(
-                    polygons, k, shapes.xs, shapes.ys, shapes.ring_start, shapes.ring_sign,
-                    shapes.poly_ring, bounds, window.yoff, window.xoff, tile, rule, acc,
-                    out_values, out_weights, starts, lengths)
-                if k_next < 0:
-                    raise TesseraError("Internal error: a polygon window exceeds the tile.")
-                batch = slice(k, k_next)
-                ids = polygons[batch]
-                multi = grid.multi_tile[ids]
-                single = ~multi
-                if single.any():
-                    finish(ids[single], starts[batch][single], lengths[batch][single],
-                           out_values, out_weights)
-                closing = []
-                for position in np.flatnonzero(multi):
-                    p = int(ids[position])
-                    start = int(starts[batch][position])
-                    stop = start + int(lengths[batch][position])
+            shares = np.array_split(polygons.astype(np.int64), len(gatherers))
+            jobs = [pool.submit(g.gather, share, window, tile)
+                    for g, share in zip(gatherers, shares, strict=True) if share.size]
+            closing = []
+            for job in jobs:  # pieces of multi-tile polygons, in tile order per polygon
+                for p, piece in job.result():
                     kept = parts.setdefault(p, [])
-                    if stop > start:
-                        kept.append((out_values[:, start:stop].copy(),
-                                     out_weights[start:stop].copy()))
+                    if piece is not None:
+                        kept.append(piece)
                     if grid.last_tile[p] == tile_index:
                         closing.append(p)
-                if closing:
-                    _finish_open(closing, parts, len(bands), dtype, finish)
-                k = k_next
+            if closing:
+                _finish_open(closing, parts, len(bands), dtype, finish)
             reporter.update((done + 1) / len(work))
     if parts:
         raise TesseraError("Internal error: some polygons spanning tiles were never finished.")
+
+
+class _Gatherer:
+    """One compute thread's buffers: gathers a share of a tile's polygons, finishes
+    those inside the tile and returns copies of the other polygons' pixels."""
+
+    def __init__(self, shapes, bounds, grid, n_bands, dtype, rule, finish):
+        self.shapes, self.bounds, self.grid, self.rule, self.finish = (
+            shapes, bounds, grid, rule, finish)
+        capacity = 2 * grid.tile_rows * grid.tile_cols
+        self.values = np.empty((n_bands, capacity), dtype)
+        self.weights = np.empty(capacity, np.float32)
+        self.acc = np.zeros(grid.tile_rows * (grid.tile_cols + 1) + 1, np.float64)
+
+    def gather(self, polygons, window, tile):
+        from .polygon_raster import gather_polygons
+
+        shapes = self.shapes
+        starts = np.zeros(len(polygons), np.int64)
+        lengths = np.zeros(len(polygons), np.int64)
+        pieces = []
+        k = 0
+        while k < len(polygons):
+            k_next, _ = gather_polygons(
+                polygons, k, shapes.xs, shapes.ys, shapes.ring_start, shapes.ring_sign,
+                shapes.poly_ring, self.bounds, window.yoff, window.xoff, tile, self.rule,
+                self.acc, self.values, self.weights, starts, lengths)
+            if k_next < 0:
+                raise TesseraError("Internal error: a polygon window exceeds the tile.")
+            ids = polygons[k:k_next]
+            first, size = starts[k:k_next], lengths[k:k_next]
+            multi = self.grid.multi_tile[ids]
+            if not multi.all():
+                single = ~multi
+                self.finish(ids[single], first[single], size[single], self.values, self.weights)
+            for position in np.flatnonzero(multi):
+                start, stop = int(first[position]), int(first[position] + size[position])
+                piece = None if stop == start else (self.values[:, start:stop].copy(),
+                                                    self.weights[start:stop].copy())
+                pieces.append((int(ids[position]), piece))
+            k = k_next
+        return pieces
 
 
 def _finish_open(closing, parts, n_bands, dtype, finish):
