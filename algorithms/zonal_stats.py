@@ -98,6 +98,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
 
     def process(self, parameters, context, feedback):
         from ..engine import zonal_stats
+        from ..engine.errors import CancelledError
 
         source = self.parameterAsSource(parameters, "INPUT", context)
         if source is None:
@@ -138,7 +139,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
         row_of = {int(fid): row for row, fid in enumerate(result.fids)}
         for done, feature in enumerate(source.getFeatures()):
             if feedback.isCanceled():
-                break
+                raise CancelledError()
             row = row_of[feature.id()]
             stats = [_attribute(result.values[c, row], integer[c])
                      for c in range(len(integer))]

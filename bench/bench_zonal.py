@@ -176,11 +176,66 @@ def agreement(ours, theirs, counts_at_least=0):
     return f"count {rel[0]:.1e}, mean {rel[1]:.1e} over {int(keep.sum())} features"
 
 
+def compare_rasterizers(raster, layer):
+    """Time GDAL's RasterizeLayer (one burn of every polygon into an id raster, which
+    loses overlaps) against Tessera's numba gathering of every polygon's own pixels."""
+    from osgeo import gdal, ogr
+    from qgis_cli import plugin_folder
+
+    sys.path.insert(0, plugin_folder())
+    from tessera.engine.polygon_raster import CENTRE, FRACTION, polygon_bounds
+    from tessera.engine.polygon_source import layer_features, read_polygons
+    from tessera.engine.zonal_statistics import _Gatherer, _TileGrid
+
+    dataset = gdal.Open(raster)
+    source = ogr.Open(layer)
+    zones = source.GetLayer()
+    for all_touched in (False, True):
+        target = gdal.GetDriverByName("MEM").Create("", dataset.RasterXSize,
+                                                    dataset.RasterYSize, 1, gdal.GDT_Int32)
+        target.SetGeoTransform(dataset.GetGeoTransform())
+        target.SetProjection(dataset.GetProjection())
+        started = time.perf_counter()
+        options = ["ALL_TOUCHED=TRUE"] if all_touched else []
+        gdal.RasterizeLayer(target, [1], zones, burn_values=[1], options=options)
+        print(f"GDAL RasterizeLayer (all_touched={all_touched}), one pass: "
+              f"{time.perf_counter() - started:.2f} s")
+        target = None
+    shapes = read_polygons(layer_features(zones), zones.GetSpatialRef().ExportToWkt(), dataset)
+    bounds = np.zeros((len(shapes), 4), np.int64)
+    polygon_bounds(shapes.xs, shapes.ys, shapes.ring_start, shapes.poly_ring,
+                   dataset.RasterYSize, dataset.RasterXSize, bounds)
+    grid = _TileGrid(dataset, 1, bounds, None)
+    for name, rule in (("centre", CENTRE), ("fraction", FRACTION)):
+        gatherer = _Gatherer(shapes, bounds, grid, 1, np.float32, rule, lambda *a: None)
+        started = time.perf_counter()
+        pixels = 0
+        for window, _, polygons in grid.tiles():
+            tile = np.zeros((1, window.ysize, window.xsize), np.float32)
+            gatherer.gather(polygons.astype(np.int64), window, tile)
+            pixels += int(tile.size)
+        print(f"Tessera gathering ({name}, every polygon its own pixels, one thread): "
+              f"{time.perf_counter() - started:.2f} s")
+
+
+def warm_up(args):
+    """Fill numba's cache (compiled once per machine) on a small case so that the
+    timed Tessera runs measure work, not compilation."""
+    small = ["--size", "512", "--polygons", "200"]
+    for rule in ("centre", "all_touched", "fraction"):
+        for stats in (BASIC, BASIC + ["median"]):
+            path = os.path.join(OUTPUT, "warm_up.npy")
+            measure([sys.executable, os.path.abspath(__file__), *small, "--run", "tessera",
+                     rule, ",".join(stats), path])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=10000)
     parser.add_argument("--polygons", type=int, default=20000)
     parser.add_argument("--skip", default="", help="tools to skip, e.g. rasterstats,qgis")
+    parser.add_argument("--rasterizers", action="store_true",
+                        help="only compare GDAL RasterizeLayer with Tessera's gathering")
     parser.add_argument("--run", nargs=4, metavar=("TOOL", "RULE", "STATS", "RESULT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -188,6 +243,9 @@ def main():
     if args.run:
         tool, rule, stats, result_path = args.run
         run_tool(tool, rule, stats.split(","), raster, layer, result_path)
+        return
+    if args.rasterizers:
+        compare_rasterizers(raster, layer)
         return
     skip = set(filter(None, args.skip.split(",")))
     from osgeo import ogr
@@ -197,6 +255,7 @@ def main():
     source = None
     print(f"Raster {raster} ({args.size} x {args.size} float32, tiled, DEFLATE); "
           f"{count} polygons in {layer}")
+    warm_up(args)
     runs = [("tessera", "centre"), ("tessera", "all_touched"), ("tessera", "fraction"),
             ("exactextract", "fraction"), ("qgis", "centre"), ("rasterstats", "centre")]
     table = {}

@@ -114,7 +114,7 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                 variance = squares / sum_w
             n_distinct = 0
             if n > 0 and needs & NEED_ORDER:
-                order = np.argsort(scratch[:n], kind="mergesort")
+                order = np.argsort(scratch[:n])
                 for i in range(n):
                     v = scratch[order[i]]
                     if n_distinct > 0 and distinct[n_distinct - 1] == v:
