@@ -93,9 +93,11 @@ def layer_features(layer):
         yield feature.GetFID(), (None if geometry is None else bytes(geometry.ExportToIsoWkb()))
 
 
-def read_polygons(features, source_crs, raster_ds, source_name="the polygon layer"):
+def read_polygons(features, source_crs, raster_ds, source_name="the polygon layer",
+                  check=None):
     """Read ``(fid, geometry)`` pairs (WKB bytes, shapely or OGR geometries) whose
-    coordinates are in ``source_crs`` into a :class:`PolygonSet` on ``raster_ds``'s grid."""
+    coordinates are in ``source_crs`` into a :class:`PolygonSet` on ``raster_ds``'s grid;
+    ``check()`` is called between chunks (it may raise to cancel)."""
     import shapely
 
     from .polygon_raster import ring_signs as compute_signs
@@ -112,6 +114,8 @@ def read_polygons(features, source_crs, raster_ds, source_name="the polygon laye
         if item is not None:
             chunk.append(item)
         if chunk and (item is None or len(chunk) >= CHUNK_FEATURES):
+            if check is not None:
+                check()
             ids = np.fromiter((fid for fid, _ in chunk), np.int64, len(chunk))
             geometries = shapely.from_wkb([_wkb(g) for _, g in chunk], on_invalid="ignore")
             chunk = []

@@ -142,7 +142,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
     else:
         features = polygons
         name = "The polygon layer"
-    shapes = read_polygons(features, polygons_crs, raster_ds, name)
+    shapes = read_polygons(features, polygons_crs, raster_ds, name, check=reporter.check)
     del holder  # the OGR dataset (if any) is released once read
     try:
         for note in shapes.notes:
