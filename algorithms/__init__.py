@@ -9,6 +9,8 @@ def all_algorithms():
     from .local_block_adjustment import LocalBlockAdjustmentAlgorithm
     from .segment_spatial_stats import SegmentSpatialStatsAlgorithm
     from .segment_stats import SegmentStatsAlgorithm
+    from .zonal_stats import ZonalStatsAlgorithm
 
     return [SegmentStatsAlgorithm(), SegmentSpatialStatsAlgorithm(), ExportRatAlgorithm(),
-            CopyRatAlgorithm(), GlobalRegressionAlgorithm(), LocalBlockAdjustmentAlgorithm()]
+            CopyRatAlgorithm(), ZonalStatsAlgorithm(), GlobalRegressionAlgorithm(),
+            LocalBlockAdjustmentAlgorithm()]

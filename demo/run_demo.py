@@ -203,7 +203,29 @@ def demo_segment_spatial_stats(cli, files):
     show_rat(out, ["gamma_1", "gamma_2", "gamma_3", "drms_1", "drms_3"])
 
 
-STEPS = [demo_segment_stats, demo_segment_spatial_stats, demo_rat_tools, demo_normalization]
+def demo_zonal_stats(cli, files):
+    heading("Zonal statistics over polygons (tessera:zonalstats)")
+    from osgeo import ogr
+
+    shown = ["name", "_b1_pixcount", "_b1_mean", "_b3_median", "_b3_p90"]
+    for rule in ("centre", "fraction"):
+        output = os.path.join(OUTPUT, f"zones_{rule}.gpkg")
+        results = run(cli, "tessera:zonalstats", INPUT=files["polygons"], RASTER=files["image"],
+                      BANDS=[1, 3], STATISTICS="pixcount,mean,median", PERCENTILES="90",
+                      PIXEL_RULE=rule, OUTPUT=output,
+                      OUTPUT_TABLE=os.path.join(OUTPUT, f"zones_{rule}.csv"))
+        print(f"{rule} rule: {results['FEATURE_COUNT']} polygons -> {output}")
+        source = ogr.Open(output)
+        print("  " + "  ".join(f"{c:>12}" for c in shown))
+        for index, feature in enumerate(source.GetLayer()):
+            if index == 4:
+                break
+            print("  " + "  ".join(f"{_fmt(feature.GetField(c)):>12}" for c in shown))
+        source = None
+
+
+STEPS = [demo_segment_stats, demo_segment_spatial_stats, demo_zonal_stats, demo_rat_tools,
+         demo_normalization]
 
 
 def main():

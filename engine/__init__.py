@@ -9,6 +9,8 @@ is cheap and works without numba (each function says what it needs)::
 _EXPORTS = {
     "segment_stats": ".segment_statistics",
     "SegmentStatsResult": ".segment_statistics",
+    "zonal_stats": ".zonal_statistics",
+    "ZonalStatsResult": ".zonal_statistics",
     "TesseraError": ".errors",
     "CancelledError": ".errors",
     "STATISTICS": ".statistics",

@@ -142,22 +142,30 @@ def _capital(text):
     return text[:1].upper() + text[1:]
 
 
-def write_table(path, ids, columns, results):
-    """Write a CSV table: an ``id`` column, then one column per statistic."""
+def write_table(path, ids, columns, results, keys=None, key_name="id", missing_as_empty=False):
+    """Write a CSV table: an ``id`` column, then one column per statistic.
+
+    ``ids`` index the columns of ``results``; ``keys[id]`` (default the id
+    itself) is written in the first column, named ``key_name``. With
+    ``missing_as_empty``, NaN values are written as empty cells.
+    """
     kinds = [kind for _, kind in columns]
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["id"] + [name for name, _ in columns])
+        writer.writerow([key_name] + [name for name, _ in columns])
         for start in range(0, len(ids), 100_000):
             chunk = ids[start:start + 100_000]
             values = results[:, chunk]
             for row, zone in enumerate(chunk):
-                writer.writerow([int(zone)] + [
-                    _format(values[c, row], kinds[c]) for c in range(len(kinds))
+                key = zone if keys is None else keys[zone]
+                writer.writerow([int(key)] + [
+                    _format(values[c, row], kinds[c], missing_as_empty) for c in range(len(kinds))
                 ])
 
 
-def _format(value, kind):
+def _format(value, kind, missing_as_empty=False):
+    if missing_as_empty and np.isnan(value):
+        return ""
     if kind == "integer" and np.isfinite(value):
         return str(int(value))
     return repr(float(value))
