@@ -11,6 +11,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 OUTPUT = os.path.join(HERE, "output")
 WORLDVIEW = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "data", "worldview",
                          "Worldview_2016-09-30.tif")
@@ -159,6 +160,28 @@ def demo_normalization(cli, files):
         normalize_series(cli, "Landsat series", series, os.path.join(OUTPUT, "normalized_landsat"))
 
 
+def demo_model(cli, files):
+    """The bundled graphical model, run from its .model3 file."""
+    from osgeo import ogr
+
+    heading("Model: normalize and summarize (resources/models/normalize_and_summarize.model3)")
+    model = os.path.join(REPO, "resources", "models", "normalize_and_summarize.model3")
+    zones = os.path.join(OUTPUT, "model_zones.gpkg")
+    folder = os.path.join(OUTPUT, "model_normalized")
+    run(cli, model, INPUTS=[files[f"scene_{k}"] for k in (1, 2, 3)], POLYGONS=files["polygons"],
+        BLOCKS=25, **{"local:NORMALIZED": folder, "zonal:ZONES": zones})
+    written = ", ".join(sorted(os.listdir(folder)))
+    print(f"normalized scenes in {os.path.relpath(folder)}: {written}")
+    shown = ["name", "_pixcount", "_mean", "_median", "_stddev"]
+    print("  " + "  ".join(f"{c:>10}" for c in shown))
+    source = ogr.Open(zones)
+    for index, feature in enumerate(source.GetLayer()):
+        if index == 4:
+            break
+        print("  " + "  ".join(f"{_fmt(feature.GetField(c)):>10}" for c in shown))
+    source = None
+
+
 def demo_rat_tools(cli, files):
     """The segment RAT copied to a Zarr store, looked into, and exported to tables."""
     import csv
@@ -225,7 +248,7 @@ def demo_zonal_stats(cli, files):
 
 
 STEPS = [demo_segment_stats, demo_segment_spatial_stats, demo_zonal_stats, demo_rat_tools,
-         demo_normalization]
+         demo_normalization, demo_model]
 
 
 def main():
