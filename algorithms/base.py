@@ -13,6 +13,7 @@ import traceback
 
 from qgis.core import (
     Qgis,
+    QgsField,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterDefinition,
@@ -27,6 +28,25 @@ ADVANCED_FLAG = (
     if hasattr(Qgis, "ProcessingParameterFlag")
     else QgsProcessingParameterDefinition.FlagAdvanced
 )
+# QGIS >= 3.38 (and 4, on Qt6 where QVariant.Type is gone) types fields with QMetaType.
+USE_METATYPE = Qgis.QGIS_VERSION_INT >= 33800
+
+
+def make_field(name, kind):
+    """A QgsField of kind ``"string"``, ``"double"``, ``"int"`` or ``"longlong"``."""
+    if USE_METATYPE:
+        from qgis.PyQt.QtCore import QMetaType
+
+        types = {"string": QMetaType.Type.QString, "double": QMetaType.Type.Double,
+                 "int": QMetaType.Type.Int, "longlong": QMetaType.Type.LongLong}
+    else:
+        from qgis.PyQt.QtCore import QVariant
+
+        types = {"string": QVariant.String, "double": QVariant.Double, "int": QVariant.Int,
+                 "longlong": QVariant.LongLong}
+    return QgsField(name, types[kind])
+
+
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -6,7 +6,6 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsProcessing,
     QgsProcessingException,
@@ -15,9 +14,8 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
-from .base import TesseraAlgorithm
+from .base import TesseraAlgorithm, make_field
 from .rat_parameters import add_rat_source_parameters, rat_source
 
 #: Rows turned into features at a time (bounds the memory of Python objects).
@@ -64,10 +62,10 @@ class ExportRatAlgorithm(TesseraAlgorithm):
                     "row number field, or leave it empty.")
             fields = QgsFields()
             if id_field:
-                fields.append(QgsField(id_field, QVariant.LongLong))
+                fields.append(make_field(id_field, "longlong"))
             for name in chosen:
-                fields.append(QgsField(name, _field_type(rat.column_kind(name),
-                                                         rat.column_dtype(name))))
+                fields.append(make_field(name, _field_type(rat.column_kind(name),
+                                                           rat.column_dtype(name))))
             sink, destination = self.parameterAsSink(
                 parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry,
                 QgsCoordinateReferenceSystem())
@@ -96,11 +94,11 @@ class ExportRatAlgorithm(TesseraAlgorithm):
 
 def _field_type(kind, dtype):
     if kind == "string":
-        return QVariant.String
+        return "string"
     if kind == "real":
-        return QVariant.Double
-    return QVariant.Int if dtype.itemsize < 4 or dtype.kind == "i" and dtype.itemsize == 4 \
-        else QVariant.LongLong
+        return "double"
+    return "int" if dtype.itemsize < 4 or dtype.kind == "i" and dtype.itemsize == 4 \
+        else "longlong"
 
 
 def _plain(values):

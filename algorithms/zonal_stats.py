@@ -5,7 +5,6 @@ import math
 from qgis.core import (
     QgsFeatureRequest,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsProcessing,
     QgsProcessingException,
@@ -19,10 +18,9 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
-from .base import TesseraAlgorithm, raster_source
+from .base import TesseraAlgorithm, make_field, raster_source
 
 PIXEL_RULES = ("centre", "all_touched", "fraction")
 
@@ -177,9 +175,7 @@ def _crs_text(crs):
 
 
 def _field(name, kind):
-    if kind == "integer":
-        return QgsField(name, QVariant.LongLong)
-    return QgsField(name, QVariant.Double)
+    return make_field(name, "longlong" if kind == "integer" else "double")
 
 
 def _attribute(value, integer):

@@ -146,33 +146,32 @@ def linear_correction(tile, nodata, has_nodata, scale, offset, values, valid, in
 
 
 @njit(cache=True, nogil=True)
-def interpolate_block_map(block_map, band, r0, r1, fr, c0, c1, fc):
-    """Bilinear value of ``block_map[band]`` between four block centres; NaN blocks
-    are weighted out; NaN when no weighted block has a value."""
-    num = 0.0
-    den = 0.0
-    w = (1.0 - fr) * (1.0 - fc)
-    v = block_map[band, r0, c0]
-    if v == v and w > 0.0:
-        num += w * v
-        den += w
-    w = (1.0 - fr) * fc
-    v = block_map[band, r0, c1]
-    if v == v and w > 0.0:
-        num += w * v
-        den += w
-    w = fr * (1.0 - fc)
-    v = block_map[band, r1, c0]
-    if v == v and w > 0.0:
-        num += w * v
-        den += w
-    w = fr * fc
-    v = block_map[band, r1, c1]
-    if v == v and w > 0.0:
-        num += w * v
-        den += w
-    if den > 0.0:
-        return num / den
+def blend_rows(block_map, band, r0, r1, fr, num, den):
+    """Row step of the bilinear interpolation at one pixel row: for every block
+    column, the weighted sum ``num`` and weight ``den`` of the two block rows
+    around it (NaN blocks weighted out)."""
+    for j in range(block_map.shape[2]):
+        n = 0.0
+        d = 0.0
+        v = block_map[band, r0, j]
+        if v == v:
+            n += (1.0 - fr) * v
+            d += 1.0 - fr
+        v = block_map[band, r1, j]
+        if v == v:
+            n += fr * v
+            d += fr
+        num[j] = n
+        den[j] = d
+
+
+@njit(cache=True, nogil=True)
+def blend_columns(num, den, c0, c1, fc):
+    """Column step: the bilinear value between block centres, NaN when no block
+    with a value has weight."""
+    d = (1.0 - fc) * den[c0] + fc * den[c1]
+    if d > 0.0:
+        return ((1.0 - fc) * num[c0] + fc * num[c1]) / d
     return np.nan
 
 
@@ -182,18 +181,23 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
     """Local block correction of a tile.
 
     ``row0/row1/row_frac`` (per tile row) and ``col0/col1/col_frac`` (per tile
-    column) locate each pixel centre between block centres. Gamma:
-    ``alpha * (x + o) ** (ln(Mref + o) / ln(Mlocal + o)) - o`` with the band's
-    offset ``o``; linear: ``x * Mref / Mlocal``. Where a mean is undefined or
-    the result is not finite the pixel keeps its value.
+    column) locate each pixel centre between block centres; both block maps are
+    interpolated bilinearly there (a row step per pixel row, a column step per
+    pixel). Gamma: ``alpha * (x + o) ** (ln(Mref + o) / ln(Mlocal + o)) - o``
+    with the band's offset ``o``; linear: ``x * Mref / Mlocal``. Where a mean is
+    undefined or the result is not finite the pixel keeps its value.
     """
     bands, rows, cols = tile.shape
+    block_cols = reference.shape[2]
+    ref_num = np.empty(block_cols)
+    ref_den = np.empty(block_cols)
+    loc_num = np.empty(block_cols)
+    loc_den = np.empty(block_cols)
     for b in range(bands):
         o = offsets[b]
         for r in range(rows):
-            ra = row0[r]
-            rb = row1[r]
-            fr = row_frac[r]
+            blend_rows(reference, b, row0[r], row1[r], row_frac[r], ref_num, ref_den)
+            blend_rows(local, b, row0[r], row1[r], row_frac[r], loc_num, loc_den)
             for c in range(cols):
                 v = tile[b, r, c]
                 if not _valid(v, nodata, has_nodata):
@@ -203,18 +207,18 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
                 input_sums[b] += v
                 x = np.float64(v)
                 result = x
-                m_ref = interpolate_block_map(reference, b, ra, rb, fr, col0[c], col1[c],
-                                              col_frac[c])
-                m_local = interpolate_block_map(local, b, ra, rb, fr, col0[c], col1[c],
-                                                col_frac[c])
+                ca = col0[c]
+                cb = col1[c]
+                fc = col_frac[c]
+                m_ref = blend_columns(ref_num, ref_den, ca, cb, fc)
+                m_local = blend_columns(loc_num, loc_den, ca, cb, fc)
                 if m_ref == m_ref and m_local == m_local:
                     if gamma:
                         p = x + o
                         mr = m_ref + o
                         ml = m_local + o
                         if p > 0.0 and mr > 0.0 and ml > 0.0 and ml != 1.0:
-                            g = math.log(mr) / math.log(ml)
-                            candidate = alpha * math.exp(g * math.log(p)) - o
+                            candidate = alpha * p ** (math.log(mr) / math.log(ml)) - o
                             if math.isfinite(candidate):
                                 result = candidate
                     elif m_local != 0.0:
