@@ -27,6 +27,30 @@ COUNTING_SLACK = 4096
 
 
 @njit(cache=True, nogil=True)
+def is_moment(code):
+    """Whether statistic ``code`` is one :func:`moment_value` gives."""
+    return code in (MIN, MAX, SUM, MEAN, STDDEV, VARIANCE, RANGE)
+
+
+@njit(cache=True, nogil=True)
+def moment_value(code, lo, hi, total, mean, variance):
+    """min, max, sum, mean, stddev, variance or range from a zone's moments."""
+    if code == MIN:
+        return lo
+    if code == MAX:
+        return hi
+    if code == SUM:
+        return total
+    if code == MEAN:
+        return mean
+    if code == STDDEV:
+        return math.sqrt(variance)
+    if code == VARIANCE:
+        return variance
+    return hi - lo
+
+
+@njit(cache=True, nogil=True)
 def quantile_ranks(n, q, linear):
     """(lower rank, upper rank, weight) of quantile ``q`` of ``n`` ordered values, as
     numpy's ``linear`` or ``inverted_cdf``; the value is lerp(lower, upper, weight)."""
@@ -181,20 +205,8 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                 if n == 0:
                     results[c, zone] = missing
                     continue
-                if code == MIN:
-                    value = lo
-                elif code == MAX:
-                    value = hi
-                elif code == SUM:
-                    value = total
-                elif code == MEAN:
-                    value = mean
-                elif code == STDDEV:
-                    value = math.sqrt(variance)
-                elif code == VARIANCE:
-                    value = variance
-                elif code == RANGE:
-                    value = hi - lo
+                if is_moment(code):
+                    value = moment_value(code, lo, hi, total, mean, variance)
                 elif code == MODE:
                     value = mode
                 elif code == MINORITY:

@@ -19,23 +19,17 @@ equal exactextract's (and GDAL's ``zonal-stats`` fractional mode):
 Invalid pixels (NaN, or the band's nodata) are skipped; all sums in float64.
 """
 
-import math
 
 import numpy as np
 from numba import njit
 
 from .stat_kernels import (
-    MAX,
-    MEAN,
     MEDIAN,
-    MIN,
     MODE,
     PIXCOUNT,
-    RANGE,
-    STDDEV,
-    SUM,
-    VARIANCE,
     VARIETY,
+    is_moment,
+    moment_value,
 )
 from .statistics import NEED_MOMENTS, NEED_ORDER, PERCENTILE
 
@@ -133,20 +127,8 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                 if n == 0:
                     results[c, zone] = missing
                     continue
-                if code == MIN:
-                    value = lo
-                elif code == MAX:
-                    value = hi
-                elif code == SUM:
-                    value = sum_wv
-                elif code == MEAN:
-                    value = mean
-                elif code == STDDEV:
-                    value = math.sqrt(variance)
-                elif code == VARIANCE:
-                    value = variance
-                elif code == RANGE:
-                    value = hi - lo
+                if is_moment(code):
+                    value = moment_value(code, lo, hi, sum_wv, mean, variance)
                 elif code == MEDIAN:
                     value = weighted_quantile(distinct, distinct_w, n_distinct, 0.5)
                 elif code == PERCENTILE:
