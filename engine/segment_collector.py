@@ -56,13 +56,18 @@ def tally_tile(seg, null_id, remaining, tile_local, tile_ids, k_count, k_kind, s
     n = 0
     cols = seg.shape[1]
     for r in range(seg.shape[0]):
+        # The left neighbour's id and k stay in registers, and a run of one k is
+        # counted once: no store-to-load chain through kmap or k_count per pixel.
+        prev_raw = seg[r, 0]
+        prev_k = -1
+        run = 0
         for c in range(cols):
             p = r * cols + c
             raw = seg[r, c]
-            # Most pixels share the id of their left or upper neighbour, whose k is
-            # read sequentially; others look it up in the per-id table.
-            if c > 0 and raw == seg[r, c - 1]:
-                k = kmap[p - 1]
+            # Most pixels share the id of their left or upper neighbour; others
+            # look their k up in the per-id table.
+            if c > 0 and raw == prev_raw:
+                k = prev_k
             elif r > 0 and raw == seg[r - 1, c]:
                 k = kmap[p - cols]
             else:
@@ -84,8 +89,15 @@ def tally_tile(seg, null_id, remaining, tile_local, tile_ids, k_count, k_kind, s
                         tile_local[sid] = n + 1
                         n += 1
             kmap[p] = k
-            if k >= 0:
-                k_count[k] += 1
+            if k != prev_k:
+                if prev_k >= 0:
+                    k_count[prev_k] += run
+                run = 0
+                prev_k = k
+            run += 1
+            prev_raw = raw
+        if prev_k >= 0:
+            k_count[prev_k] += run
     _forget(tile_local, tile_ids, n)
     in_tile = 0
     opening = 0
@@ -163,24 +175,26 @@ def scatter_tile(kmap, image, cols, row0, col0, with_pos, n, tile_ids, k_count, 
     n_bands = image.shape[0]
     pixels = kmap.shape[0]
     flat = image.reshape(n_bands, pixels)
-    for p in range(pixels):
+    p = 0
+    while p < pixels:  # one run of pixels of the same segment at a time
         k = kmap[p]
-        if k < 0:
-            continue
-        position = k_cursor[k]
-        k_cursor[k] = position + 1
-        if k_kind[k] == IN_TILE:
+        end = p + 1
+        while end < pixels and kmap[end] == k:
+            end += 1
+        if k >= 0:
+            position = k_cursor[k]
+            k_cursor[k] = position + end - p
+            vals = tile_vals if k_kind[k] == IN_TILE else arena_vals
             for b in range(n_bands):
-                tile_vals[b, position] = flat[b, p]
+                for i in range(end - p):
+                    vals[b, position + i] = flat[b, p + i]
             if with_pos:
-                tile_rows[position] = row0 + p // cols
-                tile_cols[position] = col0 + p % cols
-        else:
-            for b in range(n_bands):
-                arena_vals[b, position] = flat[b, p]
-            if with_pos:
-                arena_rows[position] = row0 + p // cols
-                arena_cols[position] = col0 + p % cols
+                pos_rows = tile_rows if k_kind[k] == IN_TILE else arena_rows
+                pos_cols = tile_cols if k_kind[k] == IN_TILE else arena_cols
+                for i in range(end - p):
+                    pos_rows[position + i] = row0 + (p + i) // cols
+                    pos_cols[position + i] = col0 + (p + i) % cols
+        p = end
     return n_done, n_closed
 
 
