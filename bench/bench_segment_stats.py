@@ -11,8 +11,8 @@ without), then times in this script:
 3. optionally pyshepseg's calcPerSegmentStatsTiled on the same files, in its own
    interpreter (`--pyshepseg PYTHON FOLDER`; not part of Tessera);
 
-and prints the ratios to the raw read, the peak RSS, and the first-call cost of numba with
-a cold and a warm cache (fresh interpreters).
+and prints the ratios to the raw read, the peak RSS (each run in its own interpreter), and
+the first-call cost of numba with a cold and a warm cache (fresh interpreters).
 
     .venv/bin/python bench/bench_segment_stats.py [--size 10000] [--uncompressed] \
         [--pyshepseg /work/peers/venv/bin/python /work/peers/pyshepseg]
@@ -20,12 +20,10 @@ a cold and a warm cache (fresh interpreters).
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -120,29 +118,19 @@ def _grid(rows, size, wander_r, wander_c, block, per_row):
     return grid_r * per_row + grid_c
 
 
-class PeakRss:
-    """Peak resident memory of this process while the block runs (sampled)."""
-
-    def __enter__(self):
-        self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
+#: Appended to a child's script: its peak RSS (VmHWM, of its own memory only; wait4's
+#: ru_maxrss would also count this parent's memory, shared between fork and exec).
+PRINT_PEAK = ("print('PEAK', [line.split()[1] for line in open('/proc/self/status') "
+              "if line.startswith('VmHWM')][0])")
 
 
-def _rss():
-    with open("/proc/self/statm") as stream:
-        return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def run_child(command):
+    """Run a Python ``-c`` script (PRINT_PEAK appended); return (output, peak RSS bytes)."""
+    done = subprocess.run(command[:-1] + [command[-1] + "\n" + PRINT_PEAK],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed:\n{done.stderr[-2000:]}")
+    return done.stdout, int(done.stdout.split("PEAK")[1].split()[0]) * 1024
 
 
 def raw_read(*paths):
@@ -159,15 +147,22 @@ def raw_read(*paths):
 
 
 def run_tessera(seg_path, image_path, folder, bands=None):
-    """segment_stats into a separate RAT file (the inputs stay as they are)."""
+    """segment_stats into a separate RAT file (the inputs stay as they are), in a fresh
+    interpreter: (seconds of the call, peak RSS of that whole process, segment count)."""
     rat = os.path.join(folder, "bench_rat.img")
     if os.path.exists(rat):
         os.remove(rat)
-    started = time.perf_counter()
-    with PeakRss() as peak:
-        result = segment_stats(seg_path, image_path, statistics=STATISTICS, bands=bands,
-                               percentiles=PERCENTILES, output_rat=rat)
-    return time.perf_counter() - started, peak.peak, result
+    script = (
+        "import sys, time; "
+        f"sys.path.insert(0, {PLUGINS!r}); "
+        "from tessera.engine import segment_stats; t = time.perf_counter(); "
+        f"r = segment_stats({seg_path!r}, {image_path!r}, statistics={STATISTICS!r}, "
+        f"bands={bands!r}, percentiles={PERCENTILES!r}, output_rat={rat!r}); "
+        "print('RESULT', time.perf_counter() - t, r.segment_count)"
+    )
+    output, peak = run_child([sys.executable, "-c", script])
+    seconds, count = output.split("RESULT")[1].split()[:2]
+    return float(seconds), peak, int(count)
 
 
 PYSHEPSEG_RUN = """
@@ -190,7 +185,8 @@ def run_pyshepseg(python, folder, seg_img, image_path, workdir):
     seg_copy = os.path.join(workdir, "segments_pyshepseg.img")
     gdal.GetDriverByName("HFA").CopyFiles(seg_copy, seg_img)
     tiny_seg = os.path.join(workdir, "tiny_pyshepseg.img")
-    gdal.Translate(tiny_seg, seg_img, format="HFA", srcWin=[0, 0, 200, 200])
+    # -norat: GDAL 3.6 crashes copying the million-row RAT into the HFA copy
+    gdal.Translate(tiny_seg, seg_img, options="-of HFA -norat -srcwin 0 0 200 200")
     _histogram(tiny_seg)
     tiny_image = os.path.join(workdir, "tiny_pyshepseg_image.tif")
     gdal.Translate(tiny_image, image_path, srcWin=[0, 0, 200, 200])
@@ -198,11 +194,8 @@ def run_pyshepseg(python, folder, seg_img, image_path, workdir):
         (f"b1_p{p}", "percentile", p) for p in PERCENTILES]
     script = PYSHEPSEG_RUN.format(folder=folder, selection=selection, tiny_image=tiny_image,
                                   tiny_seg=tiny_seg, image=image_path, seg=seg_copy)
-    done = subprocess.run([python, "-c", script], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"pyshepseg failed: {done.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return float(done.stdout.split("SECONDS")[1]), peak
+    output, peak = run_child([python, "-c", script])
+    return float(output.split("SECONDS")[1].split()[0]), peak
 
 
 def _histogram(path):
@@ -266,12 +259,12 @@ def main():
                       output_rat=os.path.join(work, "warm.img"))  # compile outside timings
         raw, _ = raw_read(seg_img, image_path)
         print(f"raw GDAL read: HFA segments + image       {raw:7.2f} s")
-        seconds, peak, result = run_tessera(seg_img, image_path, work)
-        print(f"Tessera, histogram in the RAT ({result.segment_count} segments)"
+        seconds, peak, count = run_tessera(seg_img, image_path, work)
+        print(f"Tessera, histogram in the RAT ({count} segments)"
               f"\n                                           {seconds:7.2f} s  ratio "
               f"{seconds / raw:5.2f}  peak RSS {peak / 2**20:5.0f} MB")
         raw_tif, _ = raw_read(seg_tif, image_path)
-        seconds_tif, peak_tif, result = run_tessera(seg_tif, image_path, work)
+        seconds_tif, peak_tif, _ = run_tessera(seg_tif, image_path, work)
         print(f"raw GDAL read: GeoTIFF segments + image   {raw_tif:7.2f} s")
         print(f"Tessera, no histogram (counting pass)     {seconds_tif:7.2f} s  ratio "
               f"{seconds_tif / raw_tif:5.2f}  peak RSS {peak_tif / 2**20:5.0f} MB")
