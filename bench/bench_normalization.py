@@ -75,14 +75,15 @@ def write_scenes(size):
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {plugins!r})
 from tessera.engine import {function}
 paths = {paths!r}
 started = time.perf_counter()
 {function}(paths, {out!r}, threads={threads}, **{options!r})
 wall = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = [int(line.split()[1]) for line in open("/proc/self/status")
+        if line.startswith("VmHWM")][0] / 1024  # this process's own peak RSS
 print(json.dumps({{"wall": wall, "peak_mb": peak}}))
 """
 

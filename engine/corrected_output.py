@@ -110,11 +110,23 @@ class OutputRaster:
         self.dataset = create_raster(self.temporary, image.width, image.height, image.bands,
                                      value_range.dtype, image.geotransform, image.crs_wkt,
                                      nodata, options=compression_options(value_range.dtype))
+        self.block_size = self.dataset.GetRasterBand(1).GetBlockSize()
 
     def write(self, window, array):
         with self.lock:  # all bands at once: pixel-interleaved tiles are written whole
             if self.dataset.WriteArray(array, window.xoff, window.yoff) != 0:
                 raise TesseraError(f"Writing {self.path} failed: {gdal.GetLastErrorMsg()}")
+            if self._whole_tiles(window):
+                # its tiles are complete: compress and write them now, so that GDAL's block
+                # cache holds a few windows, not gigabytes of finished tiles
+                self.dataset.FlushCache()
+
+    def _whole_tiles(self, window):
+        width, height = self.dataset.RasterXSize, self.dataset.RasterYSize
+        block_w, block_h = self.block_size
+        return (window.xoff % block_w == 0 and window.yoff % block_h == 0
+                and (window.xsize % block_w == 0 or window.xoff + window.xsize == width)
+                and (window.ysize % block_h == 0 or window.yoff + window.ysize == height))
 
     def finish(self, threads=1, cancelled=None):
         self.dataset.FlushCache()
