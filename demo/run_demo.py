@@ -170,7 +170,7 @@ def demo_model(cli, files):
     folder = os.path.join(OUTPUT, "model_normalized")
     run(cli, model, INPUTS=[files[f"scene_{k}"] for k in (1, 2, 3)], POLYGONS=files["polygons"],
         BLOCKS=25, **{"local:NORMALIZED": folder, "zonal:ZONES": zones})
-    written = ", ".join(sorted(os.listdir(folder)))
+    written = ", ".join(sorted(f for f in os.listdir(folder) if f.endswith(".tif")))
     print(f"normalized scenes in {os.path.relpath(folder)}: {written}")
     shown = ["name", "_pixcount", "_mean", "_median", "_stddev"]
     print("  " + "  ".join(f"{c:>10}" for c in shown))

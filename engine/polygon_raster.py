@@ -24,7 +24,9 @@ the winding signs):
   the running sum is the exact area of the polygon inside every cell, holes
   subtracted. Fractions within 1e-9 of 0 or 1 are snapped (float64 noise).
   ``fraction`` weights a pixel with its covered fraction rounded to float32,
-  as exactextract and GDAL store it, so weighted results equal theirs;
+  as exactextract and GDAL store it (for a polygon with holes or several
+  parts: ring by ring, combined in float32, as exactextract does), so
+  weighted results equal theirs;
   ``all_touched`` keeps every pixel with a covered area > 0 at weight 1
   (exactextract's ``coverage_weight=none``).
 
@@ -197,21 +199,83 @@ def accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, 
     """Add polygon ``p``'s contributions to ``acc`` (zero on entry, ``cols + 1``
     cells per row) over the window whose top-left pixel is (row0, col0); the
     cells written in row ``r`` are ``row_lo[r]..row_hi[r]`` (see the module docstring)."""
-    stride = cols + 1
-    row_lo[:rows] = stride
+    row_lo[:rows] = cols + 1
     row_hi[:rows] = -1
     for ring in range(poly_ring[p], poly_ring[p + 1]):
-        sign = ring_sign[ring]
-        for i in range(ring_start[ring], ring_start[ring + 1] - 1):
-            x1 = xs[i] - col0
-            y1 = ys[i] - row0
-            x2 = xs[i + 1] - col0
-            y2 = ys[i + 1] - row0
-            if rule == CENTRE:
-                _add_centre_crossings(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo,
-                                      row_hi)
-            else:
-                _add_edge_area(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo, row_hi)
+        accumulate_ring(ring, xs, ys, ring_start, ring_sign, row0, col0, rows, cols, rule, acc,
+                        row_lo, row_hi)
+
+
+@njit(cache=True, nogil=True)
+def accumulate_ring(ring, xs, ys, ring_start, ring_sign, row0, col0, rows, cols, rule, acc,
+                    row_lo, row_hi):
+    """Add one ring's contributions (see :func:`accumulate_polygon`)."""
+    stride = cols + 1
+    sign = ring_sign[ring]
+    for i in range(ring_start[ring], ring_start[ring + 1] - 1):
+        x1 = xs[i] - col0
+        y1 = ys[i] - row0
+        x2 = xs[i + 1] - col0
+        y2 = ys[i + 1] - row0
+        if rule == CENTRE:
+            _add_centre_crossings(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo, row_hi)
+        else:
+            _add_edge_area(acc, stride, rows, cols, x1, y1, x2, y2, sign, row_lo, row_hi)
+
+
+@njit(cache=True, nogil=True)
+def _winding(ring, xs, ys, ring_start, ring_sign):
+    """Sign of a ring's area once its winding sign is applied: the same for every
+    exterior ring, the opposite for holes."""
+    start, stop = ring_start[ring], ring_start[ring + 1]
+    area = 0.0
+    for i in range(start, stop - 1):
+        area += xs[i] * ys[i + 1] - xs[i + 1] * ys[i]
+    area *= ring_sign[ring]
+    return 1 if area > 0 else (-1 if area < 0 else 0)
+
+
+@njit(cache=True, nogil=True)
+def ring_by_ring_fractions(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows, cols,
+                           acc, row_lo, row_hi, combined, used_lo, used_hi):
+    """Covered fractions of a polygon with several rings as exactextract forms
+    them: each ring's fractions rounded to float32, then added (exterior rings)
+    or subtracted (holes) in float32, ring by ring. ``combined`` (rows x cols,
+    float32, zero) receives them over cells ``used_lo[r]..used_hi[r] - 1`` of row r."""
+    used_lo[:rows] = cols
+    used_hi[:rows] = 0
+    stride = cols + 1
+    exterior_winding = _winding(poly_ring[p], xs, ys, ring_start, ring_sign)
+    for ring in range(poly_ring[p], poly_ring[p + 1]):
+        exterior = _winding(ring, xs, ys, ring_start, ring_sign) == exterior_winding
+        row_lo[:rows] = stride
+        row_hi[:rows] = -1
+        accumulate_ring(ring, xs, ys, ring_start, ring_sign, row0, col0, rows, cols, FRACTION,
+                        acc, row_lo, row_hi)
+        for r in range(rows):
+            lo = row_lo[r]
+            hi = row_hi[r]
+            if hi < lo:
+                continue
+            running = 0.0
+            stop = lo
+            for c in range(lo, cols):
+                if c > hi and abs(running) < SNAP:
+                    break
+                running += acc[r * stride + c]
+                acc[r * stride + c] = 0.0
+                part = np.float32(covered_weight(running, FRACTION))
+                if part != 0.0:
+                    cell = r * cols + c
+                    if exterior:
+                        combined[cell] = combined[cell] + part
+                    else:
+                        combined[cell] = combined[cell] - part
+                stop = c + 1
+            for c in range(stop, hi + 1):
+                acc[r * stride + c] = 0.0
+            used_lo[r] = min(used_lo[r], lo)
+            used_hi[r] = max(used_hi[r], stop)
 
 
 @njit(cache=True, nogil=True)
@@ -284,6 +348,9 @@ def gather_polygons(polygons, k_first, xs, ys, ring_start, ring_sign, poly_ring,
     row_lo = np.empty(tile_rows, np.int64)
     row_hi = np.empty(tile_rows, np.int64)
     weights = np.empty(tile_cols + 1, np.float64)
+    combined = np.zeros(tile_rows * tile_cols if rule == FRACTION else 0, np.float32)
+    used_lo = np.empty(tile_rows, np.int64)
+    used_hi = np.empty(tile_rows, np.int64)
     n = 0
     for k in range(k_first, polygons.shape[0]):
         p = polygons[k]
@@ -301,12 +368,24 @@ def gather_polygons(polygons, k_first, xs, ys, ring_start, ring_sign, poly_ring,
             if n == 0 and k == k_first:
                 return -1, 0  # the caller must grow the buffers
             return k, n
-        accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows, cols,
-                           rule, acc, row_lo, row_hi)
+        by_ring = rule == FRACTION and poly_ring[p + 1] - poly_ring[p] > 1
+        if by_ring:
+            ring_by_ring_fractions(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows,
+                                   cols, acc, row_lo, row_hi, combined, used_lo, used_hi)
+        else:
+            accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows,
+                               cols, rule, acc, row_lo, row_hi)
         stride = cols + 1
         for r in range(rows):
-            lo = row_lo[r]
-            stop = row_weights(acc, r * stride, lo, row_hi[r], cols, rule, weights)
+            if by_ring:
+                lo = used_lo[r]
+                stop = used_hi[r]
+                for c in range(lo, stop):
+                    weights[c] = max(float(combined[r * cols + c]), 0.0)
+                    combined[r * cols + c] = 0.0
+            else:
+                lo = row_lo[r]
+                stop = row_weights(acc, r * stride, lo, row_hi[r], cols, rule, weights)
             tr = row0 - tile_row0 + r
             for c in range(lo, stop):
                 weight = weights[c]
