@@ -144,7 +144,10 @@ def measure(command, env=None):
     seconds = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{' '.join(command[:4])} failed:\n{output[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024 ** 2, output
+    # our Python children report their own peak (VmHWM); for qgis_process wait4's figure,
+    # which also counts this (small) parent's memory shared before exec
+    kilobytes = int(output.split("PEAK")[1].split()[0]) if "PEAK" in output else usage.ru_maxrss
+    return seconds, kilobytes / 1024 ** 2, output
 
 
 def qgis_command(stats, raster, layer, result_path):
@@ -243,6 +246,8 @@ def main():
     if args.run:
         tool, rule, stats, result_path = args.run
         run_tool(tool, rule, stats.split(","), raster, layer, result_path)
+        with open("/proc/self/status") as status:  # this process's own peak RSS, in kB
+            print("PEAK", [line.split()[1] for line in status if line.startswith("VmHWM")][0])
         return
     if args.rasterizers:
         compare_rasterizers(raster, layer)
