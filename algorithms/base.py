@@ -12,40 +12,14 @@ import os
 import traceback
 
 from qgis.core import (
-    Qgis,
-    QgsField,
     QgsProcessingAlgorithm,
     QgsProcessingException,
-    QgsProcessingParameterDefinition,
     QgsProject,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
 
-# QGIS >= 3.36 (and 4) scopes the flag in Qgis.ProcessingParameterFlag.
-ADVANCED_FLAG = (
-    Qgis.ProcessingParameterFlag.Advanced
-    if hasattr(Qgis, "ProcessingParameterFlag")
-    else QgsProcessingParameterDefinition.FlagAdvanced
-)
-# QGIS >= 3.38 (and 4, on Qt6 where QVariant.Type is gone) types fields with QMetaType.
-USE_METATYPE = Qgis.QGIS_VERSION_INT >= 33800
-
-
-def make_field(name, kind):
-    """A QgsField of kind ``"string"``, ``"double"``, ``"int"`` or ``"longlong"``."""
-    if USE_METATYPE:
-        from qgis.PyQt.QtCore import QMetaType
-
-        types = {"string": QMetaType.Type.QString, "double": QMetaType.Type.Double,
-                 "int": QMetaType.Type.Int, "longlong": QMetaType.Type.LongLong}
-    else:
-        from qgis.PyQt.QtCore import QVariant
-
-        types = {"string": QVariant.String, "double": QVariant.Double, "int": QVariant.Int,
-                 "longlong": QVariant.LongLong}
-    return QgsField(name, types[kind])
-
+from .qgis_compat import ADVANCED_FLAG
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

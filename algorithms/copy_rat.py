@@ -9,6 +9,7 @@ from qgis.core import (
 )
 
 from .base import TesseraAlgorithm, keep_rat_visible_to_qgis
+from .qgis_compat import INTEGER
 from .rat_parameters import add_rat_source_parameters, rat_source
 
 
@@ -37,7 +38,7 @@ class CopyRatAlgorithm(TesseraAlgorithm):
                  "if missing. An existing raster: its band's RAT. Another new .img or .tif path: "
                  "a one-pixel file holding only the RAT.")
         self.add(QgsProcessingParameterNumber("OUTPUT_BAND", "Destination band",
-                                              QgsProcessingParameterNumber.Integer, 1,
+                                              INTEGER, 1,
                                               minValue=1),
                  "Band of an existing destination raster whose RAT receives the columns.",
                  advanced=True)

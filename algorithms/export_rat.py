@@ -5,17 +5,15 @@ import math
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterString,
-    QgsWkbTypes,
 )
 
-from .base import TesseraAlgorithm, make_field
+from .base import TesseraAlgorithm
+from .qgis_compat import FAST_INSERT, NO_GEOMETRY, VECTOR, make_field
 from .rat_parameters import add_rat_source_parameters, rat_source
 
 #: Rows turned into features at a time (bounds the memory of Python objects).
@@ -44,7 +42,7 @@ class ExportRatAlgorithm(TesseraAlgorithm):
                  "Name of the field holding the row number (the segment id); empty: no such "
                  "field.", advanced=True)
         self.add(QgsProcessingParameterFeatureSink(
-            "OUTPUT", "Table", QgsProcessing.TypeVector, createByDefault=True),
+            "OUTPUT", "Table", VECTOR, createByDefault=True),
             "The table written: e.g. a .gpkg (a table without geometry) or a .csv file.")
         self.addOutput(QgsProcessingOutputNumber("ROW_COUNT", "Rows written"))
 
@@ -67,7 +65,7 @@ class ExportRatAlgorithm(TesseraAlgorithm):
                 fields.append(make_field(name, _field_type(rat.column_kind(name),
                                                            rat.column_dtype(name))))
             sink, destination = self.parameterAsSink(
-                parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry,
+                parameters, "OUTPUT", context, fields, NO_GEOMETRY,
                 QgsCoordinateReferenceSystem())
             if sink is None:
                 raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
@@ -84,7 +82,7 @@ class ExportRatAlgorithm(TesseraAlgorithm):
                         feature = QgsFeature(fields)
                         feature.setAttributes(list(row))
                         features.append(feature)
-                    if not sink.addFeatures(features, QgsFeatureSink.FastInsert):
+                    if not sink.addFeatures(features, FAST_INSERT):
                         raise QgsProcessingException(
                             f"Writing the table failed: {sink.lastError()}")
                 rows += len(block)

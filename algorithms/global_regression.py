@@ -3,7 +3,6 @@
 import json
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
@@ -24,6 +23,7 @@ from .normalization_parameters import (
     output_arguments,
     output_folder,
 )
+from .qgis_compat import DOUBLE, RASTER
 
 
 class GlobalRegressionAlgorithm(TesseraAlgorithm):
@@ -45,17 +45,17 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         add_inputs(self, "_Global")
         self.add(QgsProcessingParameterMultipleLayers(
-            "MODEL_IMAGES", "Model images", QgsProcessing.TypeRaster, optional=True),
+            "MODEL_IMAGES", "Model images", RASTER, optional=True),
             "Images (among the inputs, matched by base name) included in or excluded from the "
             "anchoring of the solution; empty: all images are model images. Including a single "
             "image matches every other image to it.")
         self.add(enum("MODEL_MODE", "Model image mode", MODEL_MODES, "include"),
                  "include: only the listed images anchor the solution; exclude: all but them.")
         self.add(QgsProcessingParameterNumber(
-            "MEAN_FACTOR", "Mean factor", QgsProcessingParameterNumber.Double, 1.0,
+            "MEAN_FACTOR", "Mean factor", DOUBLE, 1.0,
             minValue=0.0), "Weight of the overlap mean equations (default 1).", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "STD_FACTOR", "Standard deviation factor", QgsProcessingParameterNumber.Double, 1.0,
+            "STD_FACTOR", "Standard deviation factor", DOUBLE, 1.0,
             minValue=0.0), "Weight of the overlap standard deviation equations (default 1).",
             advanced=True)
         self.add(QgsProcessingParameterBoolean(

@@ -21,6 +21,7 @@ from .normalization_parameters import (
     output_arguments,
     output_folder,
 )
+from .qgis_compat import DOUBLE, INTEGER
 
 
 class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
@@ -44,28 +45,28 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         add_inputs(self, "_Local")
         self.add(QgsProcessingParameterNumber(
-            "BLOCKS", "Blocks per image", QgsProcessingParameterNumber.Integer, 100, minValue=1),
+            "BLOCKS", "Blocks per image", INTEGER, 100, minValue=1),
             "Target number of blocks per image: n × images blocks over the union of the images, "
             "shaped like it (five 384 × 239 scenes on one grid, 100 → 18 × 27).")
         self.add(QgsProcessingParameterNumber(
-            "BLOCK_ROWS", "Block rows", QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            "BLOCK_ROWS", "Block rows", INTEGER, 0, minValue=0),
             "Explicit grid rows (with block columns); 0: use blocks per image.", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "BLOCK_COLS", "Block columns", QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            "BLOCK_COLS", "Block columns", INTEGER, 0, minValue=0),
             "Explicit grid columns (with block rows); 0: use blocks per image.", advanced=True)
         self.add(QgsProcessingParameterBoolean(
             "BLOCKS_FROM_VARIATION", "Grid from the coefficient of variation", False),
             "Derive the grid from the coefficient of variation of band 1 over all images: a 10 × "
             "10 grid scaled by CV / (45/125) in both directions.", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "ALPHA", "Alpha", QgsProcessingParameterNumber.Double, 1.0, minValue=0.0),
+            "ALPHA", "Alpha", DOUBLE, 1.0, minValue=0.0),
             "Multiplier of the gamma correction (P' = α·P^γ); 1 keeps the means matched. "
             "Not used by the linear method.", advanced=True)
         self.add(enum("METHOD", "Correction method", METHODS, "gamma"),
                  "gamma (default): P' = α·P^γ, γ = ln(M_ref)/ln(M_local); linear: "
                  "P' = P·M_ref/M_local.")
         self.add(QgsProcessingParameterNumber(
-            "VALID_THRESHOLD", "Valid pixel threshold", QgsProcessingParameterNumber.Double,
+            "VALID_THRESHOLD", "Valid pixel threshold", DOUBLE,
             0.001, minValue=0.0, maxValue=1.0),
             "A block whose valid pixels cover less than this fraction of its area is empty "
             "(weighted out of the interpolation).", advanced=True)

@@ -8,7 +8,6 @@ threads and the spectral profile plot are declared and read the same way by
 import os
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputFolder,
     QgsProcessingOutputMultipleLayers,
@@ -24,6 +23,7 @@ from qgis.core import (
 
 from ..engine.image_set import OUTPUT_DTYPES
 from ..engine.vector_mask import MASK_MODES
+from .qgis_compat import INTEGER, RASTER, VECTOR_POLYGON
 
 DTYPE_CHOICES = ("input",) + OUTPUT_DTYPES
 
@@ -38,7 +38,7 @@ def enum(name, description, options, default, multiple=False, optional=False):
 
 def add_inputs(algorithm, suffix):
     algorithm.add(QgsProcessingParameterMultipleLayers("INPUTS", "Input images",
-                                                       QgsProcessing.TypeRaster),
+                                                       RASTER),
                   "Overlapping rasters with the same CRS, bands and nodata value (file-based "
                   "GDAL rasters). Pixel grids may differ.")
     algorithm.add(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"),
@@ -48,7 +48,7 @@ def add_inputs(algorithm, suffix):
 
 def add_mask(algorithm):
     algorithm.add(QgsProcessingParameterVectorLayer(
-        "VECTOR_MASK", "Vector mask for statistics", [QgsProcessing.TypeVectorPolygon],
+        "VECTOR_MASK", "Vector mask for statistics", [VECTOR_POLYGON],
         optional=True),
         "Optional polygons limiting the pixels used for statistics (pixel centres inside); the "
         "correction is still applied to every pixel.")
@@ -69,7 +69,7 @@ def add_output_options(algorithm):
                   "Write Cloud-Optimized GeoTIFFs (GDAL's COG driver, with overviews) instead "
                   "of tiled GeoTIFFs.")
     algorithm.add(QgsProcessingParameterNumber(
-        "THREADS", "Threads", QgsProcessingParameterNumber.Integer, 0, minValue=0),
+        "THREADS", "Threads", INTEGER, 0, minValue=0),
         "Worker threads over images and windows; 0: one per CPU core.", advanced=True)
     algorithm.add(QgsProcessingParameterFileDestination(
         "PROFILE_PLOT", "Spectral profile plot", "PNG files (*.png)", optional=True,

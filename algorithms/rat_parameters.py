@@ -10,6 +10,7 @@ from qgis.core import (
 )
 
 from .base import raster_source
+from .qgis_compat import FOLDER
 
 
 def add_rat_source_parameters(algorithm, role="read"):
@@ -22,7 +23,7 @@ def add_rat_source_parameters(algorithm, role="read"):
                                              optional=True),
                   "Band of the raster whose RAT is used (default 1).", advanced=True)
     algorithm.add(QgsProcessingParameterFile("INPUT_STORE", "Zarr RAT store",
-                                             behavior=QgsProcessingParameterFile.Folder,
+                                             behavior=FOLDER,
                                              optional=True),
                   "A Zarr RAT store: a folder ending .zarr, or an s3://bucket/prefix URL "
                   "(S3-compatible servers: set AWS_ENDPOINT_URL). Give either this or a raster.")

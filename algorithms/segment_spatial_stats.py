@@ -17,6 +17,7 @@ from ..engine.spatial_statistics import (
     SPATIAL_STATISTICS,
 )
 from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source
+from .qgis_compat import DOUBLE, INTEGER
 
 CONNECTIVITY_OPTIONS = ["4", "8"]
 
@@ -65,7 +66,7 @@ class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
                  "offsets only, binned by the floor of the distance). From qgis_process: "
                  "STATISTICS=centroid,area.")
         self.add(QgsProcessingParameterNumber(
-            "MAX_LAG", "Maximum lag (pixels)", QgsProcessingParameterNumber.Integer, 5,
+            "MAX_LAG", "Maximum lag (pixels)", INTEGER, 5,
             minValue=1, maxValue=MAX_LAG_LIMIT),
             "Largest lag of the variograms, in pixels: one column per lag 1..maximum.")
         connectivity = QgsProcessingParameterEnum(
@@ -76,7 +77,7 @@ class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
                  "outside the segment; 4: only its 4 side neighbours count. The raster border "
                  "counts as outside.")
         self.add(QgsProcessingParameterNumber(
-            "MISSING_VALUE", "Missing value", QgsProcessingParameterNumber.Double, -9999),
+            "MISSING_VALUE", "Missing value", DOUBLE, -9999),
             "Written for ids without pixels (centroid, bbox) and for variogram lags without "
             "a pair of valid pixels; area, perimeter and edge_pixels are 0 then.",
             advanced=True)

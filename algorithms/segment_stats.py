@@ -14,6 +14,7 @@ from qgis.core import (
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
 from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source
+from .qgis_compat import DOUBLE
 
 
 class SegmentStatsAlgorithm(TesseraAlgorithm):
@@ -64,7 +65,7 @@ class SegmentStatsAlgorithm(TesseraAlgorithm):
                  "linear: numpy's default interpolation, as rasterstats and QGIS.",
                  advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "MISSING_VALUE", "Missing value", QgsProcessingParameterNumber.Double, -9999),
+            "MISSING_VALUE", "Missing value", DOUBLE, -9999),
             "Written for segments without a valid pixel (pixcount is 0 then).", advanced=True)
         rat = QgsProcessingParameterFileDestination(
             "OUTPUT_RAT", "Output RAT (empty: the segment file's own RAT)",

@@ -4,9 +4,7 @@ import math
 
 from qgis.core import (
     QgsFeatureRequest,
-    QgsFeatureSink,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
@@ -20,7 +18,8 @@ from qgis.core import (
 )
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
-from .base import TesseraAlgorithm, make_field, raster_source
+from .base import TesseraAlgorithm, raster_source
+from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, WKT_PREFERRED_GDAL, make_field
 
 PIXEL_RULES = ("centre", "all_touched", "fraction")
 
@@ -52,7 +51,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.add(QgsProcessingParameterFeatureSource(
-            "INPUT", "Polygon layer", [QgsProcessing.TypeVectorPolygon]),
+            "INPUT", "Polygon layer", [VECTOR_POLYGON]),
             "Polygons (or multipolygons) to summarise the raster in.")
         self.add(QgsProcessingParameterRasterLayer("RASTER", "Raster"),
                  "Raster whose values are summarised (any GDAL type).")
@@ -86,7 +85,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
                                               optional=True),
                  "Prefix of the statistic fields (default _).")
         self.add(QgsProcessingParameterFeatureSink("OUTPUT", "Zonal statistics",
-                                                   QgsProcessing.TypeVectorPolygon),
+                                                   VECTOR_POLYGON),
                  "The input features with their attributes and one field per statistic.")
         table = QgsProcessingParameterFileDestination(
             "OUTPUT_TABLE", "Output table", "CSV files (*.csv)", optional=True,
@@ -143,7 +142,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
                      for c in range(len(integer))]
             feature.setFields(fields, False)
             feature.setAttributes(list(feature.attributes()) + stats)
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, FAST_INSERT)
             if total:
                 feedback.setProgress(90.0 + 10.0 * (done + 1) / total)
         feedback.pushInfo(f"Zonal statistics ({result.pixel_rule} rule) of {result.feature_count} "
@@ -171,7 +170,7 @@ def _crs_text(crs):
     if not crs.isValid():
         return None
     return crs.authid() if crs.authid().upper().startswith("EPSG:") else crs.toWkt(
-        crs.WKT_PREFERRED_GDAL)
+        WKT_PREFERRED_GDAL)
 
 
 def _field(name, kind):

@@ -28,7 +28,6 @@ def build_model():
     """The model as a QgsProcessingModelAlgorithm (Tessera and GDAL providers registered)."""
     from qgis.core import (
         QgsApplication,
-        QgsProcessing,
         QgsProcessingModelAlgorithm,
         QgsProcessingModelChildAlgorithm,
         QgsProcessingModelChildParameterSource,
@@ -39,6 +38,8 @@ def build_model():
         QgsProcessingParameterNumber,
     )
 
+    from tessera.algorithms.qgis_compat import INTEGER, OPTIONAL_FLAG, RASTER, VECTOR_POLYGON
+
     model = QgsProcessingModelAlgorithm(NAME, "Workflows", "workflows")
     helps = {
         "INPUTS": "Overlapping rasters with the same CRS, bands and nodata value.",
@@ -47,11 +48,11 @@ def build_model():
     }
     model.setHelpContent({"ALG_DESC": DESCRIPTION, **helps})
     inputs = QgsProcessingParameterMultipleLayers("INPUTS", "Overlapping images",
-                                                  QgsProcessing.TypeRaster)
+                                                  RASTER)
     polygons = QgsProcessingParameterFeatureSource("POLYGONS", "Polygons",
-                                                   [QgsProcessing.TypeVectorPolygon])
+                                                   [VECTOR_POLYGON])
     blocks = QgsProcessingParameterNumber("BLOCKS", "Blocks per image",
-                                          QgsProcessingParameterNumber.Integer, 100, minValue=1)
+                                          INTEGER, 100, minValue=1)
     for position, parameter in enumerate((inputs, polygons, blocks)):
         parameter.setHelp(helps[parameter.name()])
         component = QgsProcessingModelParameter(parameter.name())
@@ -69,7 +70,7 @@ def build_model():
         algorithm = QgsApplication.processingRegistry().algorithmById(algorithm_id)
         for definition in algorithm.parameterDefinitions():  # the modeler's defaults
             if (definition.name() not in sources and not definition.isDestination()
-                    and not definition.flags() & definition.FlagOptional):
+                    and not definition.flags() & OPTIONAL_FLAG):
                 values.setdefault(definition.name(), definition.defaultValue())
         for name, value in values.items():
             step.addParameterSources(

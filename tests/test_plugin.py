@@ -260,3 +260,13 @@ def test_numba_cache_works_when_the_plugin_folder_is_read_only(open_tmp_path):
     assert "HITS 1" in runs[1].stdout, runs[1].stdout
     assert str(plugins) not in runs[1].stdout.split("PATH", 1)[1]
     assert not list((plugins / "tessera" / "engine").glob("__pycache__/*.nbi"))
+
+
+def test_fields_are_typed_for_this_qgis(qgis_app):
+    from tessera.algorithms.qgis_compat import make_field
+
+    # QVariant.Type and QMetaType.Type share these ids: String 10, Double 6, Int 2, LongLong 4
+    for kind, type_id in (("string", 10), ("double", 6), ("int", 2), ("longlong", 4)):
+        field = make_field(f"f_{kind}", kind)
+        assert field.name() == f"f_{kind}"
+        assert int(getattr(field.type(), "value", field.type())) == type_id, kind
