@@ -145,23 +145,33 @@ def _fmt_gt(gt):
     return "(" + ", ".join(f"{v:.10g}" for v in gt) + ")"
 
 
-def plan_windows(dataset, band=1, target_pixels=DEFAULT_WINDOW_PIXELS, window_size=None):
+def plan_windows(dataset, band=1, target_pixels=DEFAULT_WINDOW_PIXELS, window_size=None,
+                 also=()):
     """Row-major windows covering the raster, aligned with its block layout.
 
     With ``window_size`` (rows = columns) the windows are that size; otherwise
     whole-width strips a whole number of blocks high when they fit in
-    ``target_pixels``, else block-aligned tiles.
+    ``target_pixels``, else block-aligned tiles. ``also`` lists other
+    ``(dataset, band)`` read on the same grid: the windows follow their blocks
+    too when that keeps them within four times ``target_pixels`` (a block cut
+    by a window edge would be decompressed twice).
     """
     width, height = dataset.RasterXSize, dataset.RasterYSize
     if window_size:
         tile_w = tile_h = int(window_size)
     else:
-        block_w, block_h = dataset.GetRasterBand(band).GetBlockSize()
-        block_w, block_h = max(1, min(block_w, width)), max(1, min(block_h, height))
+        block_w, block_h = _block(dataset, band, width, height)
+        common_w, common_h = block_w, block_h
+        for other, other_band in also:
+            w, h = _block(other, other_band, width, height)
+            common_w, common_h = math.lcm(common_w, w), math.lcm(common_h, h)
         if width * block_h <= target_pixels:
+            unit_h = common_h if width * common_h <= 4 * target_pixels else block_h
             tile_w = width
-            tile_h = block_h * max(1, target_pixels // (width * block_h))
+            tile_h = unit_h * max(1, target_pixels // (width * unit_h))
         else:
+            if common_w * common_h <= 4 * target_pixels:
+                block_w, block_h = min(common_w, width), common_h
             side = max(1, int(math.sqrt(target_pixels)))
             tile_w = block_w * max(1, side // block_w)
             tile_h = block_h * max(1, side // block_h)
@@ -170,6 +180,11 @@ def plan_windows(dataset, band=1, target_pixels=DEFAULT_WINDOW_PIXELS, window_si
         for y in range(0, height, tile_h)
         for x in range(0, width, tile_w)
     ]
+
+
+def _block(dataset, band, width, height):
+    w, h = dataset.GetRasterBand(band).GetBlockSize()
+    return max(1, min(w, width)), max(1, min(h, height))
 
 
 class TileReader:

@@ -108,7 +108,8 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
 
     reporter.phase(*compute_span, "Computing per-segment statistics")
     collector = SegmentCollector(totals, null_id, len(bands), dtype)
-    windows = plan_windows(seg_ds, segment_band, window_size=window_size)
+    windows = plan_windows(seg_ds, segment_band, window_size=window_size,
+                           also=[(img_ds, b) for b in bands[:1]])
     total_pixels = seg_ds.RasterXSize * seg_ds.RasterYSize
     done_pixels = 0
     compute_started = time.perf_counter()

@@ -103,7 +103,8 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
     reporter.phase(*span, "Calling the user function on every segment")
     collector = SegmentCollector(totals, inputs.null_id, 1, caller.value_dtype,
                                  with_positions=True)
-    windows = plan_windows(seg_ds, segment_band, window_size=window_size)
+    windows = plan_windows(seg_ds, segment_band, window_size=window_size,
+                           also=[(inputs.image, inputs.image_band)])
     total_pixels = seg_ds.RasterXSize * seg_ds.RasterYSize
     done = 0
     compute_started = time.perf_counter()

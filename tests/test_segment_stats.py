@@ -374,3 +374,20 @@ def test_large_result_tables_go_to_a_temporary_file(tmp_path, monkeypatch):
     segment_stats(seg_path, write_raster(tmp_path / "image.tif", image), statistics=ALL,
                   window_size=16)
     assert_columns_match(read_rat(seg_path), reference_stats(seg, image), 1)
+
+
+def test_windows_follow_the_blocks_of_both_rasters(tmp_path):
+    from tessera.engine.raster_io import open_raster, plan_windows
+
+    tiles = ["TILED=YES", "BLOCKXSIZE={0}", "BLOCKYSIZE={0}"]
+    seg = write_raster(tmp_path / "seg.tif", np.ones((1000, 1200), np.uint32),
+                       options=[o.format(64) for o in tiles])
+    image = write_raster(tmp_path / "img.tif", np.ones((1000, 1200), np.uint16),
+                         options=[o.format(256) for o in tiles])
+    seg_ds, img_ds = open_raster(seg), open_raster(image)
+    alone = plan_windows(seg_ds, 1, target_pixels=200_000)
+    assert {w.ysize for w in alone[:-1]} == {128}  # two 64-row blocks of the segments
+    both = plan_windows(seg_ds, 1, target_pixels=200_000, also=[(img_ds, 1)])
+    # 256-row strips: no image tile is cut by a window edge (it would be decoded twice)
+    assert all(w.yoff % 256 == 0 and w.xsize == 1200 for w in both)
+    assert sum(w.ysize for w in both) == 1000
