@@ -5,16 +5,25 @@ pixels and 4 bands (a 2 x 2 layout overlapping by a quarter of a scene each way)
 its own gain and offset, as tiled uncompressed GeoTIFFs. Then runs each algorithm's engine
 function in a fresh interpreter with 1 thread (serial) and with --threads threads
 (parallel), and prints wall time, peak RSS of that interpreter and the ratio serial /
-parallel. Outputs are DEFLATE-compressed tiled GeoTIFFs under bench/output/.
+parallel. Outputs are compressed tiled GeoTIFFs under bench/output/.
+
+With ``--spectralmatch PYTHON`` (an interpreter that can ``import spectralmatch``: the peer,
+not part of Tessera), each algorithm is then also run by spectralmatch in that interpreter,
+in its own process, with equivalent settings (SPECTRALMATCH_OPTIONS) and --threads image
+threads; the script prints its wall time and peak RSS, the ratios spectralmatch / Tessera
+(parallel) and how close the two tools' outputs are (compare_outputs, compare_adjustments).
+Tessera's global regression then weights overlaps by 1, as spectralmatch 1.6 does.
 
     .venv/bin/python bench/bench_normalization.py [global|local|both] [--size 8000]
-        [--threads 2]
+        [--threads 2] [--spectralmatch /work/peers/spectralmatch-env/bin/python]
 """
 
 import argparse
+import functools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +106,169 @@ def run(function, paths, threads, out, options):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# spectralmatch settings equivalent to Tessera's defaults. Beyond the images, one output
+# folder per run and --threads image threads, they differ from spectralmatch 1.6's defaults:
+# - global: pif_method "entire" (its default "flood_from_match_points" takes statistics only
+#   from pseudo-invariant features found by ORB tie points, a different method) and exact
+#   statistics (its default estimate_stats=True lets GDAL sample the pixels); all images are
+#   model images (its default).
+# - local: "gamma" correction (its default is "offset") with 100 blocks per image (default).
+SPECTRALMATCH_OPTIONS = {
+    "global_regression": {"pif_method": "entire", "estimate_stats": False},
+    "local_block_adjustment": {"number_of_blocks": 100, "correction_method": "gamma"},
+}
+# Tessera options that reproduce spectralmatch 1.6 where Tessera's default differs.
+TESSERA_AS_SPECTRALMATCH = {"global_regression": {"weight_by_overlap_size": False}}
+
+PEER_CHILD = """
+import json, resource, sys, time
+from importlib.metadata import version
+import spectralmatch
+from osgeo import gdal
+imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+started = time.perf_counter()
+getattr(spectralmatch, {function!r})({paths!r}, {out!r}, image_threads={threads}, **{options!r})
+wall = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"wall": wall, "peak_mb": peak, "import_mb": imported,
+                   "version": version("spectralmatch"), "gdal": gdal.__version__}}))
+"""
+
+
+def run_spectralmatch(python, function, paths, threads, out, options):
+    """Run spectralmatch's ``function`` in ``python`` (its own process, no
+    Tessera import); outputs go to the fresh folder ``out``."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    code = PEER_CHILD.format(function=function, paths=paths, out=out, threads=threads,
+                             options=options)
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"spectralmatch {function} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def output_paths(folder, paths, suffix):
+    return [os.path.join(folder, os.path.splitext(os.path.basename(p))[0] + suffix + ".tif")
+            for p in paths]
+
+
+def pixel_offset(path_a, path_b):
+    """(columns, rows) of ``path_b``'s origin on ``path_a``'s grid (same pixel size)."""
+    from osgeo import gdal
+
+    ga = gdal.Open(path_a).GetGeoTransform()
+    gb = gdal.Open(path_b).GetGeoTransform()
+    return round((gb[0] - ga[0]) / ga[1]), round((gb[3] - ga[3]) / ga[5])
+
+
+def window_pairs(paths):
+    """For each pair of overlapping scenes, their overlap as a window of each:
+    (i, j, (col_i, row_i), (col_j, row_j), cols, rows)."""
+    from osgeo import gdal
+
+    sizes = [(gdal.Open(p).RasterXSize, gdal.Open(p).RasterYSize) for p in paths]
+    pairs = []
+    for i in range(len(paths)):
+        for j in range(i + 1, len(paths)):
+            dx, dy = pixel_offset(paths[i], paths[j])
+            col0, row0 = max(0, dx), max(0, dy)
+            col1 = min(sizes[i][0], dx + sizes[j][0])
+            row1 = min(sizes[i][1], dy + sizes[j][1])
+            if col1 > col0 and row1 > row0:
+                pairs.append((i, j, (col0, row0), (col0 - dx, row0 - dy),
+                              col1 - col0, row1 - row0))
+    return pairs
+
+
+def strips(path, origin, cols, rows):
+    """Yield (bands, strip rows, cols) int32 arrays of a window, STRIP rows at a time."""
+    from osgeo import gdal
+
+    dataset = gdal.Open(path)
+    for y in range(0, rows, STRIP):
+        height = min(STRIP, rows - y)
+        block = dataset.ReadAsArray(origin[0], origin[1] + y, cols, height)
+        yield block.reshape(-1, height, cols).astype(np.int32)
+
+
+def mean_abs_difference(path_a, origin_a, path_b, origin_b, cols, rows, nodata=0):
+    """Sum of |a - b| over pixels valid in both, that count, and how many
+    pixels are valid in one only (all bands)."""
+    total, count, one_only = 0, 0, 0
+    for a, b in zip(strips(path_a, origin_a, cols, rows), strips(path_b, origin_b, cols, rows),
+                    strict=True):
+        valid_a, valid_b = a != nodata, b != nodata
+        both = valid_a & valid_b
+        total += int(np.abs(a - b)[both].sum(dtype=np.int64))
+        count += int(both.sum())
+        one_only += int((valid_a != valid_b).sum())
+    return total, count, one_only
+
+
+@functools.lru_cache
+def input_mean(paths, nodata=0):
+    """Mean of the valid values of all scenes and bands."""
+    from osgeo import gdal
+
+    total, count = 0, 0
+    for path in paths:
+        dataset = gdal.Open(path)
+        for block in strips(path, (0, 0), dataset.RasterXSize, dataset.RasterYSize):
+            valid = block != nodata
+            total += int(block[valid].sum(dtype=np.int64))
+            count += int(valid.sum())
+    return total / count
+
+
+def compare_outputs(inputs, tessera, peer):
+    """How close Tessera's and spectralmatch's outputs are, as text lines.
+
+    Agreement: mean |Tessera - spectralmatch| over every pixel and band valid in
+    both (co-located pixels of the same scene), relative to the input mean.
+    Seams: for each tool, mean |A - B| between overlapping scenes A and B over
+    their overlap, relative to the input mean (the mismatch the method reduces).
+    """
+    from osgeo import gdal
+
+    reference = input_mean(tuple(inputs))
+    total, count, one_only, worst = 0, 0, 0, 0.0
+    for t, p in zip(tessera, peer, strict=True):
+        dataset = gdal.Open(t)
+        s, n, o = mean_abs_difference(t, (0, 0), p, (0, 0), dataset.RasterXSize,
+                                      dataset.RasterYSize)
+        total, count, one_only = total + s, count + n, one_only + o
+        worst = max(worst, s / max(n, 1))
+    lines = [f"Tessera vs spectralmatch, same pixels: mean |diff| {total / count:.2f} DN = "
+             f"{100 * total / count / reference:.3f}% of the input mean ({reference:.0f}); "
+             f"worst scene {worst:.2f} DN; {one_only} values valid in one output only"]
+    seams = []
+    for label, files in (("inputs", inputs), ("Tessera", tessera), ("spectralmatch", peer)):
+        total, count = 0, 0
+        for i, j, origin_i, origin_j, cols, rows in window_pairs(inputs):
+            s, n, _ = mean_abs_difference(files[i], origin_i, files[j], origin_j, cols, rows)
+            total, count = total + s, count + n
+        seams.append(f"{label} {100 * total / count / reference:.2f}%")
+    lines.append("overlap mismatch mean |A - B| / input mean: " + ", ".join(seams))
+    return lines
+
+
+def compare_adjustments(tessera_json, peer_json):
+    """Largest differences of the global scales and offsets saved by both tools."""
+    with open(tessera_json) as handle:
+        ours = json.load(handle)
+    with open(peer_json) as handle:
+        theirs = json.load(handle)
+    scale, offset = 0.0, 0.0
+    for name, entry in ours.items():
+        for band, values in entry["adjustments"].items():
+            other = theirs[name]["adjustments"][band]
+            scale = max(scale, abs(values["scale"] - other["scale"]))
+            offset = max(offset, abs(values["offset"] - other["offset"]))
+    return (f"global adjustments: max |scale difference| {scale:.2e}, "
+            f"max |offset difference| {offset:.3f} DN")
+
+
 def warm_up(function):
     """Compile (and cache) the numba kernels on tiny scenes so timings exclude it."""
     paths = write_scenes(256)
@@ -108,28 +280,69 @@ def main():
     parser.add_argument("which", nargs="?", default="both", choices=["global", "local", "both"])
     parser.add_argument("--size", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--spectralmatch", metavar="PYTHON",
+                        help="an interpreter that can import spectralmatch (peer, optional)")
     args = parser.parse_args()
+    if args.spectralmatch and not os.access(args.spectralmatch, os.X_OK):
+        parser.error(f"--spectralmatch {args.spectralmatch}: not an executable interpreter")
     print(f"Generating four {args.size} x {args.size} x {BANDS}-band uint16 scenes "
           f"(once, in {OUTPUT})", flush=True)
     paths = write_scenes(args.size)
     megapixels = 4 * args.size * args.size / 1e6
     functions = {"global": "global_regression", "local": "local_block_adjustment"}
+    suffixes = {"global": "_Global", "local": "_Local"}
     chosen = ["global", "local"] if args.which == "both" else [args.which]
+    if args.spectralmatch:
+        print(f"spectralmatch peer: {args.spectralmatch}, options {SPECTRALMATCH_OPTIONS}, "
+              f"image_threads={args.threads}; Tessera options {TESSERA_AS_SPECTRALMATCH}")
     print(f"\n{'algorithm':<24}{'threads':>8}{'wall s':>10}{'Mpx/s':>10}{'peak RSS MB':>14}")
     for which in chosen:
         function = functions[which]
         warm_up(function)
         out = os.path.join(OUTPUT, f"{which}_out_{args.size}")
+        options = {}
+        if args.spectralmatch:
+            options = dict(TESSERA_AS_SPECTRALMATCH.get(function, {}))
+            if which == "global":
+                options["save_adjustments"] = os.path.join(out, "adjustments.json")
         timings = {}
         for threads in (1, args.threads):
-            figures = run(function, paths, threads, out, {})
+            figures = run(function, paths, threads, out, options)
             timings[threads] = figures
             print(f"{function:<24}{threads:>8}{figures['wall']:>10.1f}"
                   f"{megapixels / figures['wall']:>10.1f}{figures['peak_mb']:>14.0f}", flush=True)
         ratio = timings[1]["wall"] / timings[args.threads]["wall"]
         print(f"{function}: serial / parallel wall time = {ratio:.2f}")
+        if args.spectralmatch:
+            compare_with_spectralmatch(args, which, function, paths, out, suffixes[which],
+                                       timings[args.threads], megapixels)
     print(f"\npeak RSS of this script: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def compare_with_spectralmatch(args, which, function, paths, tessera_out, suffix, tessera,
+                               megapixels):
+    """Run the peer on the same scenes, print its figures, ratios and agreement."""
+    out = os.path.join(OUTPUT, f"{which}_spectralmatch_{args.size}")
+    options = dict(SPECTRALMATCH_OPTIONS[function])
+    if which == "global":
+        options["save_adjustments"] = os.path.join(out, "adjustments.json")
+    peer = run_spectralmatch(args.spectralmatch, function, paths, args.threads, out, options)
+    label = f"spectralmatch {peer['version']}"
+    print(f"{label:<24}{args.threads:>8}{peer['wall']:>10.1f}"
+          f"{megapixels / peer['wall']:>10.1f}{peer['peak_mb']:>14.0f}", flush=True)
+    print(f"{function}: spectralmatch / Tessera ({args.threads} threads): wall time "
+          f"{peer['wall'] / tessera['wall']:.2f}, peak RSS "
+          f"{peer['peak_mb'] / tessera['peak_mb']:.2f} (spectralmatch: GDAL {peer['gdal']}; "
+          f"{peer['import_mb']:.0f} MB of its peak RSS were reached by `import spectralmatch`, "
+          f"which loads torch through omnicloudmask)")
+    lines = compare_outputs(paths, output_paths(tessera_out, paths, suffix),
+                            output_paths(out, paths, suffix))
+    if which == "global":
+        lines.append(compare_adjustments(os.path.join(tessera_out, "adjustments.json"),
+                                         options["save_adjustments"]))
+    for line in lines:
+        print(f"{function}: {line}", flush=True)
 
 
 if __name__ == "__main__":
