@@ -121,15 +121,22 @@ SPECTRALMATCH_OPTIONS = {
 TESSERA_AS_SPECTRALMATCH = {"global_regression": {"weight_by_overlap_size": False}}
 
 PEER_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from importlib.metadata import version
+
+
+def own_peak_mb():  # VmHWM: this process's own peak (ru_maxrss also counts the parent's)
+    with open("/proc/self/status") as status:
+        return [int(line.split()[1]) for line in status if line.startswith("VmHWM")][0] / 1024
+
+
 import spectralmatch
 from osgeo import gdal
-imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+imported = own_peak_mb()
 started = time.perf_counter()
 getattr(spectralmatch, {function!r})({paths!r}, {out!r}, image_threads={threads}, **{options!r})
 wall = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = own_peak_mb()
 print(json.dumps({{"wall": wall, "peak_mb": peak, "import_mb": imported,
                    "version": version("spectralmatch"), "gdal": gdal.__version__}}))
 """
