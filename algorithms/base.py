@@ -14,6 +14,7 @@ import traceback
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingParameterEnum,
     QgsProject,
     QgsRasterLayer,
 )
@@ -22,6 +23,16 @@ from qgis.PyQt.QtGui import QIcon
 from .qgis_compat import ADVANCED_FLAG
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def static_enum(name, description, options, default, multiple=False, optional=False):
+    """An enum parameter whose values are the option strings themselves (stable in
+    models and scripts; from qgis_process: ``NAME=a,b``)."""
+    parameter = QgsProcessingParameterEnum(name, description, options=list(options),
+                                           allowMultiple=multiple, defaultValue=default,
+                                           optional=optional)
+    parameter.setUsesStaticStrings(True)
+    return parameter
 
 
 def plugin_icon():

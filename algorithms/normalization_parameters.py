@@ -12,7 +12,6 @@ from qgis.core import (
     QgsProcessingOutputFolder,
     QgsProcessingOutputMultipleLayers,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
@@ -23,17 +22,10 @@ from qgis.core import (
 
 from ..engine.image_set import OUTPUT_DTYPES
 from ..engine.vector_mask import MASK_MODES
+from .base import static_enum as enum
 from .qgis_compat import INTEGER, RASTER, VECTOR_POLYGON
 
 DTYPE_CHOICES = ("input",) + OUTPUT_DTYPES
-
-
-def enum(name, description, options, default, multiple=False, optional=False):
-    parameter = QgsProcessingParameterEnum(name, description, options=list(options),
-                                           allowMultiple=multiple, defaultValue=default,
-                                           optional=optional)
-    parameter.setUsesStaticStrings(True)
-    return parameter
 
 
 def add_inputs(algorithm, suffix):

@@ -5,7 +5,6 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -16,7 +15,7 @@ from ..engine.spatial_statistics import (
     MAX_LAG_LIMIT,
     SPATIAL_STATISTICS,
 )
-from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source
+from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source, static_enum
 from .qgis_compat import DOUBLE, INTEGER
 
 CONNECTIVITY_OPTIONS = ["4", "8"]
@@ -50,11 +49,9 @@ class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
         self.add(QgsProcessingParameterBand("BAND", "Image band", 1, "IMAGE", optional=True),
                  "Band of the image the variograms use (default 1). Its nodata and NaN pixels "
                  "are left out of every pair.")
-        statistics = QgsProcessingParameterEnum(
-            "STATISTICS", "Statistics", options=list(SPATIAL_STATISTICS), allowMultiple=True,
-            defaultValue=list(DEFAULT_SPATIAL_STATISTICS))
-        statistics.setUsesStaticStrings(True)
-        self.add(statistics, "centroid: centroid_x, centroid_y, mean map coordinates of the "
+        self.add(static_enum("STATISTICS", "Statistics", SPATIAL_STATISTICS,
+                             list(DEFAULT_SPATIAL_STATISTICS), multiple=True),
+                 "centroid: centroid_x, centroid_y, mean map coordinates of the "
                  "pixel centres. bbox: xmin, ymin, xmax, ymax, the map extent of the pixels "
                  "(outer edges). area: pixel count x pixel area. perimeter: length of the pixel "
                  "sides facing other segments or the raster border (holes included). "
@@ -69,10 +66,8 @@ class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
             "MAX_LAG", "Maximum lag (pixels)", INTEGER, 5,
             minValue=1, maxValue=MAX_LAG_LIMIT),
             "Largest lag of the variograms, in pixels: one column per lag 1..maximum.")
-        connectivity = QgsProcessingParameterEnum(
-            "CONNECTIVITY", "Edge pixel connectivity", options=CONNECTIVITY_OPTIONS,
-            defaultValue="8")
-        connectivity.setUsesStaticStrings(True)
+        connectivity = static_enum("CONNECTIVITY", "Edge pixel connectivity",
+                                   CONNECTIVITY_OPTIONS, "8")
         self.add(connectivity, "8: a pixel is an edge pixel when any of its 8 neighbours lies "
                  "outside the segment; 4: only its 4 side neighbours count. The raster border "
                  "counts as outside.")

@@ -5,7 +5,6 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -13,7 +12,7 @@ from qgis.core import (
 )
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
-from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source
+from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source, static_enum
 from .qgis_compat import DOUBLE
 
 
@@ -45,21 +44,17 @@ class SegmentStatsAlgorithm(TesseraAlgorithm):
         self.add(QgsProcessingParameterBand("BANDS", "Image bands", None, "IMAGE",
                                             optional=True, allowMultiple=True),
                  "Bands to summarise (default: all); each tile is read once for all of them.")
-        statistics = QgsProcessingParameterEnum(
-            "STATISTICS", "Statistics", options=list(STATISTICS), allowMultiple=True,
-            defaultValue=list(DEFAULT_STATISTICS))
-        statistics.setUsesStaticStrings(True)
-        self.add(statistics, "pixcount: valid pixels; min, max, sum, mean; stddev and variance "
+        self.add(static_enum("STATISTICS", "Statistics", STATISTICS, list(DEFAULT_STATISTICS),
+                             multiple=True),
+                 "pixcount: valid pixels; min, max, sum, mean; stddev and variance "
                  "(population); range; median (percentile 50 by the percentile method); mode "
                  "and minority (ties to the smallest value); variety (distinct values). From "
                  "qgis_process: STATISTICS=mean,median.")
         self.add(QgsProcessingParameterString("PERCENTILES", "Percentiles", "", optional=True),
                  "Comma-separated percentiles in 0..100, e.g. 25,75 or 2.5,97.5; column "
                  "b&lt;band&gt;_p&lt;p&gt;.")
-        method = QgsProcessingParameterEnum(
-            "PERCENTILE_METHOD", "Percentile method", options=list(PERCENTILE_METHODS),
-            defaultValue=PERCENTILE_METHODS[0])
-        method.setUsesStaticStrings(True)
+        method = static_enum("PERCENTILE_METHOD", "Percentile method", PERCENTILE_METHODS,
+                             PERCENTILE_METHODS[0])
         self.add(method, "inverted_cdf: the smallest pixel value with at least p% of the "
                  "pixels at or below it (an actual value; integer column for integer images). "
                  "linear: numpy's default interpolation, as rasterstats and QGIS.",

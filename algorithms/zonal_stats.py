@@ -8,7 +8,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFileDestination,
@@ -18,7 +17,7 @@ from qgis.core import (
 )
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
-from .base import TesseraAlgorithm, raster_source
+from .base import TesseraAlgorithm, raster_source, static_enum
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, WKT_PREFERRED_GDAL, make_field
 
 PIXEL_RULES = ("centre", "all_touched", "fraction")
@@ -58,26 +57,20 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
         self.add(QgsProcessingParameterBand("BANDS", "Bands", 1, "RASTER", optional=True,
                                             allowMultiple=True),
                  "Raster bands to summarise (default band 1); one read of each tile serves all.")
-        statistics = QgsProcessingParameterEnum(
-            "STATISTICS", "Statistics", options=list(STATISTICS), allowMultiple=True,
-            defaultValue=list(DEFAULT_STATISTICS))
-        statistics.setUsesStaticStrings(True)
-        self.add(statistics, "pixcount: valid pixels (under fraction: their covered area in "
+        self.add(static_enum("STATISTICS", "Statistics", STATISTICS, list(DEFAULT_STATISTICS),
+                             multiple=True),
+                 "pixcount: valid pixels (under fraction: their covered area in "
                  "pixels); min, max, sum, mean; stddev and variance (population); range; median; "
                  "mode and minority (ties to the smallest value); variety (distinct values). "
                  "From qgis_process: STATISTICS=mean,median.")
         self.add(QgsProcessingParameterString("PERCENTILES", "Percentiles", "", optional=True),
                  "Comma-separated percentiles in 0..100, e.g. 25,75; field &lt;prefix&gt;p25.")
-        rule = QgsProcessingParameterEnum("PIXEL_RULE", "Pixel rule", options=list(PIXEL_RULES),
-                                          defaultValue=PIXEL_RULES[0])
-        rule.setUsesStaticStrings(True)
+        rule = static_enum("PIXEL_RULE", "Pixel rule", PIXEL_RULES, PIXEL_RULES[0])
         self.add(rule, "centre: pixels whose centre is inside; all_touched: every pixel covered "
                  "with a non-zero area; fraction: every such pixel weighted by its covered "
                  "fraction (exact, as exactextract).")
-        method = QgsProcessingParameterEnum(
-            "PERCENTILE_METHOD", "Percentile method", options=list(PERCENTILE_METHODS),
-            defaultValue=PERCENTILE_METHODS[0])
-        method.setUsesStaticStrings(True)
+        method = static_enum("PERCENTILE_METHOD", "Percentile method", PERCENTILE_METHODS,
+                             PERCENTILE_METHODS[0])
         self.add(method, "centre and all_touched rules: inverted_cdf gives an actual pixel value; "
                  "linear interpolates as numpy's default (QGIS, rasterstats). The fraction rule "
                  "always uses exactextract's weighted quantiles.", advanced=True)
