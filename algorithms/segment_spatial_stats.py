@@ -1,11 +1,7 @@
 """tessera:segmentspatialstats — per-segment spatial statistics written to a RAT."""
 
 from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
     QgsProcessingParameterBand,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
@@ -15,13 +11,14 @@ from ..engine.spatial_statistics import (
     MAX_LAG_LIMIT,
     SPATIAL_STATISTICS,
 )
-from .base import TesseraAlgorithm, keep_rat_visible_to_qgis, raster_source, static_enum
+from .base import raster_source, static_enum
 from .qgis_compat import DOUBLE, INTEGER
+from .segment_rat_algorithm import SegmentRatAlgorithm
 
 CONNECTIVITY_OPTIONS = ["4", "8"]
 
 
-class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
+class SegmentSpatialStatsAlgorithm(SegmentRatAlgorithm):
     NAME = "segmentspatialstats"
     DISPLAY_NAME = "Per-segment spatial statistics"
     GROUP = "Segments"
@@ -38,11 +35,7 @@ class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
-        self.add(QgsProcessingParameterRasterLayer("SEGMENTS", "Segment raster"),
-                 "Raster of segment ids (unsigned or non-negative integers).")
-        self.add(QgsProcessingParameterBand("SEGMENT_BAND", "Segment band", 1, "SEGMENTS",
-                                            optional=True),
-                 "Band of the segment raster holding the ids (default 1).", advanced=True)
+        self.add_segment_parameters()
         self.add(QgsProcessingParameterRasterLayer("IMAGE", "Image", optional=True),
                  "Raster whose values the variograms use; same size, grid and CRS as the "
                  "segments. Needed only for variogram and diagonalrms.")
@@ -76,58 +69,23 @@ class SegmentSpatialStatsAlgorithm(TesseraAlgorithm):
             "Written for ids without pixels (centroid, bbox) and for variogram lags without "
             "a pair of valid pixels; area, perimeter and edge_pixels are 0 then.",
             advanced=True)
-        rat = QgsProcessingParameterFileDestination(
-            "OUTPUT_RAT", "Output RAT (empty: the segment file's own RAT)",
-            "Zarr RAT store (*.zarr);;Erdas Imagine (*.img);;GeoTIFF with .aux.xml (*.tif)",
-            optional=True, createByDefault=False)
-        self.add(rat, "Empty: the RAT of the segment file. A path ending .zarr: a Zarr RAT store "
-                 "(created if missing). Another path: a GDAL file holding the RAT (.img or .tif; "
-                 "created if missing).")
-        self.add(QgsProcessingParameterBoolean("OVERWRITE", "Overwrite existing columns", False),
-                 "Replace columns of the same names (of the same type); otherwise such columns "
-                 "are an error and nothing is written.")
-        table = QgsProcessingParameterFileDestination(
-            "OUTPUT_TABLE", "Output table", "CSV files (*.csv)", optional=True,
-            createByDefault=False)
-        self.add(table, "Optional CSV with one row per segment: id, then every column.")
-        self.addOutput(QgsProcessingOutputString("RAT", "RAT written"))
-        self.addOutput(QgsProcessingOutputString("COLUMNS", "Columns written"))
-        self.addOutput(QgsProcessingOutputNumber("SEGMENT_COUNT", "Segments"))
+        self.add_rat_target("Optional CSV with one row per segment: id, then every column.")
 
     def process(self, parameters, context, feedback):
         from ..engine import segment_spatial_stats
 
-        segments = raster_source(self, parameters, "SEGMENTS", context)
+        arguments = self.segment_arguments(parameters, context)
         image = None
         if parameters.get("IMAGE"):
             image = raster_source(self, parameters, "IMAGE", context)
-        output_rat = self.parameterAsFileOutput(parameters, "OUTPUT_RAT", context) or None
-        output_table = self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context) or None
         progress, cancelled = self.engine_callbacks(feedback)
-        segment_band = self.parameterAsInt(parameters, "SEGMENT_BAND", context) or 1
         result = segment_spatial_stats(
-            segments, image,
+            image=image,
             statistics=self.parameterAsEnumStrings(parameters, "STATISTICS", context),
             band=self.parameterAsInt(parameters, "BAND", context) or 1,
             max_lag=self.parameterAsInt(parameters, "MAX_LAG", context),
             connectivity=int(self.parameterAsEnumString(parameters, "CONNECTIVITY", context)),
             missing_value=self.parameterAsDouble(parameters, "MISSING_VALUE", context),
-            output_rat=output_rat,
-            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
-            segment_band=segment_band,
-            output_table=output_table,
-            progress=progress, cancelled=cancelled,
+            progress=progress, cancelled=cancelled, **arguments,
         )
-        feedback.pushInfo(f"Wrote {len(result.columns)} column(s) for {result.segment_count} "
-                          f"segment(s) to {result.target} in {result.timings['total']:.2f} s.")
-        self._written_own_rat = (segments, segment_band) if output_rat is None else None
-        outputs = {"RAT": result.target, "COLUMNS": ",".join(result.columns),
-                   "SEGMENT_COUNT": int(result.segment_count)}
-        if output_table:
-            outputs["OUTPUT_TABLE"] = output_table
-        return outputs
-
-    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
-        if getattr(self, "_written_own_rat", None):
-            keep_rat_visible_to_qgis(*self._written_own_rat, context)
-        return {}
+        return self.rat_results(result, arguments, feedback)
