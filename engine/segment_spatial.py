@@ -23,9 +23,9 @@ from .dependencies import require
 from .errors import TesseraError
 from .progress import Progress
 from .raster_io import TileReader, Window, plan_windows, raster_name
-from .rat_output import RatOutput, write_table
+from .rat_output import RatOutput
 from .segment_inputs import open_segment_inputs
-from .segment_statistics import MAX_SEGMENT_ID, SegmentStatsResult
+from .segment_statistics import MAX_SEGMENT_ID, write_segment_results
 from .spatial_statistics import (
     DEFAULT_SPATIAL_STATISTICS,
     PixelGeometry,
@@ -91,20 +91,13 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     timings = {"statistics": time.perf_counter() - compute_started}
     reporter.check()
 
-    write_started = time.perf_counter()
     row_count = max(sums.size, output.existing_rows)
     results = sums.results(row_count, missing)
     present = np.flatnonzero(sums.shape_acc[0, :sums.size])
     present = present[present != null_id]
     seg_ds = inputs = None  # release read handles before writing the segment file
-    reporter.phase(0.95, 1.0, f"Writing {len(columns)} column(s) to {output.name}")
-    output.write(results, null_id, reporter.update)
-    if output_table:
-        write_table(output_table, present, columns, results)
-    timings["write"] = time.perf_counter() - write_started
-    timings["total"] = time.perf_counter() - started
-    return SegmentStatsResult(output.name, [name for name, _ in columns], int(present.size),
-                              int(row_count), timings)
+    return write_segment_results(output, results, columns, present, null_id, row_count,
+                                 output_table, reporter, timings, started)
 
 
 def _with_halo(core, halo, width, height):

@@ -127,10 +127,18 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     timings["statistics"] = time.perf_counter() - compute_started
     reporter.check()
 
-    write_started = time.perf_counter()
     present = np.flatnonzero(totals)
     present = present[present != null_id]
     seg_ds = img_ds = None  # release read handles before writing the segment file
+    return write_segment_results(output, results, columns, present, null_id, row_count,
+                                 output_table, reporter, timings, started)
+
+
+def write_segment_results(output, results, columns, present, null_id, row_count, output_table,
+                          reporter, timings, started):
+    """Write the per-segment ``results`` to the RAT target (and the optional CSV, rows
+    ``present``); the run's :class:`SegmentStatsResult`."""
+    write_started = time.perf_counter()
     reporter.phase(0.95, 1.0, f"Writing {len(columns)} column(s) to {output.name}")
     output.write(results, null_id, reporter.update)
     if output_table:

@@ -41,9 +41,9 @@ from .dependencies import require
 from .errors import TesseraError
 from .progress import Progress
 from .raster_io import TileReader, plan_windows, raster_name
-from .rat_output import RatOutput, write_table
+from .rat_output import RatOutput
 from .segment_inputs import open_segment_inputs
-from .segment_statistics import SegmentStatsResult, count_segment_pixels, read_histogram
+from .segment_statistics import count_segment_pixels, read_histogram, write_segment_results
 
 _GDAL_KINDS = {0: "integer", 1: "real"}  # gdal.GFT_Integer, gdal.GFT_Real
 
@@ -120,19 +120,12 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
     timings["statistics"] = time.perf_counter() - compute_started
     reporter.check()
 
-    write_started = time.perf_counter()
     present = np.flatnonzero(totals)
     present = present[present != inputs.null_id]
     null_id = inputs.null_id
     seg_ds = inputs = collector = None  # release read handles before writing
-    reporter.phase(0.95, 1.0, f"Writing {len(columns)} column(s) to {output.name}")
-    output.write(caller.results, null_id, reporter.update)
-    if output_table:
-        write_table(output_table, present, columns, caller.results)
-    timings["write"] = time.perf_counter() - write_started
-    timings["total"] = time.perf_counter() - started
-    return SegmentStatsResult(output.name, [name for name, _ in columns], int(present.size),
-                              int(row_count), timings)
+    return write_segment_results(output, caller.results, columns, present, null_id, row_count,
+                                 output_table, reporter, timings, started)
 
 
 class UserFunctionCall:
