@@ -215,8 +215,7 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
         from .spectral_profiles import plot_spectral_profiles
 
         result.profile_plot = plot_spectral_profiles(
-            profile_plot, names, [result.means_before[n] for n in names],
-            [result.means_after[n] for n in names],
+            profile_plot, names, result.means_before, result.means_after,
             "Global regression: mean spectral profiles")
     reporter.update(1.0)
     timings["total"] = time.perf_counter() - started

@@ -214,8 +214,7 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
         from .spectral_profiles import plot_spectral_profiles
 
         result.profile_plot = plot_spectral_profiles(
-            profile_plot, names, [result.means_before[n] for n in names],
-            [result.means_after[n] for n in names],
+            profile_plot, names, result.means_before, result.means_after,
             "Local block adjustment: mean spectral profiles")
     reporter.update(1.0)
     timings["total"] = time.perf_counter() - started

@@ -11,7 +11,7 @@ from .dependencies import require
 
 
 def plot_spectral_profiles(path, names, means_before, means_after, title):
-    """Write the PNG ``path``; ``means_*`` are lists (one per image) of band means."""
+    """Write the PNG ``path``; ``means_*`` map each image name to its band means."""
     require("matplotlib", purpose="The spectral profile plot")
     import matplotlib
 
@@ -21,8 +21,8 @@ def plot_spectral_profiles(path, names, means_before, means_after, title):
     figure = Figure(figsize=(8, 5), dpi=110)
     axes = figure.add_subplot(1, 1, 1)
     colours = matplotlib.colormaps["tab10"]
-    for index, (name, before, after) in enumerate(zip(names, means_before, means_after,
-                                                      strict=True)):
+    for index, name in enumerate(names):
+        before, after = means_before[name], means_after[name]
         colour = colours(index % 10)
         bands = list(range(1, len(before) + 1))
         axes.plot(bands, before, linestyle="--", marker="o", color=colour, alpha=0.7,
@@ -32,7 +32,7 @@ def plot_spectral_profiles(path, names, means_before, means_after, title):
     axes.set_title(title)
     axes.set_xlabel("Band")
     axes.set_ylabel("Mean of valid pixels")
-    axes.set_xticks(list(range(1, max(len(b) for b in means_before) + 1)))
+    axes.set_xticks(list(range(1, max(len(means_before[n]) for n in names) + 1)))
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", ncol=2 if len(names) > 4 else 1)
     figure.tight_layout()
