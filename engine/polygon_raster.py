@@ -224,20 +224,18 @@ def accumulate_ring(ring, xs, ys, ring_start, ring_sign, row0, col0, rows, cols,
 
 
 @njit(cache=True, nogil=True)
-def _winding(ring, xs, ys, ring_start, ring_sign):
-    """Sign of a ring's area once its winding sign is applied: the same for every
-    exterior ring, the opposite for holes."""
-    start, stop = ring_start[ring], ring_start[ring + 1]
+def _is_exterior(ring, xs, ys, ring_start, ring_sign):
+    """Whether a ring is an exterior ring: with its winding sign applied (see
+    :func:`ring_signs`) exterior rings have a positive area, holes a negative one."""
     area = 0.0
-    for i in range(start, stop - 1):
+    for i in range(ring_start[ring], ring_start[ring + 1] - 1):
         area += xs[i] * ys[i + 1] - xs[i + 1] * ys[i]
-    area *= ring_sign[ring]
-    return 1 if area > 0 else (-1 if area < 0 else 0)
+    return area * ring_sign[ring] > 0
 
 
 @njit(cache=True, nogil=True)
 def ring_by_ring_fractions(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows, cols,
-                           acc, row_lo, row_hi, combined, used_lo, used_hi):
+                           acc, row_lo, row_hi, weights, combined, used_lo, used_hi):
     """Covered fractions of a polygon with several rings as exactextract forms
     them: each ring's fractions rounded to float32, then added (exterior rings)
     or subtracted (holes) in float32, ring by ring. ``combined`` (rows x cols,
@@ -245,37 +243,25 @@ def ring_by_ring_fractions(p, xs, ys, ring_start, ring_sign, poly_ring, row0, co
     used_lo[:rows] = cols
     used_hi[:rows] = 0
     stride = cols + 1
-    exterior_winding = _winding(poly_ring[p], xs, ys, ring_start, ring_sign)
     for ring in range(poly_ring[p], poly_ring[p + 1]):
-        exterior = _winding(ring, xs, ys, ring_start, ring_sign) == exterior_winding
+        exterior = _is_exterior(ring, xs, ys, ring_start, ring_sign)
         row_lo[:rows] = stride
         row_hi[:rows] = -1
         accumulate_ring(ring, xs, ys, ring_start, ring_sign, row0, col0, rows, cols, FRACTION,
                         acc, row_lo, row_hi)
         for r in range(rows):
             lo = row_lo[r]
-            hi = row_hi[r]
-            if hi < lo:
-                continue
-            running = 0.0
-            stop = lo
-            for c in range(lo, cols):
-                if c > hi and abs(running) < SNAP:
-                    break
-                running += acc[r * stride + c]
-                acc[r * stride + c] = 0.0
-                part = np.float32(covered_weight(running, FRACTION))
-                if part != 0.0:
-                    cell = r * cols + c
-                    if exterior:
-                        combined[cell] = combined[cell] + part
-                    else:
-                        combined[cell] = combined[cell] - part
-                stop = c + 1
-            for c in range(stop, hi + 1):
-                acc[r * stride + c] = 0.0
-            used_lo[r] = min(used_lo[r], lo)
-            used_hi[r] = max(used_hi[r], stop)
+            stop = row_weights(acc, r * stride, lo, row_hi[r], cols, FRACTION, weights)
+            for c in range(lo, stop):
+                part = np.float32(weights[c])
+                cell = r * cols + c
+                if exterior:
+                    combined[cell] = combined[cell] + part
+                else:
+                    combined[cell] = combined[cell] - part
+            if stop > lo:
+                used_lo[r] = min(used_lo[r], lo)
+                used_hi[r] = max(used_hi[r], stop)
 
 
 @njit(cache=True, nogil=True)
@@ -371,7 +357,8 @@ def gather_polygons(polygons, k_first, xs, ys, ring_start, ring_sign, poly_ring,
         by_ring = rule == FRACTION and poly_ring[p + 1] - poly_ring[p] > 1
         if by_ring:
             ring_by_ring_fractions(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows,
-                                   cols, acc, row_lo, row_hi, combined, used_lo, used_hi)
+                                   cols, acc, row_lo, row_hi, weights, combined, used_lo,
+                                   used_hi)
         else:
             accumulate_polygon(p, xs, ys, ring_start, ring_sign, poly_ring, row0, col0, rows,
                                cols, rule, acc, row_lo, row_hi)
