@@ -91,14 +91,14 @@ paths = {paths!r}
 started = time.perf_counter()
 {function}(paths, {out!r}, threads={threads}, **{options!r})
 wall = time.perf_counter() - started
-peak = [int(line.split()[1]) for line in open("/proc/self/status")
-        if line.startswith("VmHWM")][0] / 1024  # this process's own peak RSS
-print(json.dumps({{"wall": wall, "peak_mb": peak}}))
+sys.path.insert(0, {here!r})
+from peak_memory import peak_rss_mb
+print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb()}}))
 """
 
 
 def run(function, paths, threads, out, options):
-    code = CHILD.format(plugins=plugin_folder(), function=function, paths=paths,
+    code = CHILD.format(plugins=plugin_folder(), here=HERE, function=function, paths=paths,
                         out=out, threads=threads, options=options)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
@@ -123,21 +123,15 @@ TESSERA_AS_SPECTRALMATCH = {"global_regression": {"weight_by_overlap_size": Fals
 PEER_CHILD = """
 import json, sys, time
 from importlib.metadata import version
-
-
-def own_peak_mb():  # VmHWM: this process's own peak (ru_maxrss also counts the parent's)
-    with open("/proc/self/status") as status:
-        return [int(line.split()[1]) for line in status if line.startswith("VmHWM")][0] / 1024
-
-
+sys.path.insert(0, {here!r})
+from peak_memory import peak_rss_mb
 import spectralmatch
 from osgeo import gdal
-imported = own_peak_mb()
+imported = peak_rss_mb()
 started = time.perf_counter()
 getattr(spectralmatch, {function!r})({paths!r}, {out!r}, image_threads={threads}, **{options!r})
 wall = time.perf_counter() - started
-peak = own_peak_mb()
-print(json.dumps({{"wall": wall, "peak_mb": peak, "import_mb": imported,
+print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb(), "import_mb": imported,
                    "version": version("spectralmatch"), "gdal": gdal.__version__}}))
 """
 
@@ -147,7 +141,7 @@ def run_spectralmatch(python, function, paths, threads, out, options):
     Tessera import); outputs go to the fresh folder ``out``."""
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    code = PEER_CHILD.format(function=function, paths=paths, out=out, threads=threads,
+    code = PEER_CHILD.format(here=HERE, function=function, paths=paths, out=out, threads=threads,
                              options=options)
     done = subprocess.run([python, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:

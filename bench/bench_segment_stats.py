@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 from osgeo import gdal
+from peak_memory import PRINT_PEAK, printed_peak_mb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -118,19 +119,13 @@ def _grid(rows, size, wander_r, wander_c, block, per_row):
     return grid_r * per_row + grid_c
 
 
-#: Appended to a child's script: its peak RSS (VmHWM, of its own memory only; wait4's
-#: ru_maxrss would also count this parent's memory, shared between fork and exec).
-PRINT_PEAK = ("print('PEAK', [line.split()[1] for line in open('/proc/self/status') "
-              "if line.startswith('VmHWM')][0])")
-
-
 def run_child(command):
     """Run a Python ``-c`` script (PRINT_PEAK appended); return (output, peak RSS bytes)."""
     done = subprocess.run(command[:-1] + [command[-1] + "\n" + PRINT_PEAK],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{command[0]} failed:\n{done.stderr[-2000:]}")
-    return done.stdout, int(done.stdout.split("PEAK")[1].split()[0]) * 1024
+    return done.stdout, printed_peak_mb(done.stdout) * 2**20
 
 
 def raw_read(*paths):

@@ -28,6 +28,7 @@ import sys
 import time
 
 import numpy as np
+from peak_memory import peak_rss_mb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -82,22 +83,14 @@ def run_case(name, seg_path, image_path, folder):
     call = _engine_call(kind)
     tiny_seg, tiny_image = _tiny_case(folder)
     call(tiny_seg, tiny_image, os.path.join(folder, "tiny_rat.img"), options)  # compile
-    before = _peak_rss_mb()
+    before = peak_rss_mb()
     started = time.perf_counter()
     result = call(seg_path, image_path, os.path.join(folder, "bench_spatial_rat.img"), options)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_mb": _peak_rss_mb(), "before_mb": before,
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_rss_mb(), "before_mb": before,
                       "segments": result.segment_count}))
 
 
-def _peak_rss_mb():
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from
-    the parent across fork and exec)."""
-    with open("/proc/self/status") as stream:
-        for line in stream:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _engine_call(kind):

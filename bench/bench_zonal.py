@@ -20,6 +20,7 @@ import sys
 import time
 
 import numpy as np
+from peak_memory import peak_rss_mb, printed_peak_mb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -146,8 +147,8 @@ def measure(command, env=None):
         raise SystemExit(f"{' '.join(command[:4])} failed:\n{output[-3000:]}")
     # our Python children report their own peak (VmHWM); for qgis_process wait4's figure,
     # which also counts this (small) parent's memory shared before exec
-    kilobytes = int(output.split("PEAK")[1].split()[0]) if "PEAK" in output else usage.ru_maxrss
-    return seconds, kilobytes / 1024 ** 2, output
+    megabytes = printed_peak_mb(output) if "PEAK" in output else usage.ru_maxrss / 1024
+    return seconds, megabytes / 1024, output
 
 
 def qgis_command(stats, raster, layer, result_path):
@@ -246,8 +247,7 @@ def main():
     if args.run:
         tool, rule, stats, result_path = args.run
         run_tool(tool, rule, stats.split(","), raster, layer, result_path)
-        with open("/proc/self/status") as status:  # this process's own peak RSS, in kB
-            print("PEAK", [line.split()[1] for line in status if line.startswith("VmHWM")][0])
+        print("PEAK", peak_rss_mb())
         return
     if args.rasterizers:
         compare_rasterizers(raster, layer)
