@@ -3,16 +3,17 @@
 Generates (once, under bench/output/) a 10000 x 10000 uint16 image (1 and 4 bands; tiled
 GeoTIFF, DEFLATE unless `--uncompressed`) and a uint32 segmentation with about 1,000,000
 segments numbered in random order (an HFA file with a Histogram column, and a GeoTIFF
-without), then times in this script:
+without), then times, in one fresh interpreter per case (after a first call on a tiny
+case, so that loading numba's cache is not timed):
 
 1. a raw GDAL read of both rasters, window by window, in one thread;
 2. Tessera's segment_stats with pixcount, min, max, mean, stddev, median, mode, p25, p75,
    writing a RAT file: with the histogram, without it (counting pass), and with 4 bands;
-3. optionally pyshepseg's calcPerSegmentStatsTiled on the same files, in its own
-   interpreter (`--pyshepseg PYTHON FOLDER`; not part of Tessera);
 
-and prints the ratios to the raw read, the peak RSS (each run in its own interpreter), and
-the first-call cost of numba with a cold and a warm cache (fresh interpreters).
+optionally pyshepseg's calcPerSegmentStatsTiled on the same files, in its own
+interpreter (`--pyshepseg PYTHON FOLDER`; not part of Tessera); and prints the ratios to
+the raw read, the peak RSS of each case's interpreter, and the first-call cost of numba
+with a cold and a warm cache (fresh interpreters).
 
     .venv/bin/python bench/bench_segment_stats.py [--size 10000] [--uncompressed] \
         [--pyshepseg /work/peers/venv/bin/python /work/peers/pyshepseg]
@@ -37,7 +38,6 @@ from qgis_cli import plugin_folder  # noqa: E402
 
 PLUGINS = plugin_folder()
 sys.path.insert(0, PLUGINS)
-from tessera.engine import segment_stats  # noqa: E402
 from tessera.engine.raster_io import create_raster  # noqa: E402
 
 STATISTICS = ["pixcount", "min", "max", "mean", "stddev", "median", "mode"]
@@ -129,7 +129,8 @@ def run_child(command):
 
 
 def raw_read(*paths):
-    """Read every band of every raster window by window (one thread)."""
+    """Read every band of every raster window by window (one thread), dropping GDAL's
+    cached blocks after each window as Tessera's reader does."""
     started = time.perf_counter()
     total = 0
     for path in paths:
@@ -137,27 +138,36 @@ def raw_read(*paths):
         for row0 in range(0, dataset.RasterYSize, STRIP):
             rows = min(STRIP, dataset.RasterYSize - row0)
             data = dataset.ReadAsArray(0, row0, dataset.RasterXSize, rows)
+            dataset.FlushCache()
             total += int(data.size)
     return time.perf_counter() - started, total
 
 
-def run_tessera(seg_path, image_path, folder, bands=None):
-    """segment_stats into a separate RAT file (the inputs stay as they are), in a fresh
-    interpreter: (seconds of the call, peak RSS of that whole process, segment count)."""
+def run_tessera(seg_path, image_path, folder, tiny):
+    """In one fresh interpreter: a first call on the ``tiny`` case (numba's cache
+    loaded outside the timings), a raw read of both rasters, then segment_stats
+    into a separate RAT file (the inputs stay as they are). Returns (raw read
+    seconds, Tessera seconds, peak RSS from the Tessera call on, segment count)."""
     rat = os.path.join(folder, "bench_rat.img")
-    if os.path.exists(rat):
-        os.remove(rat)
+    for path in (rat, os.path.join(folder, "tiny_rat.img")):
+        if os.path.exists(path):
+            os.remove(path)
+    call = (f"statistics={STATISTICS!r}, percentiles={PERCENTILES!r}")
     script = (
         "import sys, time; "
-        f"sys.path.insert(0, {PLUGINS!r}); "
-        "from tessera.engine import segment_stats; t = time.perf_counter(); "
-        f"r = segment_stats({seg_path!r}, {image_path!r}, statistics={STATISTICS!r}, "
-        f"bands={bands!r}, percentiles={PERCENTILES!r}, output_rat={rat!r}); "
-        "print('RESULT', time.perf_counter() - t, r.segment_count)"
+        f"sys.path.insert(0, {HERE!r}); "
+        "from bench_segment_stats import raw_read; "
+        "from tessera.engine import segment_stats; "
+        f"segment_stats({tiny[0]!r}, {tiny[1]!r}, {call}, "
+        f"output_rat={os.path.join(folder, 'tiny_rat.img')!r}); "
+        f"raw, _ = raw_read({seg_path!r}, {image_path!r}); "
+        "from peak_memory import reset_peak; reset_peak(); t = time.perf_counter(); "
+        f"r = segment_stats({seg_path!r}, {image_path!r}, {call}, output_rat={rat!r}); "
+        "print('RESULT', raw, time.perf_counter() - t, r.segment_count)"
     )
     output, peak = run_child([sys.executable, "-c", script])
-    seconds, count = output.split("RESULT")[1].split()[:2]
-    return float(seconds), peak, int(count)
+    raw, seconds, count = output.split("RESULT")[1].split()[:3]
+    return float(raw), float(seconds), peak, int(count)
 
 
 PYSHEPSEG_RUN = """
@@ -250,21 +260,18 @@ def main():
     try:
         print(f"\n{args.size} x {args.size} uint16 image ({'DEFLATE' if compressed else 'plain'}"
               f" tiled GeoTIFF), uint32 segments; {os.cpu_count()} CPUs")
-        segment_stats(*tiny_case(work), statistics=STATISTICS, percentiles=PERCENTILES,
-                      output_rat=os.path.join(work, "warm.img"))  # compile outside timings
-        raw, _ = raw_read(seg_img, image_path)
+        tiny = tiny_case(work)
+        raw_read(seg_img, seg_tif, image_path, image4_path)  # the files in the page cache
+        raw, seconds, peak, count = run_tessera(seg_img, image_path, work, tiny)
         print(f"raw GDAL read: HFA segments + image       {raw:7.2f} s")
-        seconds, peak, count = run_tessera(seg_img, image_path, work)
         print(f"Tessera, histogram in the RAT ({count} segments)"
               f"\n                                           {seconds:7.2f} s  ratio "
               f"{seconds / raw:5.2f}  peak RSS {peak / 2**20:5.0f} MB")
-        raw_tif, _ = raw_read(seg_tif, image_path)
-        seconds_tif, peak_tif, _ = run_tessera(seg_tif, image_path, work)
+        raw_tif, seconds_tif, peak_tif, _ = run_tessera(seg_tif, image_path, work, tiny)
         print(f"raw GDAL read: GeoTIFF segments + image   {raw_tif:7.2f} s")
         print(f"Tessera, no histogram (counting pass)     {seconds_tif:7.2f} s  ratio "
               f"{seconds_tif / raw_tif:5.2f}  peak RSS {peak_tif / 2**20:5.0f} MB")
-        raw4, _ = raw_read(seg_img, image4_path)
-        seconds4, peak4, _ = run_tessera(seg_img, image4_path, work)
+        raw4, seconds4, peak4, _ = run_tessera(seg_img, image4_path, work, tiny)
         print(f"raw GDAL read: segments + 4-band image    {raw4:7.2f} s")
         print(f"Tessera, 4 bands                          {seconds4:7.2f} s  ratio "
               f"{seconds4 / raw4:5.2f}  peak RSS {peak4 / 2**20:5.0f} MB  "
@@ -276,7 +283,6 @@ def main():
                   f"(Tessera {peer / seconds:4.1f}x faster)")
         cache = os.path.join(work, "numba-cache")
         os.makedirs(cache)
-        tiny = tiny_case(work)
         cold = jit_start(cache, *tiny)
         warm = jit_start(cache, *tiny)
         print(f"import + first call, cold numba cache     {cold:7.2f} s")

@@ -18,6 +18,12 @@ def peak_rss_mb():
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def reset_peak():
+    """Start this process's peak resident memory afresh (from its current size)."""
+    with open("/proc/self/clear_refs", "w") as stream:
+        stream.write("5")
+
+
 #: Lines for a child's ``python -c`` script: prints ``PEAK <MB>`` at its end.
 PRINT_PEAK = (f"import sys; sys.path.insert(0, {HERE!r}); "
               "from peak_memory import peak_rss_mb; print('PEAK', peak_rss_mb())")

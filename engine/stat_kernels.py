@@ -7,9 +7,11 @@ Definitions are those of :mod:`.statistics` (population variance,
 ``inverted_cdf`` or ``linear`` percentiles as numpy computes them, mode and
 minority ties to the smallest value).
 
-Order statistics of integer values whose span is small next to their count
-come from one counting pass and one scan of the counts; other values are
-sorted.
+8- and 16-bit integers take :func:`small_int_band`: exact integer sums for
+the moments, and for order statistics, mode, minority and variety one pass
+counting values in a table of the whole type. Other integers are counted
+when their span is small next to their count; other values are sorted.
+Result rows are gathered for blocks of zones before they are stored.
 """
 
 import math
@@ -24,6 +26,18 @@ MEAN, STDDEV, VARIANCE, RANGE = (STAT_CODES[s] for s in ("mean", "stddev", "vari
 MEDIAN, MODE, MINORITY, VARIETY = (STAT_CODES[s] for s in ("median", "mode", "minority", "variety"))
 #: Integer values are counted rather than sorted when max - min < 4 n + this.
 COUNTING_SLACK = 4096
+#: Zones whose result rows are gathered before they are stored.
+ZONE_BLOCK = 256
+#: Rank walks over the counts of 8- and 16-bit values skip this many counts at a time.
+WALK_STEP = 8
+#: Zones up to this many pixels keep exact integer sums of squares (int64).
+SMALL_INT_LIMIT = 1 << 31
+#: (count, 8- or 16-bit value) pairs packed in one int64: count << KEY_BITS | value.
+KEY_BITS = 20
+KEY_MASK = (1 << KEY_BITS) - 1
+#: An int64 that no 8- or 16-bit pixel equals.
+NO_VALUE = np.int64(1 << 40)
+VARIANCE_EXACT_LIMIT = np.iinfo(np.int64).max
 
 
 @njit(cache=True, nogil=True)
@@ -107,117 +121,257 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     # 8- and 16-bit integers are counted while they are read, in a table of every value
     direct = is_int and values.itemsize <= 2
     direct_base = integer_minimum(values) if direct else 0
-    direct_counts = np.zeros(1 << (8 * values.itemsize) if direct else 1, np.int64)
+    # (WALK_STEP spare counts: rank walks may read past the last value)
+    direct_counts = np.zeros((1 << (8 * values.itemsize) if direct else 0) + WALK_STEP, np.int32)
+    want_minority = np.zeros(n_bands, np.bool_)
+    for c in range(n_columns):
+        if table[c, 1] == MINORITY:
+            want_minority[table[c, 0]] = True
     # quantile i < n_q is quantiles[i]; quantile n_q is the median
     n_q = quantiles.shape[0]
-    lower = np.empty(n_q + 1, np.int64)
-    upper = np.empty(n_q + 1, np.int64)
     weight = np.empty(n_q + 1, np.float64)
     wanted = np.empty(2 * n_q + 2, np.int64)
     wanted_value = np.empty(2 * n_q + 2, np.float64)
     order = np.empty(2 * n_q + 2, np.int64)
-    for z in range(ids.shape[0]):
-        zone = ids[z]
-        start = starts[z]
-        stop = start + lengths[z]
-        for b in range(n_bands):
-            needs = band_needs[b]
-            want_order = needs & (NEED_ORDER | NEED_RUNS) != 0
-            count_now = direct and want_order
-            n = 0
-            lo = 0.0
-            hi = 0.0
-            total = 0.0
-            check_nodata = has_nodata[b]
-            band_nodata = nodata[b]
-            for i in range(start, stop):
-                v = values[b, i]
-                if v != v or (check_nodata and v == band_nodata):
-                    continue
-                if count_now:
-                    direct_counts[np.int64(v) - direct_base] += 1
-                fv = float(v)
-                if n == 0:
-                    lo = fv
-                    hi = fv
-                elif fv < lo:
-                    lo = fv
-                elif fv > hi:
-                    hi = fv
-                total += fv
-                n += 1
-            mean = total / n if n > 0 else 0.0
-            squares = 0.0
-            mode = minority = 0.0
-            variety = 0
-            need_moments = n > 0 and needs & NEED_MOMENTS
-            if n > 0 and want_order:
-                for i in range(n_q + 1):
-                    q = quantiles[i] if i < n_q else 0.5
-                    lower[i], upper[i], weight[i] = quantile_ranks(n, q, linear)
-                    wanted[2 * i] = lower[i]
-                    wanted[2 * i + 1] = upper[i]
-                argsort_small(wanted, order)
-                span = int(hi - lo) if is_int else -1
-                counted = is_int and span < 4 * n + COUNTING_SLACK
-                if count_now and not counted:  # too spread out: undo the counting
-                    for i in range(start, stop):
-                        v = values[b, i]
-                        if not (check_nodata and v == band_nodata):
-                            direct_counts[np.int64(v) - direct_base] = 0
-                if counted:
-                    if count_now:
-                        counted_values = direct_counts[np.int64(lo) - direct_base:]
-                    else:
-                        copy_valid(values, b, start, stop, check_nodata, band_nodata, scratch)
-                        if counts.shape[0] < span + 1:
-                            counts = np.zeros(span + 1, np.int64)
-                        low = np.int64(lo)
-                        for i in range(n):
-                            counts[np.int64(scratch[i]) - low] += 1
-                        counted_values = counts
-                    squares, mode, minority, variety = scan_counts(
-                        counted_values, span, lo, mean, need_moments, needs & NEED_RUNS != 0,
-                        wanted, order, wanted_value)
-                    need_moments = False
+    ranks = (quantiles, linear, weight, wanted, order, wanted_value)
+    # rows are gathered for a block of zones, then stored: stores to scattered
+    # result rows interleaved with the zones' reads stall them
+    block = np.empty((ZONE_BLOCK, n_columns), np.float64)
+    for block_start in range(0, ids.shape[0], ZONE_BLOCK):
+        block_stop = min(block_start + ZONE_BLOCK, ids.shape[0])
+        for z in range(block_start, block_stop):
+            row = z - block_start
+            start = starts[z]
+            stop = start + lengths[z]
+            for b in range(n_bands):
+                needs = band_needs[b]
+                band_nodata = nodata[b] if has_nodata[b] else np.nan
+                if direct and stop - start < SMALL_INT_LIMIT:
+                    n, lo, hi, total, variance, mode, minority, variety = small_int_band(
+                        values, b, start, stop, band_nodata, needs, want_minority[b],
+                        direct_base, direct_counts, ranks, scratch)
                 else:
-                    copy_valid(values, b, start, stop, check_nodata, band_nodata, scratch)
-                    scratch[:n].sort()
-                    for i in range(wanted.shape[0]):
-                        wanted_value[i] = float(scratch[wanted[i]])
-                    if needs & NEED_RUNS:
-                        mode, minority, variety = scan_runs(scratch, n)
-            if need_moments:
-                for i in range(start, stop):
-                    v = values[b, i]
-                    if v != v or (check_nodata and v == band_nodata):
+                    n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
+                        values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
+                        counts)
+                for c in range(n_columns):
+                    if table[c, 0] != b:
                         continue
-                    d = float(v) - mean
-                    squares += d * d
-            variance = squares / n if n > 0 else 0.0
+                    code = table[c, 1]
+                    if code == PIXCOUNT:
+                        value = float(n)
+                    elif n == 0:
+                        value = missing
+                    elif is_moment(code):
+                        value = moment_value(code, lo, hi, total, total / n, variance)
+                    elif code == MODE:
+                        value = mode
+                    elif code == MINORITY:
+                        value = minority
+                    elif code == VARIETY:
+                        value = float(variety)
+                    else:
+                        i = n_q if code == MEDIAN else table[c, 2]
+                        value = lerp(wanted_value[2 * i], wanted_value[2 * i + 1], weight[i])
+                    block[row, c] = value
+        for z in range(block_start, block_stop):
+            zone = ids[z]
             for c in range(n_columns):
-                if table[c, 0] != b:
-                    continue
-                code = table[c, 1]
-                if code == PIXCOUNT:
-                    results[c, zone] = n
-                    continue
-                if n == 0:
-                    results[c, zone] = missing
-                    continue
-                if is_moment(code):
-                    value = moment_value(code, lo, hi, total, mean, variance)
-                elif code == MODE:
-                    value = mode
-                elif code == MINORITY:
-                    value = minority
-                elif code == VARIETY:
-                    value = float(variety)
-                else:
-                    i = n_q if code == MEDIAN else table[c, 2]
-                    value = lerp(wanted_value[2 * i], wanted_value[2 * i + 1], weight[i])
-                results[c, zone] = value
+                results[c, zone] = block[z - block_start, c]
     return ids.shape[0]
+
+
+@njit(cache=True, nogil=True, inline='always')
+def rank_plan(n, ranks):
+    """Fill the ranks to look up among ``n`` ordered values: ``wanted`` (lower and
+    upper rank of each quantile, the median last), their ``weight`` and the
+    ascending ``order`` of the ranks."""
+    quantiles, linear, weight, wanted, order, _ = ranks
+    n_q = quantiles.shape[0]
+    for i in range(n_q + 1):
+        q = quantiles[i] if i < n_q else 0.5
+        lower, upper, share = quantile_ranks(n, q, linear)
+        wanted[2 * i] = lower
+        wanted[2 * i + 1] = upper
+        weight[i] = share
+    argsort_small(wanted, order)
+
+
+@njit(cache=True, nogil=True, inline='always')
+def small_int_band(values, band, start, stop, nodata, needs, want_minority, base, counts,
+                   ranks, scratch):
+    """Statistics of the valid pixels of an 8- or 16-bit integer band: exact integer
+    sums for the moments, then (for order statistics, mode, minority or
+    variety) one pass counting every value in ``counts`` (indexed by value -
+    ``base``, left zeroed); mode and variety are kept while counting, ranks
+    are found by walking the counts.
+    ``ranks`` is (quantiles, linear, weight, wanted, order, wanted_value), see
+    :func:`rank_plan`. Returns (valid pixels, min, max, sum, variance, mode,
+    minority, variety).
+    """
+    want_order = needs & NEED_ORDER != 0
+    want_runs = needs & NEED_RUNS != 0
+    # an integer no pixel equals when nodata is NaN or not a value of the type
+    skip = NO_VALUE
+    if base <= nodata < base + counts.shape[0] - WALK_STEP and nodata == np.floor(nodata):
+        skip = np.int64(nodata)
+    first = start
+    while first < stop and np.int64(values[band, first]) == skip:
+        first += 1
+    if first == stop:
+        return 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    # moments without branches, relative to the first valid value (exact int64 sums)
+    reference = np.int64(values[band, first])
+    lo = hi = reference
+    n = 0
+    shifted_sum = 0
+    shifted_squares = 0
+    for i in range(first, stop):
+        v = np.int64(values[band, i])
+        ok = v != skip
+        lo = min(lo, v) if ok else lo
+        hi = max(hi, v) if ok else hi
+        d = v - reference if ok else 0
+        n += ok
+        shifted_sum += d
+        shifted_squares += d * d
+    total = float(reference * n + shifted_sum)
+    # n * squares - sum ** 2 is exact in int64 (squares < n << 32, hence below 2 ** 62
+    # for up to 2 ** 15 pixels)
+    if n <= 1 << 15 or shifted_squares <= VARIANCE_EXACT_LIMIT // n:
+        variance = float(n * shifted_squares - shifted_sum * shifted_sum) / (float(n) * n)
+    else:
+        mean = total / n
+        variance = 0.0
+        for i in range(first, stop):
+            v = np.int64(values[band, i])
+            if v != skip:
+                d = float(v) - mean
+                variance += d * d
+        variance /= n
+    if not (want_order or want_runs):
+        return n, float(lo), float(hi), total, variance, 0.0, 0.0, 0
+    lo -= base
+    hi -= base
+    # (count, value) pairs ranked by one integer: the mode has the largest of
+    # count << KEY_BITS | (KEY_MASK - value), ties going to the smaller value
+    mode_key = variety = 0
+    for i in range(first, stop):
+        v = np.int64(values[band, i])
+        if v == skip:
+            continue
+        x = v - base
+        c = counts[x] + 1
+        counts[x] = c
+        variety += c == 1
+        mode_key = max(mode_key, (c << KEY_BITS) | (KEY_MASK - x))
+    mode_x = KEY_MASK - (mode_key & KEY_MASK)
+    minority_x = lo
+    if want_minority:  # the smallest count << KEY_BITS | value
+        minority_key = np.iinfo(np.int64).max
+        for i in range(first, stop):
+            x = np.int64(values[band, i]) - base
+            if x + base != skip:
+                minority_key = min(minority_key, (np.int64(counts[x]) << KEY_BITS) | x)
+        minority_x = minority_key & KEY_MASK
+    if want_order:
+        rank_plan(n, ranks)
+        _, _, _, wanted, order, wanted_value = ranks
+        if hi - lo <= 16 * n + 256:
+            walk_ranks(counts, lo, base, wanted, order, wanted_value)
+        else:  # few values spread wide: sorting beats walking the counts
+            copy_valid(values, band, start, stop, True, nodata, scratch)
+            scratch[:n].sort()
+            for i in range(wanted.shape[0]):
+                wanted_value[i] = float(scratch[wanted[i]])
+    if hi - lo < 16 * n:
+        counts[lo:hi + 1] = 0
+    else:
+        for i in range(first, stop):
+            v = np.int64(values[band, i])
+            if v != skip:
+                counts[v - base] = 0
+    return (n, float(lo + base), float(hi + base), total, variance, float(mode_x + base),
+            float(minority_x + base), variety)
+
+
+@njit(cache=True, nogil=True, inline='always')
+def walk_ranks(counts, lo, base, wanted, order, wanted_value):
+    """The values at ranks ``wanted`` (visited in ``order``) of counted values
+    (value = offset + ``base``), skipping ``WALK_STEP`` counts at a time where it can."""
+    x = lo
+    seen = 0  # values below x
+    for w in range(wanted.shape[0]):
+        rank = wanted[order[w]]
+        while True:
+            block = 0
+            for j in range(WALK_STEP):
+                block += counts[x + j]
+            if seen + block > rank:
+                break
+            seen += block
+            x += WALK_STEP
+        while seen + counts[x] <= rank:
+            seen += counts[x]
+            x += 1
+        wanted_value[order[w]] = float(x + base)
+
+
+@njit(cache=True, nogil=True, inline='always')
+def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratch, counts):
+    """Statistics of the valid pixels of any band: order statistics from a
+    counting pass when integer values span little more than their count,
+    else from a sort. Returns (valid pixels, min, max, sum, variance, mode,
+    minority, variety, the counts buffer, grown if needed)."""
+    n = 0
+    lo = np.inf
+    hi = -np.inf
+    total = 0.0
+    for i in range(start, stop):
+        v = values[band, i]
+        if v != v or v == nodata:
+            continue
+        fv = float(v)
+        lo = min(lo, fv)
+        hi = max(hi, fv)
+        total += fv
+        n += 1
+    if n == 0:
+        return 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, counts
+    mean = total / n
+    squares = -1.0
+    mode = minority = 0.0
+    variety = 0
+    if needs & (NEED_ORDER | NEED_RUNS):
+        rank_plan(n, ranks)
+        _, _, _, wanted, order, wanted_value = ranks
+        span = int(hi - lo) if is_int else -1
+        copy_valid(values, band, start, stop, True, nodata, scratch)
+        if is_int and span < 4 * n + COUNTING_SLACK:
+            if counts.shape[0] < span + 1:
+                counts = np.zeros(span + 1, np.int64)
+            low = np.int64(lo)
+            for i in range(n):
+                counts[np.int64(scratch[i]) - low] += 1
+            squares, mode, minority, variety = scan_counts(
+                counts, span, lo, mean, needs & NEED_MOMENTS != 0, needs & NEED_RUNS != 0,
+                wanted, order, wanted_value)
+        else:
+            scratch[:n].sort()
+            for i in range(wanted.shape[0]):
+                wanted_value[i] = float(scratch[wanted[i]])
+            if needs & NEED_RUNS:
+                mode, minority, variety = scan_runs(scratch, n)
+    if squares < 0.0:
+        squares = 0.0
+        if needs & NEED_MOMENTS:
+            for i in range(start, stop):
+                v = values[band, i]
+                if v != v or v == nodata:
+                    continue
+                d = float(v) - mean
+                squares += d * d
+    return n, lo, hi, total, squares / n, mode, minority, variety, counts
 
 
 @njit(cache=True, nogil=True)

@@ -48,6 +48,24 @@ def test_every_statistic_matches_numpy(tmp_path, dtype, nodata):
     assert result.segment_count == len(np.unique(seg))
 
 
+@pytest.mark.parametrize("dtype,nodata", [("uint8", 255), ("uint16", None), ("int16", 0)])
+def test_small_integers_over_their_whole_range(tmp_path, dtype, nodata):
+    """8- and 16-bit values are counted: segments spread over the whole type (few values
+    far apart) and segments packed at either end of it, with every value repeated."""
+    info = np.iinfo(dtype)
+    seg = blocky_segments(60, 90, 6, 9, seed=11)
+    rng = np.random.default_rng(12)
+    wide = rng.integers(info.min, info.max, seg.shape, endpoint=True)
+    top = info.max - rng.integers(0, 12, seg.shape)
+    bottom = info.min + rng.integers(0, 12, seg.shape)
+    image = np.where(seg % 3 == 0, wide, np.where(seg % 3 == 1, top, bottom)).astype(dtype)
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", image, nodata=nodata)
+    segment_stats(seg_path, image_path, statistics=ALL, percentiles=PERCENTILES)
+    expected = reference_stats(seg, image, nodata, percentiles=PERCENTILES)
+    assert_columns_match(read_rat(seg_path), expected, 1, rtol=1e-12)
+
+
 def test_linear_percentiles_match_numpy(tmp_path):
     seg = blocky_segments(64, 64, 8, 5, seed=4)
     image = _image("float32", (1, 64, 64), seed=5, nan_share=0.1)

@@ -68,6 +68,25 @@ def test_collector_positions_are_whole_raster_rows_and_columns():
         assert got == want, sid
 
 
+def test_collector_holds_only_the_segments_open_across_the_tile_edge():
+    rows, cols, strip = 120, 150, 10
+    seg = _segments(rows, cols, seed=3)
+    totals = np.bincount(seg.ravel())
+    collector = SegmentCollector(totals, 0, 1, np.uint16)
+    image = np.zeros((1, rows, cols), np.uint16)
+    completed = []
+    for row0 in range(0, rows, strip):
+        for batch in collector.add_tile(seg[row0:row0 + strip], image[:, row0:row0 + strip],
+                                        row0, 0):
+            completed.extend(batch.ids.tolist())
+        above, below = seg[:row0 + strip], seg[row0 + strip:]
+        open_ids = np.setdiff1d(np.intersect1d(above, below), [0])
+        assert collector.open_pixels() == totals[open_ids].sum()
+        assert sorted(completed) == sorted(set(np.unique(above)) - set(open_ids) - {0})
+    assert collector.open_pixels() == 0
+    assert collector.arena_vals.shape[1] <= max(1 << 16, 4 * strip * cols)
+
+
 @njit
 def point_summary(points, null_value, int_out, float_out, parameter):
     """int: count, min x, max y; float: mean x, mean y, sum of values * parameter, null."""
