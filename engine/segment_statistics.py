@@ -94,14 +94,8 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite)
     output.check()
 
-    totals = read_histogram(seg_ds, segment_band)
-    if totals is None:
-        reporter.phase(0.0, 0.2, "Counting the pixels of every segment")
-        totals = count_segment_pixels(seg_ds, segment_band, null_id, reporter, read_threads)
-        timings["count"] = time.perf_counter() - started
-        compute_span = (0.2, 0.95)
-    else:
-        compute_span = (0.0, 0.95)
+    totals, compute_span = segment_totals(seg_ds, segment_band, null_id, reporter, read_threads,
+                                          timings, started)
     row_count = max(len(totals), output.existing_rows)
     results = allocate_results(row_count, len(plan.columns),
                                [0.0 if c.stat == "pixcount" else missing for c in plan.columns])
@@ -110,28 +104,54 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     collector = SegmentCollector(totals, null_id, len(bands), dtype)
     windows = plan_windows(seg_ds, segment_band, window_size=window_size,
                            also=[(img_ds, b) for b in bands[:1]])
-    total_pixels = seg_ds.RasterXSize * seg_ds.RasterYSize
-    done_pixels = 0
-    compute_started = time.perf_counter()
     sources = [(seg_ds, [segment_band], None), (img_ds, bands, dtype)]
     nodata = [band_nodata(b) for b in image_bands]
-    with TileReader(sources, windows, threads=read_threads) as reader, \
-            ZoneStatsRunner(plan, nodata, results, missing) as stats:
-        for window, (seg_tile, img_tile) in reader:
-            reporter.check()
-            for batch in collector.add_tile(seg_tile[0], img_tile, window.yoff, window.xoff):
-                stats.add(batch.ids, batch.starts, batch.lengths, batch.values)
-            done_pixels += window.xsize * window.ysize
-            reporter.update(done_pixels / total_pixels)
-    collector.check_complete()
-    timings["statistics"] = time.perf_counter() - compute_started
-    reporter.check()
-
-    present = np.flatnonzero(totals)
-    present = present[present != null_id]
+    with ZoneStatsRunner(plan, nodata, results, missing) as stats:
+        timings["statistics"] = collect_segments(
+            collector, sources, windows, read_threads, reporter,
+            lambda batch: stats.add(batch.ids, batch.starts, batch.lengths, batch.values))
+    present = present_ids(totals, null_id)
     seg_ds = img_ds = None  # release read handles before writing the segment file
     return write_segment_results(output, results, columns, present, null_id, row_count,
                                  output_table, reporter, timings, started)
+
+
+def segment_totals(dataset, band, null_id, reporter, read_threads, timings, started):
+    """Pixels per segment id from the segment band's histogram, else from a counting pass
+    (the first 20 % of the progress, timed as ``timings["count"]``); returns (totals,
+    progress span left for the work)."""
+    totals = read_histogram(dataset, band)
+    if totals is not None:
+        return totals, (0.0, 0.95)
+    reporter.phase(0.0, 0.2, "Counting the pixels of every segment")
+    totals = count_segment_pixels(dataset, band, null_id, reporter, read_threads)
+    timings["count"] = time.perf_counter() - started
+    return totals, (0.2, 0.95)
+
+
+def collect_segments(collector, sources, windows, read_threads, reporter, on_batch):
+    """Read ``sources`` (the segment band, then the image) window by window through the
+    :class:`~.segment_collector.SegmentCollector`, handing every batch of completed
+    segments to ``on_batch``; check that every segment was complete. Returns the seconds."""
+    started = time.perf_counter()
+    total = sum(window.xsize * window.ysize for window in windows)
+    done = 0
+    with TileReader(sources, windows, threads=read_threads) as reader:
+        for window, (seg_tile, img_tile) in reader:
+            reporter.check()
+            for batch in collector.add_tile(seg_tile[0], img_tile, window.yoff, window.xoff):
+                on_batch(batch)
+            done += window.xsize * window.ysize
+            reporter.update(done / total)
+    collector.check_complete()
+    reporter.check()
+    return time.perf_counter() - started
+
+
+def present_ids(totals, null_id):
+    """The segment ids with pixels, but the null id."""
+    present = np.flatnonzero(totals)
+    return present[present != null_id]
 
 
 def write_segment_results(output, results, columns, present, null_id, row_count, output_table,

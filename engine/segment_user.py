@@ -40,10 +40,15 @@ import numpy as np
 from .dependencies import require
 from .errors import TesseraError
 from .progress import Progress
-from .raster_io import TileReader, plan_windows, raster_name
+from .raster_io import plan_windows, raster_name
 from .rat_output import RatOutput
 from .segment_inputs import open_segment_inputs
-from .segment_statistics import count_segment_pixels, read_histogram, write_segment_results
+from .segment_statistics import (
+    collect_segments,
+    present_ids,
+    segment_totals,
+    write_segment_results,
+)
 
 _GDAL_KINDS = {0: "integer", 1: "real"}  # gdal.GFT_Integer, gdal.GFT_Real
 
@@ -86,15 +91,8 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
     output.check()
 
     timings = {}
-    totals = read_histogram(seg_ds, segment_band)
-    if totals is None:
-        reporter.phase(0.0, 0.2, "Counting the pixels of every segment")
-        totals = count_segment_pixels(seg_ds, segment_band, inputs.null_id, reporter,
-                                      read_threads)
-        timings["count"] = time.perf_counter() - started
-        span = (0.2, 0.95)
-    else:
-        span = (0.0, 0.95)
+    totals, span = segment_totals(seg_ds, segment_band, inputs.null_id, reporter, read_threads,
+                                  timings, started)
     row_count = max(len(totals), output.existing_rows)
     caller = UserFunctionCall(function, parameter, columns, missing, inputs.image_dtype,
                               inputs.image_nodata, row_count)
@@ -105,23 +103,10 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
                                  with_positions=True)
     windows = plan_windows(seg_ds, segment_band, window_size=window_size,
                            also=[(inputs.image, inputs.image_band)])
-    total_pixels = seg_ds.RasterXSize * seg_ds.RasterYSize
-    done = 0
-    compute_started = time.perf_counter()
     sources = [(seg_ds, [segment_band], None), (inputs.image, [inputs.image_band], None)]
-    with TileReader(sources, windows, threads=read_threads) as reader:
-        for window, (seg_tile, img_tile) in reader:
-            reporter.check()
-            for batch in collector.add_tile(seg_tile[0], img_tile, window.yoff, window.xoff):
-                caller.run(batch)
-            done += window.xsize * window.ysize
-            reporter.update(done / total_pixels)
-    collector.check_complete()
-    timings["statistics"] = time.perf_counter() - compute_started
-    reporter.check()
-
-    present = np.flatnonzero(totals)
-    present = present[present != inputs.null_id]
+    timings["statistics"] = collect_segments(collector, sources, windows, read_threads,
+                                             reporter, caller.run)
+    present = present_ids(totals, inputs.null_id)
     null_id = inputs.null_id
     seg_ds = inputs = collector = None  # release read handles before writing
     return write_segment_results(output, caller.results, columns, present, null_id, row_count,
