@@ -24,6 +24,19 @@ def blocky_segments(rows, cols, block_rows, block_cols, seed=0, dtype=np.uint32,
     return ids[grid].astype(dtype)
 
 
+def speckled_segments(rows, cols, block, speck_share, seed):
+    """Ragged blocks (demo sample segmentation) with specks of random other ids and 2 %
+    null pixels: concave, holed and split segments, ids in random order."""
+    import sample_data
+
+    seg = sample_data.segmentation(rows, cols, block, seed=seed)
+    rng = np.random.default_rng(seed)
+    specks = rng.random((rows, cols)) < speck_share
+    seg[specks] = rng.integers(1, seg.max() + 1, specks.sum())
+    seg[rng.random((rows, cols)) < 0.02] = 0
+    return seg
+
+
 def write_raster(path, array, nodata=None, geotransform=GEOTRANSFORM, crs_wkt=None,
                  driver="GTiff", options=None):
     """Write an array (2-D or bands x rows x cols) as a georeferenced raster."""

@@ -9,7 +9,13 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import PLUGINS_DIR
-from raster_files import GEOTRANSFORM, blocky_segments, read_rat, write_raster
+from raster_files import (
+    GEOTRANSFORM,
+    blocky_segments,
+    read_rat,
+    speckled_segments,
+    write_raster,
+)
 from spatial_reference import (
     assert_rat_matches,
     diagonal_rms_reference,
@@ -114,14 +120,7 @@ def test_hand_computed_variograms(tmp_path):
 
 def _irregular_segments(rows, cols, seed):
     """Ragged blocks with scattered specks: concave, holed and split segments."""
-    import sample_data
-
-    seg = sample_data.segmentation(rows, cols, 9, seed=seed)
-    rng = np.random.default_rng(seed)
-    specks = rng.random((rows, cols)) < 0.04
-    seg[specks] = rng.integers(1, seg.max() + 1, specks.sum())
-    seg[rng.random((rows, cols)) < 0.02] = 0
-    return seg
+    return speckled_segments(rows, cols, 9, 0.04, seed)
 
 
 @pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("float32", -9999.0), ("int32", None)])

@@ -12,7 +12,7 @@ import pytest
 from conftest import PLUGINS_DIR
 from numba import njit
 from osgeo import gdal
-from raster_files import GEOTRANSFORM, read_rat, write_raster
+from raster_files import GEOTRANSFORM, read_rat, speckled_segments, write_raster
 from spatial_reference import diagonal_rms_reference, lag_columns, valid_mask
 
 from tessera.engine import (
@@ -28,14 +28,7 @@ from tessera.engine.segment_collector import SegmentCollector
 
 def _segments(rows, cols, seed):
     """Random-order ids: ragged blocks, split segments and specks crossing tiles."""
-    import sample_data
-
-    seg = sample_data.segmentation(rows, cols, 7, seed=seed)
-    rng = np.random.default_rng(seed)
-    specks = rng.random((rows, cols)) < 0.03
-    seg[specks] = rng.integers(1, seg.max() + 1, specks.sum())
-    seg[rng.random((rows, cols)) < 0.02] = 0
-    return seg
+    return speckled_segments(rows, cols, 7, 0.03, seed)
 
 
 def test_collector_positions_are_whole_raster_rows_and_columns():
