@@ -66,6 +66,13 @@ def accumulate_moments(tile, nodata, has_nodata, mask, use_mask, counts, means, 
 
 
 @njit(cache=True, nogil=True)
+def _pair_valid(a, s, nodata, has_nodata, use_mask, mask, r, c):
+    """Whether co-located pixels ``a`` and ``s`` are both valid and inside the mask."""
+    return (_valid(a, nodata, has_nodata) and _valid(s, nodata, has_nodata)
+            and (not use_mask or mask[r, c]))
+
+
+@njit(cache=True, nogil=True)
 def accumulate_pair_moments(first, second, nodata, has_nodata, mask, use_mask, counts,
                             means_first, m2_first, means_second, m2_second):
     """Like :func:`accumulate_moments` for the pixels valid in both co-located tiles."""
@@ -78,8 +85,7 @@ def accumulate_pair_moments(first, second, nodata, has_nodata, mask, use_mask, c
             for c in range(cols):
                 a = first[b, r, c]
                 s = second[b, r, c]
-                if _valid(a, nodata, has_nodata) and _valid(s, nodata, has_nodata) and (
-                        not use_mask or mask[r, c]):
+                if _pair_valid(a, s, nodata, has_nodata, use_mask, mask, r, c):
                     n += 1
                     total_a += a
                     total_b += s
@@ -93,8 +99,7 @@ def accumulate_pair_moments(first, second, nodata, has_nodata, mask, use_mask, c
             for c in range(cols):
                 a = first[b, r, c]
                 s = second[b, r, c]
-                if _valid(a, nodata, has_nodata) and _valid(s, nodata, has_nodata) and (
-                        not use_mask or mask[r, c]):
+                if _pair_valid(a, s, nodata, has_nodata, use_mask, mask, r, c):
                     q_a += (a - mean_a) * (a - mean_a)
                     q_b += (s - mean_b) * (s - mean_b)
         counts_b = counts.copy()
