@@ -23,6 +23,7 @@ from .dependencies import require
 from .errors import TesseraError
 from .image_set import image_name, open_image_set, output_dtype_for, output_paths
 from .progress import Progress
+from .spectral_profiles import mean_profiles
 
 MODEL_MODES = ("include", "exclude")
 GLOBAL_SUFFIX = "_Global"
@@ -200,23 +201,17 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     timings["apply"] = time.perf_counter() - apply_started
 
     reporter.phase(0.97, 1.0, "Writing the adjustments")
+    before, after, plot = mean_profiles(names, corrected, profile_plot,
+                                        "Global regression: mean spectral profiles")
     result = GlobalRegressionResult(
         outputs=outputs, names=names, model_images=model,
         adjustments={name: [solution.adjustment(name, b) for b in range(bands)]
                      for name in names},
         whole_stats=whole, overlap_stats=pair_stats, unadjusted=solution.unconstrained,
-        loaded=reused,
-        means_before={n: c.means_before for n, c in zip(names, corrected, strict=True)},
-        means_after={n: c.means_after for n, c in zip(names, corrected, strict=True)})
+        loaded=reused, means_before=before, means_after=after, profile_plot=plot)
     if save_adjustments:
         result.adjustments_file = write_adjustments(save_adjustments, solution, whole,
                                                     pair_stats, bands)
-    if profile_plot:
-        from .spectral_profiles import plot_spectral_profiles
-
-        result.profile_plot = plot_spectral_profiles(
-            profile_plot, names, result.means_before, result.means_after,
-            "Global regression: mean spectral profiles")
     reporter.update(1.0)
     timings["total"] = time.perf_counter() - started
     result.timings = timings

@@ -28,6 +28,7 @@ from .global_normalization import check_not_an_input, default_threads
 from .image_set import open_image_set, output_dtype_for, output_paths
 from .progress import Progress
 from .raster_io import same_crs
+from .spectral_profiles import mean_profiles
 
 METHODS = ("gamma", "linear")
 LOCAL_SUFFIX = "_Local"
@@ -204,18 +205,12 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
         for name in names:
             map_files.append(write_block_map(os.path.join(folder, f"{name}{LOCAL_MAP_SUFFIX}"),
                                              local_maps[name], grid, image_set.crs_wkt))
+    before, after, plot = mean_profiles(names, corrected, profile_plot,
+                                        "Local block adjustment: mean spectral profiles")
     result = LocalBlockAdjustmentResult(
         outputs=outputs, names=names, grid=grid, reference_map=reference, local_maps=local_maps,
-        offsets=offsets,
-        means_before={n: c.means_before for n, c in zip(names, corrected, strict=True)},
-        means_after={n: c.means_after for n, c in zip(names, corrected, strict=True)},
-        block_map_files=map_files)
-    if profile_plot:
-        from .spectral_profiles import plot_spectral_profiles
-
-        result.profile_plot = plot_spectral_profiles(
-            profile_plot, names, result.means_before, result.means_after,
-            "Local block adjustment: mean spectral profiles")
+        offsets=offsets, means_before=before, means_after=after, block_map_files=map_files,
+        profile_plot=plot)
     reporter.update(1.0)
     timings["total"] = time.perf_counter() - started
     result.timings = timings

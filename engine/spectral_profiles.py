@@ -10,6 +10,16 @@ import os
 from .dependencies import require
 
 
+def mean_profiles(names, corrected, plot_path, title):
+    """(means before, means after), each image name -> band means, of the
+    :class:`~.corrected_output.CorrectedImage` s; and the PNG written to
+    ``plot_path`` (None when no path is given)."""
+    before = {n: c.means_before for n, c in zip(names, corrected, strict=True)}
+    after = {n: c.means_after for n, c in zip(names, corrected, strict=True)}
+    plot = plot_spectral_profiles(plot_path, names, before, after, title) if plot_path else None
+    return before, after, plot
+
+
 def plot_spectral_profiles(path, names, means_before, means_after, title):
     """Write the PNG ``path``; ``means_*`` map each image name to its band means."""
     require("matplotlib", purpose="The spectral profile plot")
