@@ -174,8 +174,10 @@ class SegmentCollector:
     #: Completed segments handed out at most per batch.
     BATCH_IDS = 1 << 16
 
-    def __init__(self, totals, null_id, n_bands, dtype, with_positions=False):
+    def __init__(self, totals, null_id, n_bands, dtype, with_positions=False,
+                 before_compaction=None):
         self.null_id = int(null_id)
+        self.before_compaction = before_compaction
         # per id: next free arena position, slot end, pixels in all
         self.place = np.full((len(totals), 3), UNSEEN, np.int64)
         self.place[:, 2] = totals
@@ -204,6 +206,8 @@ class SegmentCollector:
         wanted = int(self.state[LIVE]) + size
         if wanted > capacity // 2:
             self._arena(max(2 * capacity, 2 * wanted, 2 * tile_pixels, 1 << 16))
+        elif self.before_compaction is not None:
+            self.before_compaction()  # completed slots are about to be overwritten
         compact_arena(*source, self.arena_vals, self.arena_rows, self.arena_cols,
                       self.with_pos, self.place, self.state, self.opened)
         if self.state[OPENED] > len(self.opened) // 2:
@@ -214,14 +218,16 @@ class SegmentCollector:
     def _done_batch(self):
         count = int(self.state[DONE])
         self.state[DONE] = 0
-        ids, starts, lengths = (a[:count] for a in self.done)
+        ids, starts, lengths = (a[:count].copy() for a in self.done)
         return Batch(ids, starts, lengths, self.arena_vals, self.arena_rows, self.arena_cols)
 
     def add_tile(self, seg_tile, image_tile, row0=0, col0=0):
         """Yield the :class:`Batch` es of segments completed by this tile.
 
         ``seg_tile`` is (rows, cols) of ids, ``image_tile`` (bands, rows, cols).
-        A batch is only valid until the generator resumes.
+        A batch's pixel values stay valid until the arena is next compacted in
+        place: ``before_compaction()``, when given, is called first, so a
+        consumer still reading earlier batches can finish.
         """
         seg_tile = np.ascontiguousarray(seg_tile)
         image_tile = np.ascontiguousarray(image_tile)

@@ -101,15 +101,19 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
                                [0.0 if c.stat == "pixcount" else missing for c in plan.columns])
 
     reporter.phase(*compute_span, "Computing per-segment statistics")
-    collector = SegmentCollector(totals, null_id, len(bands), dtype)
     windows = plan_windows(seg_ds, segment_band, window_size=window_size,
                            also=[(img_ds, b) for b in bands[:1]])
     sources = [(seg_ds, [segment_band], None), (img_ds, bands, dtype)]
     nodata = [band_nodata(b) for b in image_bands]
+    compute_started = time.perf_counter()
     with ZoneStatsRunner(plan, nodata, results, missing) as stats:
-        timings["statistics"] = collect_segments(
-            collector, sources, windows, read_threads, reporter,
-            lambda batch: stats.add(batch.ids, batch.starts, batch.lengths, batch.values))
+        collector = SegmentCollector(totals, null_id, len(bands), dtype,
+                                     before_compaction=stats.wait)
+        collect_segments(collector, sources, windows, read_threads, reporter,
+                         lambda batch: stats.add(batch.ids, batch.starts, batch.lengths,
+                                                 batch.values))
+        stats.wait()
+    timings["statistics"] = time.perf_counter() - compute_started
     present = present_ids(totals, null_id)
     seg_ds = img_ds = None  # release read handles before writing the segment file
     return write_segment_results(output, results, columns, present, null_id, row_count,

@@ -474,12 +474,16 @@ def scan_runs(ordered, n):
 
 
 class ZoneStatsRunner:
-    """Run :func:`zone_statistics` for one plan, splitting big batches of zones
-    between the calling thread and a helper thread (the kernel releases the GIL;
-    zones are disjoint, so their results rows never clash)."""
+    """Run :func:`zone_statistics` for one plan in background threads, while the
+    caller goes on collecting segments (the kernel releases the GIL; zones are
+    disjoint, so their results rows never clash). Big batches are split in
+    halves so both cores can take them. :meth:`wait` returns when every batch
+    handed to :meth:`add` is done (and raises what a batch raised)."""
 
     #: Batches with fewer pixels than this are not worth splitting.
     SPLIT_PIXELS = 1 << 16
+    #: Jobs in flight before :meth:`add` waits for the oldest.
+    MAX_PENDING = 8
 
     def __init__(self, plan, nodata, results, missing, threads=2):
         self.nodata = np.array([np.nan if v is None else v for v in nodata], np.float64)
@@ -491,11 +495,13 @@ class ZoneStatsRunner:
         self.needs = plan.band_needs()
         self.results = results
         self.missing = float(missing)
+        self._pending = []
         self._pool = None
-        if threads > 1:
+        if threads > 0:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-stats")
+            self._pool = ThreadPoolExecutor(max_workers=threads,
+                                            thread_name_prefix="tessera-stats")
 
     def __enter__(self):
         return self
@@ -505,9 +511,11 @@ class ZoneStatsRunner:
         return False
 
     def close(self):
+        """Stop the threads (after the batches in flight)."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        self._pending = []
 
     def _run(self, ids, starts, lengths, values):
         zone_statistics(ids, starts, lengths, values, self.nodata, self.has_nodata, self.is_int,
@@ -515,12 +523,25 @@ class ZoneStatsRunner:
                         self.missing)
 
     def add(self, ids, starts, lengths, values):
-        """Compute the statistics of zones ``ids`` (pixels ``values[:, start:start+length]``)."""
-        if self._pool is None or len(ids) < 2 or lengths.sum() < self.SPLIT_PIXELS:
+        """Compute the statistics of zones ``ids`` (pixels ``values[:, start:start+length]``);
+        ``values`` must stay unchanged until :meth:`wait`."""
+        if self._pool is None:
             self._run(ids, starts, lengths, values)
             return
-        half = int(np.searchsorted(np.cumsum(lengths), lengths.sum() // 2)) + 1
-        half = min(max(half, 1), len(ids) - 1)
-        other = self._pool.submit(self._run, ids[half:], starts[half:], lengths[half:], values)
-        self._run(ids[:half], starts[:half], lengths[:half], values)
-        other.result()
+        order = np.argsort(starts, kind="stable")  # arena order: reads the prefetcher follows
+        ids, starts, lengths = ids[order], starts[order], lengths[order]
+        parts = [slice(0, len(ids))]
+        if len(ids) > 1 and lengths.sum() >= self.SPLIT_PIXELS:
+            half = int(np.searchsorted(np.cumsum(lengths), lengths.sum() // 2)) + 1
+            half = min(max(half, 1), len(ids) - 1)
+            parts = [slice(0, half), slice(half, len(ids))]
+        for part in parts:
+            self._pending.append(self._pool.submit(self._run, ids[part], starts[part],
+                                                   lengths[part], values))
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.pop(0).result()
+
+    def wait(self):
+        """Return once every batch added so far is done."""
+        while self._pending:
+            self._pending.pop(0).result()

@@ -80,6 +80,34 @@ def test_collector_holds_only_the_segments_open_across_the_tile_edge():
     assert collector.arena_vals.shape[1] <= max(1 << 16, 4 * strip * cols)
 
 
+def test_collector_batches_stay_intact_until_before_compaction():
+    """Batches handed out are read late (as the statistics threads do): their values
+    must still be the segments' pixels when the collector announces a compaction."""
+    rows, cols, strip = 400, 400, 10
+    rng = np.random.default_rng(5)
+    blocks = (np.arange(rows)[:, None] // 7) * 100 + np.arange(cols)[None, :] // 7
+    seg = rng.permutation(blocks.max() + 1)[blocks] + 1   # 7 x 7 blocks, random ids
+    image = rng.integers(0, 60000, (2, rows, cols)).astype(np.uint16)
+    totals = np.bincount(seg.ravel())
+    pending, checked, compactions = [], set(), []
+
+    def check_pending():
+        for batch in pending:
+            for sid, start, length in zip(batch.ids, batch.starts, batch.lengths, strict=True):
+                got = np.sort(batch.values[:, start:start + length], axis=1)
+                assert np.array_equal(got, np.sort(image[:, seg == sid], axis=1)), sid
+                checked.add(int(sid))
+        pending.clear()
+
+    collector = SegmentCollector(totals, 0, 2, np.uint16,
+                                 before_compaction=lambda: compactions.append(check_pending()))
+    for row0 in range(0, rows, strip):
+        pending.extend(collector.add_tile(seg[row0:row0 + strip], image[:, row0:row0 + strip]))
+    check_pending()
+    assert len(compactions) >= 2
+    assert checked == set(np.unique(seg).tolist()) - {0}
+
+
 @njit
 def point_summary(points, null_value, int_out, float_out, parameter):
     """int: count, min x, max y; float: mean x, mean y, sum of values * parameter, null."""
