@@ -191,7 +191,8 @@ class TileReader:
     """Read windows of several rasters ahead of use, in background threads.
 
     ``sources`` is a list of ``(dataset_or_path, band_numbers, dtype)``
-    (dtype None: the bands' own); iterating yields ``(window, [array, ...])``
+    (dtype None: the bands' own), optionally with a fourth item, the
+    ``interleave`` of :func:`read_window`; iterating yields ``(window, [array, ...])``
     in window order, one array per source of shape
     ``(len(band_numbers), rows, cols)``. Each thread opens its own
     dataset handles (GDAL handles are not thread-safe); an in-memory dataset
@@ -199,12 +200,12 @@ class TileReader:
     """
 
     def __init__(self, sources, windows, threads=2, depth=3):
-        self.sources = [(src, list(bands), dtype) for src, bands, dtype in sources]
-        for src, _, _ in self.sources:
+        self.sources = [(src, list(bands), dtype, *rest) for src, bands, dtype, *rest in sources]
+        for src, *_ in self.sources:
             if isinstance(src, gdal.Dataset):
                 src.FlushCache()  # pending writes become visible to the reading handles
         self.windows = list(windows)
-        reopenable = all(_reopenable(src) for src, _, _ in self.sources)
+        reopenable = all(_reopenable(src) for src, *_ in self.sources)
         self.threads = max(1, int(threads)) if reopenable else 1
         self.depth = max(self.threads, int(depth))
         self._reopen = reopenable
@@ -236,7 +237,7 @@ class TileReader:
     def _work(self, index):
         try:
             handles = [open_raster(raster_name(s)) if self._reopen else s
-                       for s, _, _ in self.sources]
+                       for s, *_ in self.sources]
         except Exception as error:  # reported at this thread's first window
             handles, failure = None, error
         for position in range(index, len(self.windows), self.threads):
@@ -249,8 +250,9 @@ class TileReader:
             try:
                 if handles is None:
                     raise failure
-                result = [read_window(ds, bands, window, dtype)
-                          for ds, (_, bands, dtype) in zip(handles, self.sources, strict=True)]
+                result = [read_window(ds, bands, window, dtype, *interleave)
+                          for ds, (_, bands, dtype, *interleave)
+                          in zip(handles, self.sources, strict=True)]
                 if self._reopen:  # windows are read once: keep GDAL's block cache small
                     for ds in handles:
                         ds.FlushCache()
@@ -285,14 +287,16 @@ def _reopenable(source):
     )
 
 
-def read_window(dataset, bands, window, dtype=None):
-    """Read ``bands`` of ``dataset`` in ``window`` as an array (bands, rows, cols)."""
+def read_window(dataset, bands, window, dtype=None, interleave="band"):
+    """Read ``bands`` of ``dataset`` in ``window`` as an array (bands, rows, cols); with
+    ``interleave="pixel"`` its memory holds the bands of a pixel side by side (a
+    (bands, rows, cols) view of a C-contiguous (rows, cols, bands) array)."""
     from osgeo import gdal_array
 
     buf_type = None if dtype is None else gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
     data = dataset.ReadAsArray(
         window.xoff, window.yoff, window.xsize, window.ysize, band_list=list(bands),
-        buf_type=buf_type,
+        buf_type=buf_type, interleave=interleave,
     )
     if data is None:
         raise TesseraError(
@@ -300,8 +304,8 @@ def read_window(dataset, bands, window, dtype=None):
             f"{gdal.GetLastErrorMsg() or 'unknown GDAL error'}"
         )
     if data.ndim == 2:
-        data = data[np.newaxis]
-    return data
+        return data[np.newaxis]
+    return np.moveaxis(data, -1, 0) if interleave == "pixel" else data
 
 
 

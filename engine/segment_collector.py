@@ -33,7 +33,9 @@ FINISHED, NEED_ROOM, DONE_FULL, UNKNOWN_ID, TOO_MANY = range(5)
 
 @dataclass
 class Batch:
-    """Complete segments: ``ids[i]`` has pixels ``values[:, starts[i]:starts[i]+lengths[i]]``."""
+    """Complete segments: ``ids[i]`` has pixels ``values[:, starts[i]:starts[i]+lengths[i]]``
+    (``values`` is a (bands, pixels) view of the arena, whose memory holds the bands of
+    a pixel side by side)."""
 
     ids: np.ndarray
     starts: np.ndarray
@@ -44,10 +46,13 @@ class Batch:
 
 
 @njit(cache=True, nogil=True)
-def collect_tile(seg, image, row0, col0, with_pos, resume, null_id, place, state, opened,
-                 arena_vals, arena_rows, arena_cols, done_ids, done_starts, done_lengths):
+def collect_tile(seg, image, n_bands, row0, col0, with_pos, resume, null_id, place, state,
+                 opened, arena_vals, arena_rows, arena_cols, done_ids, done_starts,
+                 done_lengths):
     """Copy the pixels of the tile from flat position ``resume`` on to their segments'
     arena slots, run by run (``place[sid]`` = next free position, slot end, total).
+    ``image`` is (rows, cols * n_bands) and ``arena_vals`` flat, both with the bands
+    of a pixel side by side, so a run is one contiguous copy.
 
     Returns (why, flat position, segment id): FINISHED, or where to resume
     after NEED_ROOM (the arena or the opened list is full), DONE_FULL (the
@@ -55,8 +60,8 @@ def collect_tile(seg, image, row0, col0, with_pos, resume, null_id, place, state
     totals, or has more pixels than its total).
     """
     rows, cols = seg.shape
-    n_bands = image.shape[0]
     n_ids = place.shape[0]
+    capacity = arena_vals.shape[0] // n_bands
     for r in range(resume // cols, rows):
         c = resume % cols if r == resume // cols else 0
         while c < cols:
@@ -75,7 +80,7 @@ def collect_tile(seg, image, row0, col0, with_pos, resume, null_id, place, state
                 size = place[sid, 2]
                 if size == 0:
                     return TOO_MANY, r * cols + c, sid
-                if (state[TOP] + size > arena_vals.shape[1]
+                if (state[TOP] + size > capacity
                         or state[OPENED] == opened.shape[0]):
                     return NEED_ROOM, r * cols + c, sid
                 cursor = state[TOP]
@@ -92,9 +97,10 @@ def collect_tile(seg, image, row0, col0, with_pos, resume, null_id, place, state
                 return TOO_MANY, r * cols + c, sid
             if stop == slot_end and state[DONE] == done_ids.shape[0]:
                 return DONE_FULL, r * cols + c, sid
-            for b in range(n_bands):
-                for i in range(end - c):
-                    arena_vals[b, cursor + i] = image[b, r, c + i]
+            first = c * n_bands
+            to = cursor * n_bands
+            for i in range((end - c) * n_bands):
+                arena_vals[to + i] = image[r, first + i]
             if with_pos:
                 for i in range(end - c):
                     arena_rows[cursor + i] = row0 + r
@@ -115,8 +121,8 @@ def collect_tile(seg, image, row0, col0, with_pos, resume, null_id, place, state
 
 
 @njit(cache=True, nogil=True)
-def compact_arena(src_vals, src_rows, src_cols, dst_vals, dst_rows, dst_cols, with_pos,
-                  place, state, opened):
+def compact_arena(src_vals, src_rows, src_cols, dst_vals, dst_rows, dst_cols, n_bands,
+                  with_pos, place, state, opened):
     """Move the open slots, in arena order, to the front of ``dst`` (which may be
     ``src``: slots only move towards the front); drop closed ones from ``opened``."""
     top = 0
@@ -128,10 +134,10 @@ def compact_arena(src_vals, src_rows, src_cols, dst_vals, dst_rows, dst_cols, wi
             continue
         size = place[sid, 2]
         start = place[sid, 1] - size
-        for j in range(cursor - start):
-            for b in range(src_vals.shape[0]):
-                dst_vals[b, top + j] = src_vals[b, start + j]
-            if with_pos:
+        for j in range((cursor - start) * n_bands):
+            dst_vals[top * n_bands + j] = src_vals[start * n_bands + j]
+        if with_pos:
+            for j in range(cursor - start):
                 dst_rows[top + j] = src_rows[start + j]
                 dst_cols[top + j] = src_cols[start + j]
         place[sid, 0] = top + cursor - start
@@ -193,7 +199,7 @@ class SegmentCollector:
         self._arena(0)
 
     def _arena(self, capacity):
-        self.arena_vals = np.empty((self.n_bands, capacity), self.dtype)
+        self.arena_vals = np.empty((capacity, self.n_bands), self.dtype)
         positions = capacity if self.with_pos else 0
         self.arena_rows = np.empty(positions, np.int32)
         self.arena_cols = np.empty(positions, np.int32)
@@ -201,15 +207,15 @@ class SegmentCollector:
     def _make_room(self, size, tile_pixels):
         """Compact the arena (growing it when the open slots fill half of it) so that a
         slot of ``size`` pixels fits, and the opened list has room."""
-        source = (self.arena_vals, self.arena_rows, self.arena_cols)
-        capacity = self.arena_vals.shape[1]
+        source = (self.arena_vals.reshape(-1), self.arena_rows, self.arena_cols)
+        capacity = self.capacity
         wanted = int(self.state[LIVE]) + size
         if wanted > capacity // 2:
             self._arena(max(2 * capacity, 2 * wanted, 2 * tile_pixels, 1 << 16))
         elif self.before_compaction is not None:
             self.before_compaction()  # completed slots are about to be overwritten
-        compact_arena(*source, self.arena_vals, self.arena_rows, self.arena_cols,
-                      self.with_pos, self.place, self.state, self.opened)
+        compact_arena(*source, self.arena_vals.reshape(-1), self.arena_rows, self.arena_cols,
+                      self.n_bands, self.with_pos, self.place, self.state, self.opened)
         if self.state[OPENED] > len(self.opened) // 2:
             grown = np.empty(2 * len(self.opened), np.int64)
             grown[: len(self.opened)] = self.opened
@@ -219,24 +225,26 @@ class SegmentCollector:
         count = int(self.state[DONE])
         self.state[DONE] = 0
         ids, starts, lengths = (a[:count].copy() for a in self.done)
-        return Batch(ids, starts, lengths, self.arena_vals, self.arena_rows, self.arena_cols)
+        return Batch(ids, starts, lengths, self.arena_vals.T, self.arena_rows, self.arena_cols)
 
     def add_tile(self, seg_tile, image_tile, row0=0, col0=0):
         """Yield the :class:`Batch` es of segments completed by this tile.
 
-        ``seg_tile`` is (rows, cols) of ids, ``image_tile`` (bands, rows, cols).
+        ``seg_tile`` is (rows, cols) of ids, ``image_tile`` (bands, rows, cols), best
+        read pixel-interleaved (see :func:`~.raster_io.read_window`), else copied so.
         A batch's pixel values stay valid until the arena is next compacted in
         place: ``before_compaction()``, when given, is called first, so a
         consumer still reading earlier batches can finish.
         """
         seg_tile = np.ascontiguousarray(seg_tile)
-        image_tile = np.ascontiguousarray(image_tile)
+        rows, cols = seg_tile.shape
+        pixels = np.ascontiguousarray(np.moveaxis(image_tile, 0, -1)).reshape(rows, -1)
         position = 0
         while True:
             why, position, sid = collect_tile(
-                seg_tile, image_tile, row0, col0, self.with_pos, position, self.null_id,
-                self.place, self.state, self.opened, self.arena_vals, self.arena_rows,
-                self.arena_cols, *self.done)
+                seg_tile, pixels, self.n_bands, row0, col0, self.with_pos, position,
+                self.null_id, self.place, self.state, self.opened, self.arena_vals.reshape(-1),
+                self.arena_rows, self.arena_cols, *self.done)
             if why == UNKNOWN_ID:
                 raise TesseraError(_unknown_id_message(sid, len(self.totals)))
             if why == TOO_MANY:
@@ -250,6 +258,11 @@ class SegmentCollector:
                 return
             if why == NEED_ROOM:
                 self._make_room(int(self.totals[sid]), seg_tile.size)
+
+    @property
+    def capacity(self):
+        """Pixels the arena holds."""
+        return self.arena_vals.shape[0]
 
     def open_pixels(self):
         """Pixels reserved for segments not yet complete."""

@@ -103,7 +103,8 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     reporter.phase(*compute_span, "Computing per-segment statistics")
     windows = plan_windows(seg_ds, segment_band, window_size=window_size,
                            also=[(img_ds, b) for b in bands[:1]])
-    sources = [(seg_ds, [segment_band], None), (img_ds, bands, dtype)]
+    # the bands of a pixel side by side: the collector copies a run of pixels at once
+    sources = [(seg_ds, [segment_band], None), (img_ds, bands, dtype, "pixel")]
     nodata = [band_nodata(b) for b in image_bands]
     compute_started = time.perf_counter()
     with ZoneStatsRunner(plan, nodata, results, missing) as stats:

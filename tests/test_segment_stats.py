@@ -207,12 +207,13 @@ def test_wrong_histogram_is_an_error_before_anything_is_written(tmp_path, change
     assert list(read_rat(seg_path)) == ["Histogram"]
 
 
-@pytest.mark.parametrize("target", ["stats.img", "stats.tif"])
-def test_separate_gdal_rat_file(tmp_path, target):
+@pytest.mark.parametrize("target, interleave", [("stats.img", "PIXEL"), ("stats.tif", "BAND")])
+def test_separate_gdal_rat_file(tmp_path, target, interleave):
     seg = blocky_segments(50, 60, 7, 6, seed=18)
     image = _image("float32", (3, 50, 60), seed=19, nan_share=0.05)
     seg_path = write_raster(tmp_path / "seg.tif", seg)
-    image_path = write_raster(tmp_path / "image.tif", image)
+    image_path = write_raster(tmp_path / "image.tif", image, options=[f"INTERLEAVE={interleave}"])
+    assert gdal.Open(image_path).GetMetadataItem("INTERLEAVE", "IMAGE_STRUCTURE") == interleave
     out = str(tmp_path / target)
     result = segment_stats(seg_path, image_path, bands=[3, 1], statistics=["mean", "mode"],
                            output_rat=out)

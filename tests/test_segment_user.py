@@ -77,7 +77,7 @@ def test_collector_holds_only_the_segments_open_across_the_tile_edge():
         assert collector.open_pixels() == totals[open_ids].sum()
         assert sorted(completed) == sorted(set(np.unique(above)) - set(open_ids) - {0})
     assert collector.open_pixels() == 0
-    assert collector.arena_vals.shape[1] <= max(1 << 16, 4 * strip * cols)
+    assert collector.capacity <= max(1 << 16, 4 * strip * cols)
 
 
 def test_collector_batches_stay_intact_until_before_compaction():
