@@ -20,6 +20,10 @@ from .store_location import store_location
 WRITE_BLOCK_ROWS = 1_000_000
 #: Result tables larger than this live in a temporary file instead of memory.
 MEMORY_BUDGET = 512 * 2**20
+#: Bytes of result columns gathered at once for writing.
+GATHER_BYTES = 32 * 2**20
+#: Rows of the result table transposed at once (they stay in the CPU cache meanwhile).
+GATHER_ROWS = 16384
 
 
 def allocate_results(rows, columns, fill):
@@ -120,8 +124,8 @@ class RatOutput:
             for name, kind in self.columns:
                 if not rat.has_column(name):
                     rat.create_column(name, kind)
-            for index, (name, kind) in enumerate(self.columns):
-                column = results[index]
+            for index, column in _gathered_columns(results):
+                name, kind = self.columns[index]
                 if 0 <= null_id < rows:  # the null row keeps its content
                     kept = name in self.existing_kinds
                     column[null_id] = rat.read(name, null_id, 1)[0] if kept else 0
@@ -130,6 +134,22 @@ class RatOutput:
                     rat.write(name, _for_kind(block, kind), start)
                 if progress is not None:
                     progress((index + 1) / len(self.columns))
+
+
+def _gathered_columns(results):
+    """Yield (index, contiguous copy) of every column of ``results`` (columns x rows laid
+    out row-major), a few columns at a time through one buffer (valid until the next
+    item): copying row blocks reads each row once per group instead of once per column."""
+    columns, rows = results.shape
+    size = max(1, min(columns, GATHER_BYTES // max(1, 8 * rows)))
+    buffer = np.empty((size, rows), np.float64)
+    for first in range(0, columns, size):
+        group = buffer[: min(size, columns - first)]
+        for start in range(0, rows, GATHER_ROWS):
+            group[:, start:start + GATHER_ROWS] = results[first:first + len(group),
+                                                          start:start + GATHER_ROWS]
+        for offset, column in enumerate(group):
+            yield first + offset, column
 
 
 def _for_kind(block, kind):

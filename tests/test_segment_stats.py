@@ -387,6 +387,9 @@ def test_large_result_tables_go_to_a_temporary_file(tmp_path, monkeypatch):
     from tessera.engine import rat_output
 
     monkeypatch.setattr(rat_output, "MEMORY_BUDGET", 1024)
+    # columns gathered for writing two at a time, in blocks of 50 rows
+    monkeypatch.setattr(rat_output, "GATHER_BYTES", 5000)
+    monkeypatch.setattr(rat_output, "GATHER_ROWS", 50)
     seg = blocky_segments(60, 60, 4, 4, seed=32)
     image = _image("uint16", (60, 60), seed=33)
     seg_path = write_raster(tmp_path / "seg.tif", seg)
