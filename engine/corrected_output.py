@@ -18,7 +18,7 @@ from osgeo import gdal
 
 from .errors import CancelledError, TesseraError
 from .parallel import run_in_threads, split_evenly
-from .raster_io import TileReader, create_raster, gdal_quiet, plan_windows
+from .raster_io import TileReader, as_stored, create_raster, gdal_quiet, plan_windows
 
 #: Pixels per window of the corrections (float64 work arrays for every band).
 CORRECTION_WINDOW_PIXELS = 1 << 20
@@ -114,7 +114,7 @@ class OutputRaster:
 
     def write(self, window, array):
         with self.lock:  # all bands at once: pixel-interleaved tiles are written whole
-            if self.dataset.WriteArray(array, window.xoff, window.yoff) != 0:
+            if self.dataset.WriteArray(as_stored(array), window.xoff, window.yoff) != 0:
                 raise TesseraError(f"Writing {self.path} failed: {gdal.GetLastErrorMsg()}")
             if self._whole_tiles(window):
                 # its tiles are complete: compress and write them now, so that GDAL's block

@@ -84,10 +84,19 @@ def get_band(dataset, number, role="raster"):
 
 
 def band_dtype(band):
-    """The numpy dtype GDAL reads a band as."""
+    """The numpy dtype of a band's values (int8 for a signed-byte band of GDAL < 3.7)."""
     from osgeo import gdal_array
 
+    if is_signed_byte(band):
+        return np.dtype(np.int8)
     return np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(band.DataType))
+
+
+def is_signed_byte(band):
+    """True for a Byte band marked PIXELTYPE=SIGNEDBYTE: GDAL < 3.7 reads its values as
+    unsigned; they are signed."""
+    return (band.DataType == gdal.GDT_Byte
+            and band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE")
 
 
 def band_nodata(band):
@@ -293,6 +302,8 @@ def read_window(dataset, bands, window, dtype=None, interleave="band"):
     (bands, rows, cols) view of a C-contiguous (rows, cols, bands) array)."""
     from osgeo import gdal_array
 
+    if any(is_signed_byte(dataset.GetRasterBand(b)) for b in bands):
+        return _read_signed_bytes(dataset, bands, window, dtype, interleave)
     buf_type = None if dtype is None else gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
     data = dataset.ReadAsArray(
         window.xoff, window.yoff, window.xsize, window.ysize, band_list=list(bands),
@@ -308,6 +319,27 @@ def read_window(dataset, bands, window, dtype=None, interleave="band"):
     return np.moveaxis(data, -1, 0) if interleave == "pixel" else data
 
 
+def _read_signed_bytes(dataset, bands, window, dtype, interleave):
+    """:func:`read_window` band by band, signed-byte bands read as int8."""
+    numbers = list(bands)
+    kinds = [dataset.GetRasterBand(b) for b in numbers]
+    dtype = np.dtype(dtype) if dtype is not None else np.result_type(*map(band_dtype, kinds))
+    shape = (window.ysize, window.xsize)
+    if interleave == "pixel":
+        out = np.moveaxis(np.empty(shape + (len(numbers),), dtype), -1, 0)
+    else:
+        out = np.empty((len(numbers),) + shape, dtype)
+    for plane, band in zip(out, kinds, strict=True):
+        data = band.ReadAsArray(window.xoff, window.yoff, window.xsize, window.ysize)
+        if data is None:
+            raise TesseraError(
+                f"Reading {raster_name(dataset)} failed at pixel ({window.xoff}, "
+                f"{window.yoff}): {gdal.GetLastErrorMsg() or 'unknown GDAL error'}"
+            )
+        plane[:] = data.view(np.int8) if is_signed_byte(band) else data
+    return out
+
+
 
 #: Creation options for tiled, compressed GeoTIFF outputs.
 GTIFF_OPTIONS = ("TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER")
@@ -321,14 +353,17 @@ def create_raster(path, width, height, bands, dtype, geotransform=None, crs_wkt=
     gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
     if gdal_type is None:
         raise TesseraError(f"GDAL cannot store pixels of type {np.dtype(dtype)} in {path}.")
+    if options is None:
+        options = GTIFF_OPTIONS if driver == "GTiff" else ()
+    options = list(options)
+    if stored_as_signed_byte(dtype):
+        options.append("PIXELTYPE=SIGNEDBYTE")
     gdal_driver = gdal.GetDriverByName(driver)
     if gdal_driver is None:
         raise TesseraError(f"This GDAL has no {driver} driver to write {path}.")
-    if options is None:
-        options = GTIFF_OPTIONS if driver == "GTiff" else ()
     with gdal_quiet():
         dataset = gdal_driver.Create(os.fspath(path), int(width), int(height), int(bands),
-                                     gdal_type, options=list(options))
+                                     gdal_type, options=options)
     if dataset is None:
         raise TesseraError(f"Cannot create raster {path}: {gdal.GetLastErrorMsg()}")
     if geotransform is not None:
@@ -341,6 +376,20 @@ def create_raster(path, width, height, bands, dtype, geotransform=None, crs_wkt=
     return dataset
 
 
+def stored_as_signed_byte(dtype):
+    """True when this GDAL stores ``dtype`` as Byte with PIXELTYPE=SIGNEDBYTE (int8
+    before GDAL 3.7)."""
+    from osgeo import gdal_array
+
+    return (np.dtype(dtype) == np.int8
+            and gdal_array.NumericTypeCodeToGDALTypeCode(np.int8) == gdal.GDT_Byte)
+
+
+def as_stored(array):
+    """``array`` as GDAL writes it: int8 as the bytes of a SIGNEDBYTE band."""
+    return array.view(np.uint8) if stored_as_signed_byte(array.dtype) else array
+
+
 def write_array(path, array, geotransform=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), crs_wkt="",
                 nodata=None, driver="GTiff", options=None):
     """Write a 2-D ``(rows, cols)`` or 3-D ``(bands, rows, cols)`` array as a raster."""
@@ -349,7 +398,7 @@ def write_array(path, array, geotransform=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), crs_w
     dataset = create_raster(path, cube.shape[2], cube.shape[1], cube.shape[0], cube.dtype,
                             geotransform, crs_wkt, nodata, driver, options)
     for number, plane in enumerate(cube, start=1):
-        dataset.GetRasterBand(number).WriteArray(plane)
+        dataset.GetRasterBand(number).WriteArray(as_stored(plane))
     dataset.FlushCache()
     dataset = None
     return os.fspath(path)

@@ -114,6 +114,7 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
                          lambda batch: stats.add(batch.ids, batch.starts, batch.lengths,
                                                  batch.values))
         stats.wait()
+    collector = None  # its arena is not needed for writing
     timings["statistics"] = time.perf_counter() - compute_started
     present = present_ids(totals, null_id)
     seg_ds = img_ds = None  # release read handles before writing the segment file

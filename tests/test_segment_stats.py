@@ -48,7 +48,8 @@ def test_every_statistic_matches_numpy(tmp_path, dtype, nodata):
     assert result.segment_count == len(np.unique(seg))
 
 
-@pytest.mark.parametrize("dtype,nodata", [("uint8", 255), ("uint16", None), ("int16", 0)])
+@pytest.mark.parametrize("dtype,nodata", [("uint8", 255), ("int8", -128), ("uint16", None),
+                                          ("int16", 0)])
 def test_small_integers_over_their_whole_range(tmp_path, dtype, nodata):
     """8- and 16-bit values are counted: segments spread over the whole type (few values
     far apart) and segments packed at either end of it, with every value repeated."""
@@ -413,3 +414,22 @@ def test_windows_follow_the_blocks_of_both_rasters(tmp_path):
     # 256-row strips: no image tile is cut by a window edge (it would be decoded twice)
     assert all(w.yoff % 256 == 0 and w.xsize == 1200 for w in both)
     assert sum(w.ysize for w in both) == 1000
+
+
+def test_signed_bytes_are_written_and_read_as_int8(tmp_path):
+    """GDAL 3.6 stores int8 as Byte marked PIXELTYPE=SIGNEDBYTE and reads it unsigned:
+    Tessera writes the mark and reads the values signed, in any interleave and type."""
+    from tessera.engine.raster_io import Window, band_dtype, open_raster, read_window
+
+    image = np.random.default_rng(40).integers(-128, 128, (3, 20, 30)).astype(np.int8)
+    path = write_raster(tmp_path / "signed.tif", image)
+    dataset = open_raster(path)
+    band = dataset.GetRasterBand(2)
+    assert band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
+    assert band_dtype(band) == np.int8
+    window = Window(5, 3, 20, 10)
+    wanted = image[[2, 0], 3:13, 5:25]
+    for dtype, interleave in ((None, "band"), (None, "pixel"), (np.float32, "pixel")):
+        got = read_window(dataset, [3, 1], window, dtype, interleave)
+        assert got.dtype == (dtype or np.int8)
+        assert np.array_equal(got, wanted)
