@@ -302,43 +302,44 @@ def read_window(dataset, bands, window, dtype=None, interleave="band"):
     (bands, rows, cols) view of a C-contiguous (rows, cols, bands) array)."""
     from osgeo import gdal_array
 
-    if any(is_signed_byte(dataset.GetRasterBand(b)) for b in bands):
-        return _read_signed_bytes(dataset, bands, window, dtype, interleave)
+    gdal_bands = [dataset.GetRasterBand(b) for b in bands]
+    signed = [is_signed_byte(b) for b in gdal_bands]
+    if any(signed):
+        return _read_signed_bytes(dataset, gdal_bands, signed, window, dtype, interleave)
     buf_type = None if dtype is None else gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
     data = dataset.ReadAsArray(
         window.xoff, window.yoff, window.xsize, window.ysize, band_list=list(bands),
         buf_type=buf_type, interleave=interleave,
     )
     if data is None:
-        raise TesseraError(
-            f"Reading {raster_name(dataset)} failed at pixel ({window.xoff}, {window.yoff}): "
-            f"{gdal.GetLastErrorMsg() or 'unknown GDAL error'}"
-        )
+        raise _read_failed(dataset, window)
     if data.ndim == 2:
         return data[np.newaxis]
     return np.moveaxis(data, -1, 0) if interleave == "pixel" else data
 
 
-def _read_signed_bytes(dataset, bands, window, dtype, interleave):
-    """:func:`read_window` band by band, signed-byte bands read as int8."""
-    numbers = list(bands)
-    kinds = [dataset.GetRasterBand(b) for b in numbers]
-    dtype = np.dtype(dtype) if dtype is not None else np.result_type(*map(band_dtype, kinds))
+def _read_signed_bytes(dataset, gdal_bands, signed, window, dtype, interleave):
+    """:func:`read_window` band by band, the ``signed`` bands read as int8."""
+    if dtype is None:
+        dtype = np.result_type(*map(band_dtype, gdal_bands))
     shape = (window.ysize, window.xsize)
     if interleave == "pixel":
-        out = np.moveaxis(np.empty(shape + (len(numbers),), dtype), -1, 0)
+        out = np.moveaxis(np.empty(shape + (len(gdal_bands),), dtype), -1, 0)
     else:
-        out = np.empty((len(numbers),) + shape, dtype)
-    for plane, band in zip(out, kinds, strict=True):
+        out = np.empty((len(gdal_bands),) + shape, dtype)
+    for plane, band, is_signed in zip(out, gdal_bands, signed, strict=True):
         data = band.ReadAsArray(window.xoff, window.yoff, window.xsize, window.ysize)
         if data is None:
-            raise TesseraError(
-                f"Reading {raster_name(dataset)} failed at pixel ({window.xoff}, "
-                f"{window.yoff}): {gdal.GetLastErrorMsg() or 'unknown GDAL error'}"
-            )
-        plane[:] = data.view(np.int8) if is_signed_byte(band) else data
+            raise _read_failed(dataset, window)
+        plane[:] = data.view(np.int8) if is_signed else data
     return out
 
+
+def _read_failed(dataset, window):
+    return TesseraError(
+        f"Reading {raster_name(dataset)} failed at pixel ({window.xoff}, {window.yoff}): "
+        f"{gdal.GetLastErrorMsg() or 'unknown GDAL error'}"
+    )
 
 
 #: Creation options for tiled, compressed GeoTIFF outputs.

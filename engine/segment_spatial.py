@@ -25,7 +25,7 @@ from .progress import Progress
 from .raster_io import TileReader, Window, plan_windows, raster_name
 from .rat_output import RatOutput
 from .segment_inputs import open_segment_inputs
-from .segment_statistics import MAX_SEGMENT_ID, write_segment_results
+from .segment_statistics import MAX_SEGMENT_ID, present_ids, write_segment_results
 from .spatial_statistics import (
     DEFAULT_SPATIAL_STATISTICS,
     PixelGeometry,
@@ -93,8 +93,7 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
 
     row_count = max(sums.size, output.existing_rows)
     results = sums.results(row_count, missing)
-    present = np.flatnonzero(sums.shape_acc[0, :sums.size])
-    present = present[present != null_id]
+    present = present_ids(sums.shape_acc[0, :sums.size], null_id)
     seg_ds = inputs = None  # release read handles before writing the segment file
     return write_segment_results(output, results, columns, present, null_id, row_count,
                                  output_table, reporter, timings, started)
