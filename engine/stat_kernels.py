@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .statistics import NEED_MOMENTS, NEED_ORDER, NEED_RUNS, STAT_CODES
+from .statistics import NEED_MODE, NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_VARIETY, STAT_CODES
 
 PIXCOUNT, MIN, MAX, SUM = (STAT_CODES[s] for s in ("pixcount", "min", "max", "sum"))
 MEAN, STDDEV, VARIANCE, RANGE = (STAT_CODES[s] for s in ("mean", "stddev", "variance", "range"))
@@ -133,7 +133,17 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     wanted = np.empty(2 * n_q + 2, np.int64)
     wanted_value = np.empty(2 * n_q + 2, np.float64)
     order = np.empty(2 * n_q + 2, np.int64)
-    ranks = (quantiles, linear, weight, wanted, order, wanted_value)
+    # ranks are sorted in the order of their quantiles: then they mostly come in order
+    by_quantile = np.empty(2 * n_q + 2, np.int64)
+    by_quantile[0::2] = 2 * np.argsort(np.append(quantiles, 0.5), kind="mergesort")
+    by_quantile[1::2] = by_quantile[0::2] + 1
+    ranks = (quantiles, linear, weight, wanted, order, wanted_value, by_quantile)
+    # the columns of each band
+    band_columns = np.zeros((n_bands, n_columns + 1), np.int64)  # count, then columns
+    for c in range(n_columns):
+        b = table[c, 0]
+        band_columns[b, 0] += 1
+        band_columns[b, band_columns[b, 0]] = c
     # rows are gathered for a block of zones, then stored: stores to scattered
     # result rows interleaved with the zones' reads stall them
     block = np.empty((ZONE_BLOCK, n_columns), np.float64)
@@ -154,9 +164,8 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                     n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
                         values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
                         counts)
-                for c in range(n_columns):
-                    if table[c, 0] != b:
-                        continue
+                for k in range(band_columns[b, 0]):
+                    c = band_columns[b, k + 1]
                     code = table[c, 1]
                     if code == PIXCOUNT:
                         value = float(n)
@@ -186,7 +195,7 @@ def rank_plan(n, ranks):
     """Fill the ranks to look up among ``n`` ordered values: ``wanted`` (lower and
     upper rank of each quantile, the median last), their ``weight`` and the
     ascending ``order`` of the ranks."""
-    quantiles, linear, weight, wanted, order, _ = ranks
+    quantiles, linear, weight, wanted, order, _, by_quantile = ranks
     n_q = quantiles.shape[0]
     for i in range(n_q + 1):
         q = quantiles[i] if i < n_q else 0.5
@@ -194,7 +203,7 @@ def rank_plan(n, ranks):
         wanted[2 * i] = lower
         wanted[2 * i + 1] = upper
         weight[i] = share
-    argsort_small(wanted, order)
+    argsort_small(wanted, by_quantile, order)
 
 
 @njit(cache=True, nogil=True, inline='always')
@@ -253,19 +262,8 @@ def small_int_band(values, band, start, stop, nodata, needs, want_minority, base
         return n, float(lo), float(hi), total, variance, 0.0, 0.0, 0
     lo -= base
     hi -= base
-    # (count, value) pairs ranked by one integer: the mode has the largest of
-    # count << KEY_BITS | (KEY_MASK - value), ties going to the smaller value
-    mode_key = variety = 0
-    for i in range(first, stop):
-        v = np.int64(values[band, i])
-        if v == skip:
-            continue
-        x = v - base
-        c = counts[x] + 1
-        counts[x] = c
-        variety += c == 1
-        mode_key = max(mode_key, (c << KEY_BITS) | (KEY_MASK - x))
-    mode_x = KEY_MASK - (mode_key & KEY_MASK)
+    mode_x, variety = count_values(values, band, first, stop, skip, base, counts,
+                                   needs & NEED_MODE != 0, needs & NEED_VARIETY != 0)
     minority_x = lo
     if want_minority:  # the smallest count << KEY_BITS | value
         minority_key = np.iinfo(np.int64).max
@@ -276,7 +274,7 @@ def small_int_band(values, band, start, stop, nodata, needs, want_minority, base
         minority_x = minority_key & KEY_MASK
     if want_order:
         rank_plan(n, ranks)
-        _, _, _, wanted, order, wanted_value = ranks
+        _, _, _, wanted, order, wanted_value, _ = ranks
         if hi - lo <= 16 * n + 256:
             walk_ranks(counts, lo, base, wanted, order, wanted_value)
         else:  # few values spread wide: sorting beats walking the counts
@@ -296,13 +294,53 @@ def small_int_band(values, band, start, stop, nodata, needs, want_minority, base
 
 
 @njit(cache=True, nogil=True, inline='always')
+def count_values(values, band, first, stop, skip, base, counts, want_mode, want_variety):
+    """Count the values of ``values[band, first:stop]`` but ``skip`` in ``counts`` (indexed
+    by value - ``base``); returns (offset of the mode, ties to the smallest, or 0 when not
+    wanted; variety, or 0 when not wanted). One loop per need: work in the loop costs."""
+    # (count, value) pairs ranked by one integer: the mode has the largest of
+    # count << KEY_BITS | (KEY_MASK - value), ties going to the smaller value
+    mode_key = KEY_MASK
+    variety = 0
+    if want_variety:
+        for i in range(first, stop):
+            v = np.int64(values[band, i])
+            if v != skip:
+                x = v - base
+                c = counts[x] + 1
+                counts[x] = c
+                variety += c == 1
+                mode_key = max(mode_key, (c << KEY_BITS) | (KEY_MASK - x))
+    elif want_mode:
+        for i in range(first, stop):
+            v = np.int64(values[band, i])
+            if v != skip:
+                x = v - base
+                c = counts[x] + 1
+                counts[x] = c
+                mode_key = max(mode_key, (c << KEY_BITS) | (KEY_MASK - x))
+    else:
+        for i in range(first, stop):
+            v = np.int64(values[band, i])
+            if v != skip:
+                counts[v - base] += 1
+    return KEY_MASK - (mode_key & KEY_MASK), variety
+
+
+@njit(cache=True, nogil=True, inline='always')
 def walk_ranks(counts, lo, base, wanted, order, wanted_value):
     """The values at ranks ``wanted`` (visited in ``order``) of counted values
-    (value = offset + ``base``), skipping ``WALK_STEP`` counts at a time where it can."""
+    (value = offset + ``base``): ``WALK_STEP`` counts at a time up to the block
+    holding the rank, then its place in the block without branches."""
     x = lo
     seen = 0  # values below x
+    previous = -1
     for w in range(wanted.shape[0]):
         rank = wanted[order[w]]
+        if rank == previous:  # numpy's inverted_cdf: lower and upper ranks are equal
+            wanted_value[order[w]] = wanted_value[order[w - 1]]
+            continue
+        previous = rank
         while True:
             block = 0
             for j in range(WALK_STEP):
@@ -311,10 +349,13 @@ def walk_ranks(counts, lo, base, wanted, order, wanted_value):
                 break
             seen += block
             x += WALK_STEP
-        while seen + counts[x] <= rank:
-            seen += counts[x]
-            x += 1
-        wanted_value[order[w]] = float(x + base)
+        # counts in the block up to and including j that stay <= the rank
+        below = seen
+        skip = 0
+        for j in range(WALK_STEP):
+            below += counts[x + j]
+            skip += below <= rank
+        wanted_value[order[w]] = float(x + skip + base)
 
 
 @njit(cache=True, nogil=True, inline='always')
@@ -344,7 +385,7 @@ def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratc
     variety = 0
     if needs & (NEED_ORDER | NEED_RUNS):
         rank_plan(n, ranks)
-        _, _, _, wanted, order, wanted_value = ranks
+        _, _, _, wanted, order, wanted_value, _ = ranks
         span = int(hi - lo) if is_int else -1
         copy_valid(values, band, start, stop, True, nodata, scratch)
         if is_int and span < 4 * n + COUNTING_SLACK:
@@ -398,10 +439,12 @@ def copy_valid(values, band, start, stop, check_nodata, nodata, out):
 
 
 @njit(cache=True, nogil=True)
-def argsort_small(keys, order):
-    """Insertion argsort of a few keys into ``order`` (no allocation)."""
-    for i in range(keys.shape[0]):
-        j = i
+def argsort_small(keys, visit, order):
+    """Insertion argsort of a few keys into ``order`` (no allocation), taking them in
+    the order ``visit`` (fastest when that is nearly sorted)."""
+    for k in range(keys.shape[0]):
+        i = visit[k]
+        j = k
         while j > 0 and keys[order[j - 1]] > keys[i]:
             order[j] = order[j - 1]
             j -= 1

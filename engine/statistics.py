@@ -24,8 +24,9 @@ PERCENTILE = len(STATISTICS)
 PERCENTILE_METHODS = ("inverted_cdf", "linear")
 DEFAULT_STATISTICS = ("pixcount", "min", "max", "mean", "stddev")
 #: Bits of :meth:`StatPlan.band_needs`: moments (sum, mean, variance), values at
-#: ranks (median, percentiles), runs of equal values (mode, minority, variety).
-NEED_MOMENTS, NEED_ORDER, NEED_RUNS = 1, 2, 4
+#: ranks (median, percentiles), runs of equal values (mode, minority, variety), and
+#: which of mode and variety.
+NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_MODE, NEED_VARIETY = 1, 2, 4, 8, 16
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class StatPlan:
         return table
 
     def band_needs(self):
-        """Per band read: NEED_MOMENTS, NEED_ORDER and NEED_RUNS bits."""
+        """Per band read: NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_MODE and NEED_VARIETY bits."""
         needs = np.zeros(len(self.bands), dtype=np.int64)
         for column in self.columns:
             if column.stat in ("sum", "mean", "stddev", "variance"):
@@ -155,6 +156,10 @@ class StatPlan:
                 needs[column.band_index] |= NEED_ORDER
             if column.stat in ("mode", "minority", "variety"):
                 needs[column.band_index] |= NEED_RUNS
+            if column.stat == "mode":
+                needs[column.band_index] |= NEED_MODE
+            if column.stat == "variety":
+                needs[column.band_index] |= NEED_VARIETY
         return needs
 
     def check_missing_value(self, missing_value):

@@ -67,6 +67,26 @@ def test_small_integers_over_their_whole_range(tmp_path, dtype, nodata):
     assert_columns_match(read_rat(seg_path), expected, 1, rtol=1e-12)
 
 
+@pytest.mark.parametrize("statistics", [["mode"], ["variety"], ["minority"], ["median"],
+                                        ["mode", "variety", "median"], ["mode", "median"]])
+@pytest.mark.parametrize("dtype,nodata,low,high", [("uint8", 3, 0, 40),
+                                                   ("int16", -5, -300, 300)])
+def test_each_counting_need_alone(tmp_path, statistics, dtype, nodata, low, high):
+    """8- and 16-bit values are counted by a loop that tracks only what is asked (the
+    mode, the variety, or neither); each subset against numpy, with repeated values."""
+    seg = blocky_segments(60, 90, 6, 9, seed=13)
+    image = _image(dtype, (2, 60, 90), seed=14, nodata=nodata, low=low, high=high)
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", image, nodata=nodata)
+    segment_stats(seg_path, image_path, statistics=statistics, percentiles=(25, 75))
+    rat = read_rat(seg_path)
+    assert sorted(rat) == sorted(f"b{b}_{s}" for b in (1, 2)
+                                 for s in [*statistics, "p25", "p75"])
+    for band in (1, 2):
+        expected = reference_stats(seg, image[band - 1], nodata, percentiles=(25, 75))
+        assert_columns_match(rat, expected, band)
+
+
 def test_linear_percentiles_match_numpy(tmp_path):
     seg = blocky_segments(64, 64, 8, 5, seed=4)
     image = _image("float32", (1, 64, 64), seed=5, nan_share=0.1)
