@@ -26,16 +26,15 @@ GATHER_BYTES = 32 * 2**20
 GATHER_ROWS = 16384
 
 
-def allocate_results(rows, columns, fill):
+def allocate_results(rows, columns):
     """A float64 table indexed ``[column, row]`` and laid out row-major (one cache line per
-    row), filled with ``fill`` (one value per column); a temporary memory-mapped file when
-    larger than :data:`MEMORY_BUDGET`."""
+    row), not filled (its pages are touched by whoever writes them first); a temporary
+    memory-mapped file when larger than :data:`MEMORY_BUDGET`."""
     if rows * columns * 8 <= MEMORY_BUDGET:
         table = np.empty((rows, columns), np.float64)
     else:
         table = np.memmap(tempfile.TemporaryFile(prefix="tessera-results-"), np.float64, "w+",
                           shape=(rows, columns))
-    table[:] = np.asarray(fill, np.float64)
     return table.T
 
 

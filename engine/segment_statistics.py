@@ -97,8 +97,7 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     totals, compute_span = segment_totals(seg_ds, segment_band, null_id, reporter, read_threads,
                                           timings, started)
     row_count = max(len(totals), output.existing_rows)
-    results = allocate_results(row_count, len(plan.columns),
-                               [0.0 if c.stat == "pixcount" else missing for c in plan.columns])
+    results = allocate_results(row_count, len(plan.columns))  # every present row is computed
 
     reporter.phase(*compute_span, "Computing per-segment statistics")
     windows = plan_windows(seg_ds, segment_band, window_size=window_size,
@@ -115,8 +114,10 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
                                                  batch.values))
         stats.wait()
     collector = None  # its arena is not needed for writing
-    timings["statistics"] = time.perf_counter() - compute_started
     present = present_ids(totals, null_id)
+    fill_absent_rows(results, present, [0.0 if c.stat == "pixcount" else missing
+                                        for c in plan.columns])
+    timings["statistics"] = time.perf_counter() - compute_started
     seg_ds = img_ds = None  # release read handles before writing the segment file
     return write_segment_results(output, results, columns, present, null_id, row_count,
                                  output_table, reporter, timings, started)
@@ -152,6 +153,14 @@ def collect_segments(collector, sources, windows, read_threads, reporter, on_bat
     collector.check_complete()
     reporter.check()
     return time.perf_counter() - started
+
+
+def fill_absent_rows(results, present, fill):
+    """Give the rows of ``results`` (columns x rows) but ``present`` the values ``fill``
+    (one per column): ids without pixels, and the null id."""
+    absent = np.ones(results.shape[1], np.bool_)
+    absent[present] = False
+    results.T[absent] = np.asarray(fill, np.float64)
 
 
 def present_ids(totals, null_id):
