@@ -349,13 +349,13 @@ def walk_ranks(counts, lo, base, wanted, order, wanted_value):
                 break
             seen += block
             x += WALK_STEP
-        # counts in the block up to and including j that stay <= the rank
+        # the rank's offset in the block: the values whose running count stays <= rank
         below = seen
-        skip = 0
+        offset = 0
         for j in range(WALK_STEP):
             below += counts[x + j]
-            skip += below <= rank
-        wanted_value[order[w]] = float(x + skip + base)
+            offset += below <= rank
+        wanted_value[order[w]] = float(x + offset + base)
 
 
 @njit(cache=True, nogil=True, inline='always')
