@@ -194,7 +194,8 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
 def rank_plan(n, ranks):
     """Fill the ranks to look up among ``n`` ordered values: ``wanted`` (lower and
     upper rank of each quantile, the median last), their ``weight`` and the
-    ascending ``order`` of the ranks."""
+    ascending ``order`` of the ranks (sorted from ``by_quantile``, the ranks in
+    the order of their quantiles)."""
     quantiles, linear, weight, wanted, order, _, by_quantile = ranks
     n_q = quantiles.shape[0]
     for i in range(n_q + 1):
@@ -212,10 +213,10 @@ def small_int_band(values, band, start, stop, nodata, needs, want_minority, base
     """Statistics of the valid pixels of an 8- or 16-bit integer band: exact integer
     sums for the moments, then (for order statistics, mode, minority or
     variety) one pass counting every value in ``counts`` (indexed by value -
-    ``base``, left zeroed); mode and variety are kept while counting, ranks
-    are found by walking the counts.
-    ``ranks`` is (quantiles, linear, weight, wanted, order, wanted_value), see
-    :func:`rank_plan`. Returns (valid pixels, min, max, sum, variance, mode,
+    ``base``, left zeroed); the mode is kept while counting, ranks are found
+    by walking the counts, the variety while clearing them.
+    ``ranks`` is (quantiles, linear, weight, wanted, order, wanted_value,
+    by_quantile), see :func:`rank_plan`. Returns (valid pixels, min, max, sum, variance, mode,
     minority, variety).
     """
     want_order = needs & NEED_ORDER != 0
@@ -262,8 +263,7 @@ def small_int_band(values, band, start, stop, nodata, needs, want_minority, base
         return n, float(lo), float(hi), total, variance, 0.0, 0.0, 0
     lo -= base
     hi -= base
-    mode_x, variety = count_values(values, band, first, stop, skip, base, counts,
-                                   needs & NEED_MODE != 0, needs & NEED_VARIETY != 0)
+    mode_x = count_values(values, band, first, stop, skip, base, counts, needs & NEED_MODE != 0)
     minority_x = lo
     if want_minority:  # the smallest count << KEY_BITS | value
         minority_key = np.iinfo(np.int64).max
@@ -282,49 +282,44 @@ def small_int_band(values, band, start, stop, nodata, needs, want_minority, base
             scratch[:n].sort()
             for i in range(wanted.shape[0]):
                 wanted_value[i] = float(scratch[wanted[i]])
+    # the counts are cleared; the variety is the number of values counted
+    variety = 0
     if hi - lo < 16 * n:
+        if needs & NEED_VARIETY:
+            variety = np.count_nonzero(counts[lo:hi + 1])
         counts[lo:hi + 1] = 0
-    else:
+    else:  # a value's count is cleared at its first pixel
         for i in range(first, stop):
-            v = np.int64(values[band, i])
-            if v != skip:
-                counts[v - base] = 0
+            x = np.int64(values[band, i]) - base
+            if x + base != skip:
+                variety += counts[x] != 0
+                counts[x] = 0
     return (n, float(lo + base), float(hi + base), total, variance, float(mode_x + base),
             float(minority_x + base), variety)
 
 
 @njit(cache=True, nogil=True, inline='always')
-def count_values(values, band, first, stop, skip, base, counts, want_mode, want_variety):
+def count_values(values, band, first, stop, skip, base, counts, want_mode):
     """Count the values of ``values[band, first:stop]`` but ``skip`` in ``counts`` (indexed
-    by value - ``base``); returns (offset of the mode, ties to the smallest, or 0 when not
-    wanted; variety, or 0 when not wanted). One loop per need: work in the loop costs."""
-    # (count, value) pairs ranked by one integer: the mode has the largest of
-    # count << KEY_BITS | (KEY_MASK - value), ties going to the smaller value
-    mode_key = KEY_MASK
-    variety = 0
-    if want_variety:
-        for i in range(first, stop):
-            v = np.int64(values[band, i])
-            if v != skip:
-                x = v - base
-                c = counts[x] + 1
-                counts[x] = c
-                variety += c == 1
-                mode_key = max(mode_key, (c << KEY_BITS) | (KEY_MASK - x))
-    elif want_mode:
-        for i in range(first, stop):
-            v = np.int64(values[band, i])
-            if v != skip:
-                x = v - base
-                c = counts[x] + 1
-                counts[x] = c
-                mode_key = max(mode_key, (c << KEY_BITS) | (KEY_MASK - x))
-    else:
+    by value - ``base``); returns the offset of the mode (ties to the smallest), or 0 when
+    not ``want_mode``: tracking it is a loop of its own, as work in the loop costs."""
+    if not want_mode:
         for i in range(first, stop):
             v = np.int64(values[band, i])
             if v != skip:
                 counts[v - base] += 1
-    return KEY_MASK - (mode_key & KEY_MASK), variety
+        return 0
+    # (count, value) pairs ranked by one integer: the mode has the largest of
+    # count << KEY_BITS | (KEY_MASK - value), ties going to the smaller value
+    mode_key = 0
+    for i in range(first, stop):
+        v = np.int64(values[band, i])
+        if v != skip:
+            x = v - base
+            c = counts[x] + 1
+            counts[x] = c
+            mode_key = max(mode_key, (c << KEY_BITS) | (KEY_MASK - x))
+    return KEY_MASK - (mode_key & KEY_MASK)
 
 
 @njit(cache=True, nogil=True, inline='always')
