@@ -46,13 +46,14 @@ class Batch:
 
 
 @njit(cache=True, nogil=True)
-def collect_tile(seg, image, n_bands, row0, col0, with_pos, resume, null_id, place, state,
+def collect_tile(seg, image, items, row0, col0, with_pos, resume, null_id, place, state,
                  opened, arena_vals, arena_rows, arena_cols, done_ids, done_starts,
                  done_lengths):
     """Copy the pixels of the tile from flat position ``resume`` on to their segments'
     arena slots, run by run (``place[sid]`` = next free position, slot end, total).
-    ``image`` is (rows, cols * n_bands) and ``arena_vals`` flat, both with the bands
-    of a pixel side by side, so a run is one contiguous copy.
+    ``image`` is (rows, cols * items) and ``arena_vals`` flat, both with the bands
+    of a pixel side by side in ``items`` elements (one per band, or one integer
+    holding them all), so a run is one contiguous copy.
 
     Returns (why, flat position, segment id): FINISHED, or where to resume
     after NEED_ROOM (the arena or the opened list is full), DONE_FULL (the
@@ -61,7 +62,7 @@ def collect_tile(seg, image, n_bands, row0, col0, with_pos, resume, null_id, pla
     """
     rows, cols = seg.shape
     n_ids = place.shape[0]
-    capacity = arena_vals.shape[0] // n_bands
+    capacity = arena_vals.shape[0] // items
     for r in range(resume // cols, rows):
         c = resume % cols if r == resume // cols else 0
         while c < cols:
@@ -97,9 +98,9 @@ def collect_tile(seg, image, n_bands, row0, col0, with_pos, resume, null_id, pla
                 return TOO_MANY, r * cols + c, sid
             if stop == slot_end and state[DONE] == done_ids.shape[0]:
                 return DONE_FULL, r * cols + c, sid
-            first = c * n_bands
-            to = cursor * n_bands
-            for i in range((end - c) * n_bands):
+            first = c * items
+            to = cursor * items
+            for i in range((end - c) * items):
                 arena_vals[to + i] = image[r, first + i]
             if with_pos:
                 for i in range(end - c):
@@ -121,7 +122,7 @@ def collect_tile(seg, image, n_bands, row0, col0, with_pos, resume, null_id, pla
 
 
 @njit(cache=True, nogil=True)
-def compact_arena(src_vals, src_rows, src_cols, dst_vals, dst_rows, dst_cols, n_bands,
+def compact_arena(src_vals, src_rows, src_cols, dst_vals, dst_rows, dst_cols, items,
                   with_pos, place, state, opened):
     """Move the open slots, in arena order, to the front of ``dst`` (which may be
     ``src``: slots only move towards the front); drop closed ones from ``opened``."""
@@ -134,8 +135,8 @@ def compact_arena(src_vals, src_rows, src_cols, dst_vals, dst_rows, dst_cols, n_
             continue
         size = place[sid, 2]
         start = place[sid, 1] - size
-        for j in range((cursor - start) * n_bands):
-            dst_vals[top * n_bands + j] = src_vals[start * n_bands + j]
+        for j in range((cursor - start) * items):
+            dst_vals[top * items + j] = src_vals[start * items + j]
         if with_pos:
             for j in range(cursor - start):
                 dst_rows[top + j] = src_rows[start + j]
@@ -192,6 +193,10 @@ class SegmentCollector:
             self.totals[self.null_id] = 0
         self.n_bands = n_bands
         self.dtype = np.dtype(dtype)
+        # the bands of a pixel copied as one integer when they fill one
+        width = n_bands * self.dtype.itemsize
+        self.item = np.dtype(f"u{width}") if n_bands > 1 and width in (2, 4, 8) else self.dtype
+        self.item_count = n_bands if self.item == self.dtype else 1
         self.with_pos = bool(with_positions)
         self.state = np.zeros(4, np.int64)
         self.opened = np.empty(self.BATCH_IDS, np.int64)
@@ -207,19 +212,23 @@ class SegmentCollector:
     def _make_room(self, size, tile_pixels):
         """Compact the arena (growing it when the open slots fill half of it) so that a
         slot of ``size`` pixels fits, and the opened list has room."""
-        source = (self.arena_vals.reshape(-1), self.arena_rows, self.arena_cols)
+        source = (self._arena_items(), self.arena_rows, self.arena_cols)
         capacity = self.capacity
         wanted = int(self.state[LIVE]) + size
         if wanted > capacity // 2:
             self._arena(max(2 * capacity, 2 * wanted, 2 * tile_pixels, 1 << 16))
         elif self.before_compaction is not None:
             self.before_compaction()  # completed slots are about to be overwritten
-        compact_arena(*source, self.arena_vals.reshape(-1), self.arena_rows, self.arena_cols,
-                      self.n_bands, self.with_pos, self.place, self.state, self.opened)
+        compact_arena(*source, self._arena_items(), self.arena_rows, self.arena_cols,
+                      self.item_count, self.with_pos, self.place, self.state, self.opened)
         if self.state[OPENED] > len(self.opened) // 2:
             grown = np.empty(2 * len(self.opened), np.int64)
             grown[: len(self.opened)] = self.opened
             self.opened = grown
+
+    def _arena_items(self):
+        """The arena's values flat, as the items the kernels copy."""
+        return self.arena_vals.reshape(-1).view(self.item)
 
     def _done_batch(self):
         count = int(self.state[DONE])
@@ -238,12 +247,13 @@ class SegmentCollector:
         """
         seg_tile = np.ascontiguousarray(seg_tile)
         rows, cols = seg_tile.shape
-        pixels = np.ascontiguousarray(np.moveaxis(image_tile, 0, -1)).reshape(rows, -1)
+        pixels = np.ascontiguousarray(np.moveaxis(image_tile, 0, -1), self.dtype)
+        pixels = pixels.reshape(rows, -1).view(self.item)
         position = 0
         while True:
             why, position, sid = collect_tile(
-                seg_tile, pixels, self.n_bands, row0, col0, self.with_pos, position,
-                self.null_id, self.place, self.state, self.opened, self.arena_vals.reshape(-1),
+                seg_tile, pixels, self.item_count, row0, col0, self.with_pos, position,
+                self.null_id, self.place, self.state, self.opened, self._arena_items(),
                 self.arena_rows, self.arena_cols, *self.done)
             if why == UNKNOWN_ID:
                 raise TesseraError(_unknown_id_message(sid, len(self.totals)))

@@ -31,12 +31,16 @@ def _segments(rows, cols, seed):
     return speckled_segments(rows, cols, 7, 0.03, seed)
 
 
-def test_collector_positions_are_whole_raster_rows_and_columns():
+@pytest.mark.parametrize("bands, dtype", [(2, np.int32), (3, np.uint16), (4, np.uint16),
+                                          (2, np.uint8), (1, np.float32)])
+def test_collector_positions_are_whole_raster_rows_and_columns(bands, dtype):
+    """Every band of every pixel reaches its segment (bands filling 2, 4 or 8 bytes are
+    copied as one integer; 3 x 16 bits band by band)."""
     rows, cols = 45, 52
     seg = _segments(rows, cols, seed=1)
-    image = np.random.default_rng(2).integers(0, 1000, (2, rows, cols)).astype(np.int32)
+    image = np.random.default_rng(2).integers(0, 250, (bands, rows, cols)).astype(dtype)
     totals = np.bincount(seg.ravel())
-    collector = SegmentCollector(totals, 0, 2, np.int32, with_positions=True)
+    collector = SegmentCollector(totals, 0, bands, dtype, with_positions=True)
     seen = {}
     for row0 in range(0, rows, 8):
         for col0 in range(0, cols, 11):
