@@ -254,6 +254,7 @@ def _best(runs):
 
 
 def _spread(runs):
+    """The range of a case's Tessera times, when it ran more than once."""
     if len(runs) < 2:
         return ""
     times = sorted(r[1] for r in runs)
