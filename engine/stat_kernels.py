@@ -19,7 +19,15 @@ import math
 import numpy as np
 from numba import njit
 
-from .statistics import NEED_MODE, NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_VARIETY, STAT_CODES
+from .statistics import (
+    NEED_MINORITY,
+    NEED_MODE,
+    NEED_MOMENTS,
+    NEED_ORDER,
+    NEED_RUNS,
+    NEED_VARIETY,
+    STAT_CODES,
+)
 
 PIXCOUNT, MIN, MAX, SUM = (STAT_CODES[s] for s in ("pixcount", "min", "max", "sum"))
 MEAN, STDDEV, VARIANCE, RANGE = (STAT_CODES[s] for s in ("mean", "stddev", "variance", "range"))
@@ -123,10 +131,6 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     direct_base = integer_minimum(values) if direct else 0
     # (WALK_STEP spare counts: rank walks may read past the last value)
     direct_counts = np.zeros((1 << (8 * values.itemsize) if direct else 0) + WALK_STEP, np.int32)
-    want_minority = np.zeros(n_bands, np.bool_)
-    for c in range(n_columns):
-        if table[c, 1] == MINORITY:
-            want_minority[table[c, 0]] = True
     # quantile i < n_q is quantiles[i]; quantile n_q is the median
     n_q = quantiles.shape[0]
     weight = np.empty(n_q + 1, np.float64)
@@ -158,8 +162,8 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                 band_nodata = nodata[b] if has_nodata[b] else np.nan
                 if direct and stop - start < SMALL_INT_LIMIT:
                     n, lo, hi, total, variance, mode, minority, variety = small_int_band(
-                        values, b, start, stop, band_nodata, needs, want_minority[b],
-                        direct_base, direct_counts, ranks, scratch)
+                        values, b, start, stop, band_nodata, needs, direct_base,
+                        direct_counts, ranks, scratch)
                 else:
                     n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
                         values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
@@ -208,8 +212,7 @@ def rank_plan(n, ranks):
 
 
 @njit(cache=True, nogil=True, inline='always')
-def small_int_band(values, band, start, stop, nodata, needs, want_minority, base, counts,
-                   ranks, scratch):
+def small_int_band(values, band, start, stop, nodata, needs, base, counts, ranks, scratch):
     """Statistics of the valid pixels of an 8- or 16-bit integer band: exact integer
     sums for the moments, then (for order statistics, mode, minority or
     variety) one pass counting every value in ``counts`` (indexed by value -
@@ -265,7 +268,7 @@ def small_int_band(values, band, start, stop, nodata, needs, want_minority, base
     hi -= base
     mode_x = count_values(values, band, first, stop, skip, base, counts, needs & NEED_MODE != 0)
     minority_x = lo
-    if want_minority:  # the smallest count << KEY_BITS | value
+    if needs & NEED_MINORITY:  # the smallest count << KEY_BITS | value
         minority_key = np.iinfo(np.int64).max
         for i in range(first, stop):
             x = np.int64(values[band, i]) - base

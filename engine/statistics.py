@@ -25,8 +25,8 @@ PERCENTILE_METHODS = ("inverted_cdf", "linear")
 DEFAULT_STATISTICS = ("pixcount", "min", "max", "mean", "stddev")
 #: Bits of :meth:`StatPlan.band_needs`: moments (sum, mean, variance), values at
 #: ranks (median, percentiles), runs of equal values (mode, minority, variety), and
-#: which of mode and variety.
-NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_MODE, NEED_VARIETY = 1, 2, 4, 8, 16
+#: which of mode, variety and minority.
+NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_MODE, NEED_VARIETY, NEED_MINORITY = 1, 2, 4, 8, 16, 32
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class StatPlan:
         return table
 
     def band_needs(self):
-        """Per band read: NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_MODE and NEED_VARIETY bits."""
+        """Per band read: the NEED_* bits."""
         needs = np.zeros(len(self.bands), dtype=np.int64)
         for column in self.columns:
             if column.stat in ("sum", "mean", "stddev", "variance"):
@@ -160,6 +160,8 @@ class StatPlan:
                 needs[column.band_index] |= NEED_MODE
             if column.stat == "variety":
                 needs[column.band_index] |= NEED_VARIETY
+            if column.stat == "minority":
+                needs[column.band_index] |= NEED_MINORITY
         return needs
 
     def check_missing_value(self, missing_value):
