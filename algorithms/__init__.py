@@ -7,10 +7,11 @@ def all_algorithms():
     from .export_rat import ExportRatAlgorithm
     from .global_regression import GlobalRegressionAlgorithm
     from .local_block_adjustment import LocalBlockAdjustmentAlgorithm
+    from .rat_to_raster import RatToRasterAlgorithm
     from .segment_spatial_stats import SegmentSpatialStatsAlgorithm
     from .segment_stats import SegmentStatsAlgorithm
     from .zonal_stats import ZonalStatsAlgorithm
 
     return [SegmentStatsAlgorithm(), SegmentSpatialStatsAlgorithm(), ExportRatAlgorithm(),
             CopyRatAlgorithm(), ZonalStatsAlgorithm(), GlobalRegressionAlgorithm(),
-            LocalBlockAdjustmentAlgorithm()]
+            LocalBlockAdjustmentAlgorithm(), RatToRasterAlgorithm()]
