@@ -8,10 +8,12 @@ def all_algorithms():
     from .global_regression import GlobalRegressionAlgorithm
     from .local_block_adjustment import LocalBlockAdjustmentAlgorithm
     from .rat_to_raster import RatToRasterAlgorithm
+    from .segment_polygons import SegmentPolygonsAlgorithm
     from .segment_spatial_stats import SegmentSpatialStatsAlgorithm
     from .segment_stats import SegmentStatsAlgorithm
     from .zonal_stats import ZonalStatsAlgorithm
 
     return [SegmentStatsAlgorithm(), SegmentSpatialStatsAlgorithm(), ExportRatAlgorithm(),
             CopyRatAlgorithm(), ZonalStatsAlgorithm(), GlobalRegressionAlgorithm(),
-            LocalBlockAdjustmentAlgorithm(), RatToRasterAlgorithm()]
+            LocalBlockAdjustmentAlgorithm(), RatToRasterAlgorithm(),
+            SegmentPolygonsAlgorithm()]
