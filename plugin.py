@@ -19,6 +19,7 @@ class TesseraPlugin:
         # addProvider returning False deletes the provider: keep no reference then.
         if QgsApplication.processingRegistry().addProvider(provider):
             self.provider = provider
+            provider.refreshAlgorithms()  # now the bundled models find their steps
 
     def initGui(self):  # noqa: N802 (QGIS API)
         self.initProcessing()

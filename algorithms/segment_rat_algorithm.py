@@ -62,7 +62,9 @@ class SegmentRatAlgorithm(TesseraAlgorithm):
         self._written_own_rat = ((arguments["segments"], arguments["segment_band"])
                                  if arguments["output_rat"] is None else None)
         outputs = {"RAT": result.target, "COLUMNS": ",".join(result.columns),
-                   "SEGMENT_COUNT": int(result.segment_count)}
+                   "SEGMENT_COUNT": int(result.segment_count),
+                   # where the RAT is, for the next algorithm of a model
+                   "OUTPUT_RAT": arguments["output_rat"] or arguments["segments"]}
         if arguments["output_table"]:
             outputs["OUTPUT_TABLE"] = arguments["output_table"]
         return outputs

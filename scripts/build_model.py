@@ -14,7 +14,7 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(REPO, "resources", "models", "normalize_and_summarize.model3")
-NAME = "Normalize and summarize"  # also the id in the Tessera provider
+NAME = "Normalize and summarize"  # the display name; the id is the file name (no spaces)
 DESCRIPTION = (
     "Relative radiometric normalization of overlapping images (global regression, then local "
     "block adjustment into the Normalized images folder), a virtual mosaic of the normalized "

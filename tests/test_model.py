@@ -1,7 +1,7 @@
 """The bundled model resources/models/normalize_and_summarize.model3, run by
 ``qgis_process.bin run <model>``: global regression → local block adjustment →
 virtual mosaic → zonal statistics, checked against numpy on the outputs; the
-same model as ``tessera:Normalize and summarize`` through ``processing.run``."""
+same model as ``tessera:normalize_and_summarize`` through ``processing.run``."""
 
 import os
 
@@ -59,7 +59,7 @@ def run_model_file(qgis_process, parameters):
 
 
 def run_provider_model(run_algorithm, parameters):
-    run_algorithm("Normalize and summarize", parameters)
+    run_algorithm("normalize_and_summarize", parameters)
 
 
 @pytest.mark.parametrize("runner", ["qgis_process_file", "provider"])
