@@ -18,10 +18,13 @@ from .normalization_parameters import (
     add_mask,
     add_output_options,
     enum,
+    html_output,
     input_paths,
+    load_corrected_images,
     mask_arguments,
     output_arguments,
     output_folder,
+    write_report,
 )
 from .qgis_compat import DOUBLE, RASTER
 
@@ -85,8 +88,10 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
         if save and not save.lower().endswith(".json"):
             save += ".json"
         folder = output_folder(self, parameters, context)
+        inputs = input_paths(self, parameters, context)
+        html = html_output(self, parameters, context)
         result = global_regression(
-            input_paths(self, parameters, context), folder,
+            inputs, folder,
             model_images=model,
             model_mode=self.parameterAsEnumString(parameters, "MODEL_MODE", context),
             mean_factor=self.parameterAsDouble(parameters, "MEAN_FACTOR", context),
@@ -114,4 +119,7 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
             outputs["SAVE_ADJUSTMENTS"] = result.adjustments_file
         if result.profile_plot:
             outputs["PROFILE_PLOT"] = result.profile_plot
+        if html:
+            outputs["OUTPUT_HTML"] = write_report(html, result, inputs, "global", feedback)
+        load_corrected_images(context, result.outputs, "OUTPUTS")
         return outputs

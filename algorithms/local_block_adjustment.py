@@ -16,10 +16,13 @@ from .normalization_parameters import (
     add_mask,
     add_output_options,
     enum,
+    html_output,
     input_paths,
+    load_corrected_images,
     mask_arguments,
     output_arguments,
     output_folder,
+    write_report,
 )
 from .qgis_compat import DOUBLE, INTEGER
 
@@ -94,8 +97,10 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
         maps = (self.parameterAsFileOutput(parameters, "SAVE_BLOCK_MAPS", context) or None
                 if parameters.get("SAVE_BLOCK_MAPS") else None)
         folder = output_folder(self, parameters, context)
+        inputs = input_paths(self, parameters, context)
+        html = html_output(self, parameters, context)
         result = local_block_adjustment(
-            input_paths(self, parameters, context), folder,
+            inputs, folder,
             blocks=self.parameterAsInt(parameters, "BLOCKS", context),
             block_rows=rows or None,
             block_cols=cols or None,
@@ -121,4 +126,21 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
             outputs["SAVE_BLOCK_MAPS"] = maps
         if result.profile_plot:
             outputs["PROFILE_PLOT"] = result.profile_plot
+        if html:
+            outputs["OUTPUT_HTML"] = write_report(html, result, inputs, "local", feedback)
+        load_corrected_images(context, result.outputs, "OUTPUTS")
+        _load_block_maps(context, result)
         return outputs
+
+
+def _load_block_maps(context, result):
+    """Block maps on the map, band 1 coloured over the reference map's range."""
+    import numpy as np
+
+    from .layer_loading import PseudocolorStyle, layer_name, load_on_completion
+
+    values = result.reference_map[0][np.isfinite(result.reference_map[0])]
+    low, high = (float(values.min()), float(values.max())) if values.size else (None, None)
+    for path in result.block_map_files:
+        load_on_completion(context, path, layer_name(path), "BLOCK_MAPS",
+                           post_processor=PseudocolorStyle(1, low, high))

@@ -68,6 +68,12 @@ def add_output_options(algorithm):
         createByDefault=False),
         "Optional PNG of every image's per-band mean before (dashed) and after (solid) the "
         "correction (needs matplotlib).")
+    algorithm.add(QgsProcessingParameterFileDestination(
+        "OUTPUT_HTML", "Report", "HTML files (*.html)", optional=True, createByDefault=False),
+        "Optional HTML report, opened in the Results Viewer: the mismatch between "
+        "overlapping images before and after (mean |A − B| per overlap and band), spectral "
+        "profiles, and the scales and offsets (global) or block maps (local). Needs "
+        "matplotlib.")
     algorithm.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", "Written images"))
     algorithm.addOutput(QgsProcessingOutputFolder("OUTPUT_FOLDER", "Output folder"))
 
@@ -117,3 +123,31 @@ def output_folder(algorithm, parameters, context):
         raise QgsProcessingException("No output folder given.")
     os.makedirs(folder, exist_ok=True)
     return folder
+
+
+def html_output(algorithm, parameters, context):
+    """The path of the optional OUTPUT_HTML report (``.html`` added), or None."""
+    path = algorithm.parameterAsFileOutput(parameters, "OUTPUT_HTML", context) or None
+    if path and not path.lower().endswith((".html", ".htm")):
+        path += ".html"
+    return path
+
+
+def write_report(path, result, inputs, kind, feedback):
+    """Write the normalization report of ``result``; log the overlaps' mismatch."""
+    from ..engine.normalization_report import normalization_report
+
+    written, mismatch = normalization_report(path, result, inputs, kind)
+    for item in mismatch:
+        pairs = ", ".join(f"b{band}: {before:.4g} → {after:.4g}" for band, (before, after)
+                          in enumerate(zip(item.before, item.after, strict=True), start=1))
+        feedback.pushInfo(f"Mean |A − B| in {item.first} / {item.second}: {pairs}")
+    return written
+
+
+def load_corrected_images(context, outputs, suffix):
+    """Add the corrected images to the project when the algorithm finishes."""
+    from .layer_loading import layer_name, load_on_completion
+
+    for path in outputs:
+        load_on_completion(context, path, layer_name(path), suffix)

@@ -67,9 +67,15 @@ class SegmentRatAlgorithm(TesseraAlgorithm):
                    "OUTPUT_RAT": arguments["output_rat"] or arguments["segments"]}
         if arguments["output_table"]:
             outputs["OUTPUT_TABLE"] = arguments["output_table"]
+            self._table_to_load = arguments["output_table"]
         return outputs
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
         if getattr(self, "_written_own_rat", None):
             keep_rat_visible_to_qgis(*self._written_own_rat, context)
+        if getattr(self, "_table_to_load", None):
+            from .layer_loading import layer_name, load_on_completion
+
+            load_on_completion(context, self._table_to_load, layer_name(self._table_to_load),
+                               "OUTPUT_TABLE", kind="table")
         return {}

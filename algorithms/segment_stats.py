@@ -2,6 +2,7 @@
 
 from qgis.core import (
     QgsProcessingParameterBand,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -56,6 +57,12 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
             "MISSING_VALUE", "Missing value", DOUBLE, -9999),
             "Written for segments without a valid pixel (pixcount is 0 then).", advanced=True)
         self.add_rat_target("Optional CSV with one row per segment: id, then every statistic.")
+        self.add(QgsProcessingParameterFileDestination(
+            "OUTPUT_HTML", "Summary report", "HTML files (*.html)", optional=True,
+            createByDefault=False),
+            "Optional HTML summary, opened in the Results Viewer: segment count, and per "
+            "column the range, mean and histogram of the values written (missing values left "
+            "out). Needs matplotlib.")
 
     def process(self, parameters, context, feedback):
         from ..engine import segment_stats
@@ -73,4 +80,26 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
             missing_value=self.parameterAsDouble(parameters, "MISSING_VALUE", context),
             progress=progress, cancelled=cancelled, **arguments,
         )
-        return self.rat_results(result, arguments, feedback)
+        outputs = self.rat_results(result, arguments, feedback)
+        html = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context)
+        if html:
+            outputs["OUTPUT_HTML"] = self._report(html, result, arguments, parameters, context)
+        return outputs
+
+    def _report(self, path, result, arguments, parameters, context):
+        from ..engine.raster_io import open_raster
+        from ..engine.rat_lookup import segment_null_id
+        from ..engine.statistics_report import segment_stats_report
+
+        if not path.lower().endswith((".html", ".htm")):
+            path += ".html"
+        segments = open_raster(arguments["segments"])
+        null_id = segment_null_id(segments.GetRasterBand(arguments["segment_band"]))
+        segments = None
+        own = arguments["output_rat"] is None
+        written, _ = segment_stats_report(
+            path, arguments["segments"] if own else arguments["output_rat"], result.columns,
+            result.segment_count, null_id,
+            self.parameterAsDouble(parameters, "MISSING_VALUE", context),
+            arguments["segment_band"] if own else 1)
+        return written

@@ -84,6 +84,11 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             "OUTPUT_TABLE", "Output table", "CSV files (*.csv)", optional=True,
             createByDefault=False)
         self.add(table, "Optional CSV: fid, then every statistic (empty when missing).")
+        self.add(QgsProcessingParameterFileDestination(
+            "OUTPUT_HTML", "Summary report", "HTML files (*.html)", optional=True,
+            createByDefault=False),
+            "Optional HTML summary, opened in the Results Viewer: feature count, and per "
+            "statistic field its range, mean and histogram. Needs matplotlib.")
         self.addOutput(QgsProcessingOutputNumber("FEATURE_COUNT", "Features"))
 
     def process(self, parameters, context, feedback):
@@ -143,6 +148,19 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
         outputs = {"OUTPUT": dest_id, "FEATURE_COUNT": int(result.feature_count)}
         if output_table:
             outputs["OUTPUT_TABLE"] = output_table
+            from .layer_loading import layer_name, load_on_completion
+
+            load_on_completion(context, output_table, layer_name(output_table), "OUTPUT_TABLE",
+                               kind="table")
+        html = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context)
+        if html:
+            from ..engine.statistics_report import zonal_stats_report
+
+            if not html.lower().endswith((".html", ".htm")):
+                html += ".html"
+            outputs["OUTPUT_HTML"], _ = zonal_stats_report(
+                html, [name for name, _ in result.columns], result.values,
+                int(result.feature_count), result.pixel_rule)
         return outputs
 
 

@@ -22,13 +22,24 @@ def mean_profiles(names, corrected, plot_path, title):
 
 def plot_spectral_profiles(path, names, means_before, means_after, title):
     """Write the PNG ``path``; ``means_*`` map each image name to its band means."""
+    figure = spectral_profile_figure(names, means_before, means_after, title)
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    figure.savefig(os.fspath(path), format="png")
+    return os.fspath(path)
+
+
+def spectral_profile_figure(names, means_before, means_after, title):
+    """The profiles as a matplotlib Figure (object API on an Agg canvas: no pyplot and no
+    backend switch, safe in QGIS's worker threads)."""
     require("matplotlib", purpose="The spectral profile plot")
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from .html_report import new_figure
 
-    figure = Figure(figsize=(8, 5), dpi=110)
+    figure = new_figure(8, 5)
+    figure.set_dpi(110)
     axes = figure.add_subplot(1, 1, 1)
     colours = matplotlib.colormaps["tab10"]
     for index, name in enumerate(names):
@@ -46,8 +57,4 @@ def plot_spectral_profiles(path, names, means_before, means_after, title):
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", ncol=2 if len(names) > 4 else 1)
     figure.tight_layout()
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    figure.savefig(os.fspath(path), format="png")
-    return os.fspath(path)
+    return figure
