@@ -16,12 +16,16 @@ import math
 import os
 
 from qgis.core import (
+    QgsClassificationQuantile,
     QgsColorRampShader,
+    QgsFillSymbol,
+    QgsGraduatedSymbolRenderer,
     QgsProcessingContext,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingUtils,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
+    QgsSingleSymbolRenderer,
     QgsStyle,
 )
 
@@ -35,6 +39,35 @@ def _keep(post_processor):
     del _KEPT[:-50]  # bounded: older runs have long been loaded
     _KEPT.append(post_processor)
     return post_processor
+
+
+class PolygonStyle(QgsProcessingLayerPostProcessorInterface):
+    """Polygons coloured by ``field`` (quantile classes on the value ramp), or outlines only
+    when no field is given (the segments stay readable over a raster)."""
+
+    def __init__(self, field=None):
+        super().__init__()
+        self.field = field
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        apply_polygon_style(layer, self.field)
+
+
+def apply_polygon_style(layer, field=None):
+    if layer is None or not layer.isValid():
+        return
+    outline = {"color": "0,0,0,0", "outline_color": "35,35,35,255", "outline_width": "0.2"}
+    if not field:
+        layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(outline)))
+    else:
+        renderer = QgsGraduatedSymbolRenderer(field)
+        renderer.setSourceSymbol(QgsFillSymbol.createSimple(
+            {"outline_color": "35,35,35,120", "outline_width": "0.1"}))
+        renderer.setClassificationMethod(QgsClassificationQuantile())
+        renderer.updateClasses(layer, 7)
+        renderer.updateColorRamp(QgsStyle.defaultStyle().colorRamp(RAMP))
+        layer.setRenderer(renderer)
+    layer.triggerRepaint()
 
 
 class PseudocolorStyle(QgsProcessingLayerPostProcessorInterface):

@@ -11,7 +11,7 @@ from qgis.core import (
 )
 
 from .base import TesseraAlgorithm
-from .layer_loading import style_output
+from .layer_loading import PolygonStyle, style_output
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, make_field
 from .segment_rat_source import add_segment_rat_parameters, segment_rat_arguments
 
@@ -71,9 +71,9 @@ class SegmentPolygonsAlgorithm(TesseraAlgorithm):
                                            progress=progress, cancelled=cancelled):
             values = attributes.values(batch.ids)
             features = []
-            for index, (sid, wkb) in enumerate(zip(batch.ids.tolist(),
-                                                   shapely.to_wkb(batch.geometries),
-                                                   strict=True)):
+            # 2-D WKB said explicitly: in QGIS desktop shapely may run on QGIS's older GEOS
+            wkbs = shapely.to_wkb(batch.geometries, output_dimension=2)
+            for index, (sid, wkb) in enumerate(zip(batch.ids.tolist(), wkbs, strict=True)):
                 feature = QgsFeature(fields)
                 geometry = QgsGeometry()
                 geometry.fromWkb(wkb)
@@ -84,7 +84,8 @@ class SegmentPolygonsAlgorithm(TesseraAlgorithm):
                 raise QgsProcessingException(f"Writing the polygons failed: {sink.lastError()}")
             count += len(features)
         feedback.pushInfo(f"Wrote {count} segment polygon(s).")
-        style_output(context, destination, f"Segments of {segments.name()}")
+        style_output(context, destination, f"Segments of {segments.name()}",
+                     PolygonStyle(attributes.columns[0] if attributes.columns else None))
         return {"OUTPUT": destination, "FEATURE_COUNT": int(count)}
 
 

@@ -249,7 +249,7 @@ def segment_polygons(segments, output, columns=None, *, rat=None, segment_band=1
         for batch in iter_segment_polygons(seg_ds, segment_band, window_size, reporter):
             import shapely
 
-            wkbs = shapely.to_wkb(batch.geometries)
+            wkbs = shapely.to_wkb(batch.geometries, output_dimension=2)
             values = attributes.values(batch.ids)
             for index, (sid, wkb) in enumerate(zip(batch.ids.tolist(), wkbs, strict=True)):
                 feature = ogr.Feature(definition)

@@ -71,7 +71,11 @@ def steps(processing, files, out):
     values = processing.runAndLoadResults("tessera:rattoraster", {
         "SEGMENTS": files["segments"], "RAT": stats["OUTPUT_RAT"], "COLUMNS": "b1_mean",
         "OUTPUT": os.path.join(out, "b1_mean.tif")})
-    return {"stats": {k: str(v) for k, v in stats.items()}, "values": values["OUTPUT"]}
+    polygons = processing.runAndLoadResults("tessera:segmentpolygons", {
+        "SEGMENTS": files["segments"], "RAT": stats["OUTPUT_RAT"], "COLUMNS": "b1_mean",
+        "OUTPUT": os.path.join(out, "segments.gpkg")})
+    return {"stats": {k: str(v) for k, v in stats.items()}, "values": values["OUTPUT"],
+            "polygons": polygons["FEATURE_COUNT"]}
 '''
 
 NORMALIZATION = '''
@@ -131,6 +135,9 @@ def test_segment_values_appear_on_the_map(tmp_path):
     assert "stats" in report["layers"]  # the CSV as a table
     assert report["renderers"]["b1_mean (segments)"] == "singlebandpseudocolor"
     assert report["results"]["values"] == str(out / "b1_mean.tif")
+    assert "Segments of segments" in report["layers"]
+    assert report["renderers"]["Segments of segments"] == "graduatedSymbol"
+    assert report["results"]["polygons"] == int(report["results"]["stats"]["SEGMENT_COUNT"])
     assert colours(pixels) > 50, "the canvas screenshot is blank"
 
 
