@@ -72,6 +72,13 @@ def demo_segment_stats(cli, files):
                   IMAGE=files["image"], STATISTICS="min,max,variety", OVERWRITE="true",
                   OUTPUT_RAT=os.path.join(OUTPUT, "segment_rat.img"), OUTPUT_TABLE=table)
     print(f"separate RAT file: {results['RAT']} ({results['COLUMNS']}); table: {table}")
+    values = run(cli, "tessera:rattoraster", SEGMENTS=files["segments"], COLUMNS="b1_mean,b3_p90",
+                 OUTPUT=os.path.join(OUTPUT, "segment_means.tif"))
+    print(f"RAT columns {values['COLUMNS']} as a raster: {values['OUTPUT']}")
+    polygons = run(cli, "tessera:segmentpolygons", SEGMENTS=files["segments"],
+                   COLUMNS="b1_mean,b1_median", OUTPUT=os.path.join(OUTPUT, "segments.gpkg"))
+    print(f"{polygons['FEATURE_COUNT']} segment polygons with b1_mean, b1_median: "
+          f"{polygons['OUTPUT']}")
     if os.path.exists(WORLDVIEW):
         demo_worldview(cli)
 
@@ -126,7 +133,8 @@ def normalize_series(cli, label, inputs, folder):
     before = overlap_differences(inputs)
     results = run(cli, "tessera:globalregression", INPUTS=inputs, OUTPUT_FOLDER=folder,
                   SAVE_ADJUSTMENTS=os.path.join(folder, "adjustments.json"),
-                  PROFILE_PLOT=os.path.join(folder, "global_profiles.png"))
+                  PROFILE_PLOT=os.path.join(folder, "global_profiles.png"),
+                  OUTPUT_HTML=os.path.join(folder, "global_report.html"))
     after_global = overlap_differences(sorted(results["OUTPUTS"]))
     print(f"{label}: mean |difference| in overlaps {before:.1f} before -> {after_global:.1f} "
           f"after global regression ({len(results['OUTPUTS'])} images in {folder})")

@@ -38,6 +38,9 @@ from .rat_lookup import numeric_columns, open_segment_rat, read_lookup, segment_
 WINDOW_PIXELS = 1 << 22
 #: Features written per transaction.
 TRANSACTION_FEATURES = 20_000
+#: What to do about a histogram that disagrees with the raster.
+HISTOGRAM_ADVICE = ("the band's Histogram RAT column is out of date; delete that column (or "
+                    "the .aux.xml) and run again, the pixels are then counted.")
 #: The id field of every output.
 ID_FIELD = "segment_id"
 
@@ -88,6 +91,7 @@ def iter_segment_polygons(segments, segment_band=1, window_size=None, progress=N
         reporter.phase(0.0, share, "Counting the pixels of every segment")
         totals = count_segment_pixels(seg_ds, segment_band, null_id, reporter)
     seen = np.zeros(len(totals), np.int64)
+    done_ids = np.zeros(len(totals), np.bool_)
     transform = _pixel_to_map(seg_ds.GetGeoTransform())
     windows = plan_windows(seg_ds, segment_band, target_pixels=WINDOW_PIXELS,
                            window_size=window_size)
@@ -99,10 +103,14 @@ def iter_segment_polygons(segments, segment_band=1, window_size=None, progress=N
         for window, (tile,) in reader:
             reporter.check()
             ids, pieces = _polygonize(tile[0], window, null_id)
-            largest, _ = count_ids(tile[0], null_id, seen)
-            if largest >= len(seen):  # the histogram was short: count afresh
+            largest, smallest = count_ids(tile[0], null_id, seen)
+            if smallest < 0:
+                raise TesseraError(f"The segment raster {raster_name(seg_ds)} holds the id "
+                                   f"{smallest} (or an id above 2**31 - 1); segment ids must be "
+                                   "0 .. 2**31 - 2.")
+            if largest >= len(seen):
                 raise TesseraError(f"The histogram of {raster_name(seg_ds)} misses id "
-                                   f"{largest}; remove its Histogram column and run again.")
+                                   f"{largest}: {HISTOGRAM_ADVICE}")
             finished_ids, finished = [], []
             order = np.argsort(ids, kind="stable")
             ids, pieces = ids[order], pieces[order]
@@ -110,10 +118,14 @@ def iter_segment_polygons(segments, segment_band=1, window_size=None, progress=N
             ends = np.r_[starts[1:], len(ids)] if len(ids) else []
             for first, stop in zip(starts, ends, strict=True):
                 sid = int(ids[first])
+                if done_ids[sid]:
+                    raise TesseraError(f"Segment {sid} of {raster_name(seg_ds)} has more pixels "
+                                       f"than its histogram says: {HISTOGRAM_ADVICE}")
                 parts = pieces[first:stop]
                 if sid in pending:
                     parts = np.concatenate([pending.pop(sid), parts])
                 if seen[sid] >= totals[sid]:
+                    done_ids[sid] = True
                     finished_ids.append(sid)
                     finished.append(parts[0] if len(parts) == 1 else shapely.union_all(parts))
                 else:

@@ -124,3 +124,18 @@ def test_algorithm_writes_a_sink_with_the_rat_fields(run_algorithm, tmp_path):
     for sid, (geometry, items) in rows.items():
         assert geometry.GetArea() == pytest.approx(items["area_m2"], rel=1e-12)
         assert items["area_m2"] == columns["area_m2"][sid]
+
+
+def test_a_histogram_that_disagrees_with_the_raster_is_an_error(tmp_path):
+    from raster_files import add_histogram, blocky_segments
+
+    seg = blocky_segments(20, 20, 5, 5, seed=2)
+    seg_path = write_raster(tmp_path / "segments.tif", seg)
+    add_histogram(seg_path)
+    dataset = gdal.Open(seg_path, gdal.GA_Update)  # one pixel changes after the histogram
+    dataset.GetRasterBand(1).WriteArray(np.array([[seg[0, 0]]], np.uint32), 19, 19)
+    dataset = None
+    with pytest.raises(TesseraError, match=f"Segment {seg[0, 0]} .*more pixels than its "
+                                           "histogram.*delete that column"):
+        segment_polygons(seg_path, tmp_path / "p.gpkg", window_size=8)
+    assert not (tmp_path / "p.gpkg").exists()
