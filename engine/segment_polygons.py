@@ -111,32 +111,59 @@ def iter_segment_polygons(segments, segment_band=1, window_size=None, progress=N
             if largest >= len(seen):
                 raise TesseraError(f"The histogram of {raster_name(seg_ds)} misses id "
                                    f"{largest}: {HISTOGRAM_ADVICE}")
-            finished_ids, finished = [], []
-            order = np.argsort(ids, kind="stable")
-            ids, pieces = ids[order], pieces[order]
-            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else []
-            ends = np.r_[starts[1:], len(ids)] if len(ids) else []
-            for first, stop in zip(starts, ends, strict=True):
-                sid = int(ids[first])
-                if done_ids[sid]:
-                    raise TesseraError(f"Segment {sid} of {raster_name(seg_ds)} has more pixels "
-                                       f"than its histogram says: {HISTOGRAM_ADVICE}")
-                parts = pieces[first:stop]
-                if sid in pending:
-                    parts = np.concatenate([pending.pop(sid), parts])
-                if seen[sid] >= totals[sid]:
-                    done_ids[sid] = True
-                    finished_ids.append(sid)
-                    finished.append(parts[0] if len(parts) == 1 else shapely.union_all(parts))
-                else:
-                    pending[sid] = parts
-            if finished:
+            finished_ids, finished = _finish(ids, pieces, seen, totals, done_ids, pending,
+                                             raster_name(seg_ds))
+            if len(finished_ids):
                 yield _batch(finished_ids, finished, transform)
             done += window.xsize * window.ysize
             reporter.update(done / total)
     if pending:  # a histogram larger than the raster's counts: hand the rest out too
         keys = sorted(pending)
         yield _batch(keys, [shapely.union_all(pending[k]) for k in keys], transform)
+
+
+def _finish(ids, pieces, seen, totals, done_ids, pending, name):
+    """(ids, geometries in pixel coordinates) of the segments a window finishes; pieces of
+    the others go to ``pending``. A segment whose pieces all come from this window gets them
+    as one multipolygon without a union (4-connected pieces of one value touch at most at
+    corners); a segment that crossed windows is merged with ``union_all``."""
+    import shapely
+
+    if not len(ids):
+        return np.empty(0, np.int64), np.empty(0, object)
+    order = np.argsort(ids, kind="stable")
+    ids, pieces = ids[order], pieces[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    counts = np.diff(np.r_[starts, len(ids)])
+    unique = ids[starts]
+    if done_ids[unique].any():
+        sid = int(unique[done_ids[unique]][0])
+        raise TesseraError(f"Segment {sid} of {name} has more pixels than its histogram says: "
+                           f"{HISTOGRAM_ADVICE}")
+    complete = seen[unique] >= totals[unique]
+    earlier = (np.fromiter((int(s) in pending for s in unique), np.bool_, len(unique))
+               if pending else np.zeros(len(unique), np.bool_))
+    whole = complete & ~earlier
+    geometries = np.empty(len(unique), object)
+    single = whole & (counts == 1)
+    geometries[single] = pieces[starts[single]]
+    several = whole & (counts > 1)
+    if several.any():
+        group = np.repeat(np.arange(len(unique)), counts)
+        chosen = several[group]
+        target = (np.cumsum(several) - 1)[group[chosen]]
+        geometries[several] = shapely.multipolygons(pieces[chosen], indices=target)
+    for k in np.flatnonzero(~whole):
+        sid = int(unique[k])
+        parts = pieces[starts[k]:starts[k] + counts[k]]
+        if sid in pending:
+            parts = np.concatenate([pending.pop(sid), parts])
+        if complete[k]:
+            geometries[k] = shapely.union_all(parts)
+        else:
+            pending[sid] = parts
+    done_ids[unique[complete]] = True
+    return unique[complete], geometries[complete]
 
 
 def _polygonize(tile, window, null_id):
