@@ -114,7 +114,7 @@ def _write(seg_ds, segment_band, path, lookup, dtype, window_size, reporter):
     from .rat_kernels import lookup_tile
 
     bands = len(lookup.columns)
-    options = compression_options(dtype) + ["NUM_THREADS=ALL_CPUS"]
+    options = compression_options(dtype) + ["NUM_THREADS=ALL_CPUS", "INTERLEAVE=BAND"]
     out = create_raster(path, seg_ds.RasterXSize, seg_ds.RasterYSize, bands, dtype,
                         seg_ds.GetGeoTransform(), seg_ds.GetProjection(), lookup.nodata,
                         options=options)
@@ -130,9 +130,10 @@ def _write(seg_ds, segment_band, path, lookup, dtype, window_size, reporter):
             reporter.check()
             values = np.empty((bands, window.ysize, window.xsize), dtype)
             lookup_tile(ids[0], lookup.table, values)
-            if out.WriteRaster(window.xoff, window.yoff, window.xsize, window.ysize,
-                               values.tobytes(), buf_type=out.GetRasterBand(1).DataType) != 0:
-                raise TesseraError(f"Writing {path} failed: {gdal.GetLastErrorMsg()}")
+            for number, plane in enumerate(values, start=1):
+                if out.GetRasterBand(number).WriteArray(plane, window.xoff, window.yoff) != 0:
+                    raise TesseraError(f"Writing {path} failed: {gdal.GetLastErrorMsg()}")
+            out.FlushCache()  # compress this strip now: GDAL's cache would keep it all
             done += window.xsize * window.ysize
             reporter.update(done / total)
     out.FlushCache()
