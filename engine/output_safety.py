@@ -156,10 +156,11 @@ class Publication:
     def __init__(self):
         self.pending = []  # (temporary, target, companions)
 
-    def add(self, target, companions=()) -> str:
-        """A temporary path for ``target``; ``companions`` are suffixes of side files
-        written with it (e.g. ``".aux.xml"``) that move along."""
-        temporary = temporary_path(target)
+    def add(self, target, companions=(), temporary=None) -> str:
+        """A temporary path for ``target`` (or the given one, which must be on the same file
+        system); ``companions`` are suffixes of side files written with it (e.g.
+        ``".aux.xml"``) that move along."""
+        temporary = temporary or temporary_path(target)
         self.pending.append((temporary, os.path.abspath(os.fspath(target)), tuple(companions)))
         return temporary
 

@@ -46,6 +46,8 @@ ROWCOUNT_ATTR = "ROWCOUNT"
 CHUNKSIZE_ATTR = "CHUNKSIZE"
 MODIFICATION_ATTR = "MODIFICATIONLOG"
 DEFAULT_CHUNK_SIZE = 500_000
+#: Name prefix of columns being written (hidden until renamed; see RatStore.staged_name).
+STAGED_PREFIX = ".tessera-staged-"
 
 
 class RatStore:
@@ -153,7 +155,7 @@ class RatStore:
         rows = _count(rows, "row count", self.name)
         self._require_writable("change the row count of")
         with self._io("resize"):
-            for name in self.column_names():
+            for name in list(self._rat().array_keys()):  # staged columns too
                 array = self._array(name)
                 old = array.shape[0]
                 array.resize((rows,) + array.shape[1:])
@@ -179,9 +181,45 @@ class RatStore:
 
     # Columns -----------------------------------------------------------------
     def column_names(self):
-        """The names of the columns, sorted."""
+        """The names of the columns, sorted (columns still being written are hidden)."""
         with self._io("read"):
-            return sorted(self._rat().array_keys())
+            return sorted(name for name in self._rat().array_keys()
+                          if not name.startswith(STAGED_PREFIX))
+
+    def staged_name(self, name):
+        """A hidden name under which column ``name`` is written before :meth:`rename_column`
+        makes it visible (a run that dies leaves no half-written visible column)."""
+        import secrets
+
+        return f"{STAGED_PREFIX}{secrets.token_hex(4)}-{name}"
+
+    def replace_column(self, staged, name):
+        """Give the complete column ``staged`` the name ``name`` in place of the column of
+        that name, whose modification log it continues."""
+        self._require_writable("replace a column of")
+        old_array, new_array = self._array(name), self._array(staged)
+        with self._io("replace a column of"):
+            history = list(old_array.attrs.get(MODIFICATION_ATTR, []))
+            new_array.update_attributes(
+                {MODIFICATION_ATTR: history + list(new_array.attrs.get(MODIFICATION_ATTR, []))})
+        retired = self.staged_name(name)  # the old column stays until the new one has its name
+        self.rename_column(name, retired)
+        self.rename_column(staged, name)
+        self.delete_column(retired)
+
+    def rename_column(self, old, new):
+        """Give column ``old`` the name ``new`` (which must not exist)."""
+        self._require_writable("rename a column of")
+        self._array(old)
+        if new in self._rat().array_keys():
+            raise TesseraError(f"The Zarr RAT store {self.name} already has a column '{new}'.")
+        with self._io("rename a column of"):
+            self.location.move_tree(f"{RAT_GROUP}/{old}", f"{RAT_GROUP}/{new}")
+        self._arrays.pop(old, None)
+        self._arrays.pop(new, None)
+        if old in self._logged:
+            self._logged.discard(old)
+            self._logged.add(new)
 
     def has_column(self, name):
         return name in self._arrays or name in self.column_names()
@@ -338,10 +376,10 @@ class RatStore:
         if array is None:
             group = self._rat()
             with self._io("read"):
-                names = set(group.array_keys())
-                if name not in names:
+                if name not in set(group.array_keys()):
+                    names = self.column_names()
                     raise TesseraError(f"The Zarr RAT store {self.name} has no column '{name}' "
-                                       f"(it has: {', '.join(sorted(names)) or 'none'}).")
+                                       f"(it has: {', '.join(names) or 'none'}).")
                 array = self._arrays[name] = group[name]
         return array
 

@@ -66,7 +66,8 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     inputs = open_segment_inputs(segments, image, segment_band, band)
     geometry = PixelGeometry(inputs.geotransform)
     columns = [(c.name, c.kind) for c in plan.columns]
-    output = RatOutput(output_rat, inputs.segments, segment_band, columns, overwrite)
+    output = RatOutput(output_rat, inputs.segments, segment_band, columns, overwrite, output_table,
+                       inputs=[(inputs.image, "image")])
     output.check()
 
     sums = SegmentSums(plan, geometry, inputs.null_id, inputs.image_nodata)

@@ -91,7 +91,8 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     missing = plan.check_missing_value(missing_value)
     null_id = _null_id(seg_band)
     columns = [(c.name, c.kind) for c in plan.columns]
-    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite)
+    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite, output_table,
+                       inputs=[(img_ds, "image")])
     output.check()
 
     totals, compute_span = segment_totals(seg_ds, segment_band, null_id, reporter, read_threads,
@@ -175,9 +176,8 @@ def write_segment_results(output, results, columns, present, null_id, row_count,
     ``present``); the run's :class:`SegmentStatsResult`."""
     write_started = time.perf_counter()
     reporter.phase(0.95, 1.0, f"Writing {len(columns)} column(s) to {output.name}")
-    output.write(results, null_id, reporter.update)
-    if output_table:
-        write_table(output_table, present, columns, results)
+    output.write(results, null_id, reporter,
+                 lambda path: write_table(path, present, columns, results))
     timings["write"] = time.perf_counter() - write_started
     timings["total"] = time.perf_counter() - started
     return SegmentStatsResult(output.name, [name for name, _ in columns], int(present.size),

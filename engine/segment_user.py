@@ -87,7 +87,8 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
             "int64 point values cannot hold."
         )
     seg_ds = inputs.segments
-    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite)
+    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite, output_table,
+                       inputs=[(inputs.image, "image")])
     output.check()
 
     timings = {}

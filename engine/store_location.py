@@ -175,3 +175,15 @@ class StoreLocation:
         if keys:
             filesystem.rm(keys)  # s3fs deletes in batches of 1000 keys
         filesystem.invalidate_cache()
+
+    def move_tree(self, source, target):
+        """Move the keys under ``source/`` to ``target/`` (relative keys, e.g.
+        ``"RAT/.tmp-x"`` -> ``"RAT/x"``): one rename locally, a copy and a delete of
+        every object on S3. ``target`` must not exist."""
+        if self.kind == LOCAL:
+            os.rename(os.path.join(self.path, *source.split("/")),
+                      os.path.join(self.path, *target.split("/")))
+            return
+        filesystem = self.filesystem()
+        filesystem.mv(f"{self.path}/{source}", f"{self.path}/{target}", recursive=True)
+        filesystem.invalidate_cache()
