@@ -9,6 +9,7 @@ with :meth:`engine_callbacks`, return plain Python values.
 
 import configparser
 import os
+import re
 import traceback
 
 from qgis.core import (
@@ -146,6 +147,45 @@ def raster_source(algorithm, parameters, name, context):
             f"(provider '{layer.providerType()}'): Tessera reads rasters with GDAL."
         )
     return layer.source()
+
+
+def destination_file(algorithm, parameters, name, context):
+    """The local file a destination parameter (file or sink) will write, or None for a
+    temporary, memory or database output."""
+    if algorithm.parameterDefinition(name).type() == "sink":
+        value = algorithm.parameterAsOutputLayer(parameters, name, context)
+    else:
+        value = algorithm.parameterAsFileOutput(parameters, name, context)
+    value = (value or "").strip()
+    if value.startswith("ogr:"):  # ogr:dbname='file.gpkg' table="name" (sql=)
+        match = re.search(r"dbname='([^']*)'", value)
+        value = match.group(1) if match else ""
+    if not value or "://" in value or value.startswith(
+            ("memory:", "TEMPORARY_OUTPUT", "postgres:", "postgis:", "spatialite:", "mssql:",
+             "oracle:")):
+        return None
+    return value.split("|")[0]
+
+
+def layer_file(algorithm, parameters, name, context):
+    """The file behind a layer parameter (None when it is not a file)."""
+    value = parameters.get(name)
+    if value in (None, ""):
+        return None
+    layer = algorithm.parameterAsLayer(parameters, name, context)
+    return layer.source().split("|")[0] if layer is not None else None
+
+
+def check_outputs(algorithm, parameters, context, outputs, inputs, overwrite):
+    """Refuse, before any work, destination parameters ``outputs`` (name -> role) that are
+    one of the layers ``inputs`` (name -> role) or exist without ``overwrite``."""
+    from ..engine.output_safety import check_targets
+
+    check_targets(
+        [(destination_file(algorithm, parameters, name, context), role)
+         for name, role in outputs.items()],
+        [(layer_file(algorithm, parameters, name, context), role)
+         for name, role in inputs.items()], overwrite)
 
 
 def keep_rat_visible_to_qgis(path, band, context):

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFileDestination,
@@ -17,7 +18,7 @@ from qgis.core import (
 )
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
-from .base import TesseraAlgorithm, raster_source, static_enum
+from .base import TesseraAlgorithm, check_outputs, raster_source, static_enum
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, WKT_PREFERRED_GDAL, make_field
 
 PIXEL_RULES = ("centre", "all_touched", "fraction")
@@ -84,6 +85,11 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             "OUTPUT_TABLE", "Output table", "CSV files (*.csv)", optional=True,
             createByDefault=False)
         self.add(table, "Optional CSV: fid, then every statistic (empty when missing).")
+        self.add(QgsProcessingParameterBoolean("OVERWRITE", "Replace existing output files",
+                                               False),
+                 "Replace an output layer file or table that exists already; otherwise an "
+                 "existing file is an error and nothing is written. An input is never "
+                 "replaced.")
         self.addOutput(QgsProcessingOutputNumber("FEATURE_COUNT", "Features"))
 
     def process(self, parameters, context, feedback):
@@ -95,6 +101,10 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             raise QgsProcessingException("Cannot load the polygon layer given for INPUT.")
         raster = raster_source(self, parameters, "RASTER", context)
         output_table = self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context) or None
+        overwrite = self.parameterAsBool(parameters, "OVERWRITE", context)
+        check_outputs(self, parameters, context,
+                      {"OUTPUT": "output layer", "OUTPUT_TABLE": "output table"},
+                      {"INPUT": "polygon layer", "RASTER": "raster"}, overwrite)
         progress, cancelled = self.engine_callbacks(feedback)
         total = source.featureCount()
         result = zonal_stats(
@@ -107,7 +117,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             pixel_rule=self.parameterAsEnumString(parameters, "PIXEL_RULE", context),
             column_prefix=self.parameterAsString(parameters, "COLUMN_PREFIX", context),
             polygons_crs=_crs_text(source.sourceCrs()),
-            output_table=output_table,
+            output_table=output_table, overwrite=overwrite, polygons_name=source.sourceName(),
             progress=lambda f, m="": progress(0.9 * f, m), cancelled=cancelled,
         )
         for note in result.notes:

@@ -62,11 +62,12 @@ def check_targets(targets: Iterable[tuple], inputs: Iterable[tuple] = (), overwr
     ``targets`` and ``inputs`` are ``(path, role)`` pairs (None paths are
     skipped); roles name the file in messages ("output table", "image", ...).
     With ``overwrite`` an existing target may be replaced, an input never;
-    ``may_exist`` is for targets that are added to (RATs, Zarr stores).
+    ``may_exist`` is for targets that are added to (RATs, Zarr stores), also
+    given per target as ``(path, role, may_exist)``.
     """
     inputs = [(path, role) for path, role in inputs if file_part(path)]
     seen = []
-    for path, role in targets:
+    for path, role, *added_to in targets:
         local = file_part(path)
         if local is None:
             continue
@@ -82,7 +83,7 @@ def check_targets(targets: Iterable[tuple], inputs: Iterable[tuple] = (), overwr
         seen.append((local, role))
         if os.path.isdir(local) and not local.lower().rstrip("/\\").endswith(".zarr"):
             raise TesseraError(f"The {role} {local} is a folder: give a file name.")
-        if os.path.exists(local) and not (overwrite or may_exist):
+        if os.path.exists(local) and not (overwrite or (added_to or [may_exist])[0]):
             raise TesseraError(f"The {role} {local} already exists: choose to overwrite it, "
                                "or another path.")
         check_folder(os.path.dirname(os.path.abspath(local)), f"folder of the {role}")

@@ -86,9 +86,8 @@ class RatOutput:
     def check(self):
         """Raise before any work when the outputs cannot be written."""
         rat_file = None if self.own_rat else self.target
-        check_targets([(rat_file, "output RAT")], self.inputs[1:], may_exist=True)
-        check_targets([(self.table, "output table")],
-                      [*self.inputs, (rat_file, "output RAT")], overwrite=self.overwrite)
+        check_targets([(rat_file, "output RAT", True), (self.table, "output table")],
+                      self.inputs, overwrite=self.overwrite)
         self._check_writable()
         if rat_file and not is_zarr_target(rat_file) and not os.path.exists(rat_file):
             rat_file_driver(rat_file)

@@ -243,6 +243,7 @@ class StagedZarrRat(ZarrRat):
 
     def __init__(self, target, storage_options=None):
         super().__init__(target, update=True, create=True, storage_options=storage_options)
+        self.store.purge_staged()  # left by a run that died (writers hold the target's lock)
         self.staged = {}      # column -> hidden name
         self.deleted = set()  # columns to delete (or replace) on commit
 

@@ -31,6 +31,7 @@ Command line: ``python -m tessera.engine.rat_store info|columns|head STORE``.
 import contextlib
 import getpass
 import json
+import os
 import sys
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
@@ -192,6 +193,23 @@ class RatStore:
         import secrets
 
         return f"{STAGED_PREFIX}{secrets.token_hex(4)}-{name}"
+
+    def purge_staged(self):
+        """Delete hidden columns left by runs that died while writing them (call only while
+        holding the store's :class:`~.output_safety.TargetLock`)."""
+        self._require_writable("clean")
+        location = self.location
+        prefix = f"{RAT_GROUP}/{STAGED_PREFIX}"
+        with self._io("clean"):
+            if location.is_remote:
+                keys = {key.split("/")[1] for key in location.object_keys()
+                        if key.startswith(prefix)}
+            else:
+                folder = os.path.join(location.path, RAT_GROUP)
+                keys = {name for name in os.listdir(folder) if name.startswith(STAGED_PREFIX)}
+            for name in keys:
+                location.delete_keys(f"{RAT_GROUP}/{name}")
+                self._arrays.pop(name, None)
 
     def replace_column(self, staged, name):
         """Give the complete column ``staged`` the name ``name`` in place of the column of

@@ -187,3 +187,15 @@ class StoreLocation:
         filesystem = self.filesystem()
         filesystem.mv(f"{self.path}/{source}", f"{self.path}/{target}", recursive=True)
         filesystem.invalidate_cache()
+
+    def delete_keys(self, prefix):
+        """Remove everything under ``prefix/`` (a relative key such as ``"RAT/x"``)."""
+        if self.kind == LOCAL:
+            shutil.rmtree(os.path.join(self.path, *prefix.split("/")), ignore_errors=True)
+            return
+        filesystem = self.filesystem()
+        inside = f"{self.path}/{prefix}/"
+        keys = [key for key in filesystem.find(inside) if key.startswith(inside)]
+        if keys:
+            filesystem.rm(keys)
+        filesystem.invalidate_cache()
