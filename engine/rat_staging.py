@@ -219,6 +219,10 @@ class ZarrEdit(RatEdit):
     """New and replaced columns of a Zarr RAT store, written under hidden names."""
 
     def __init__(self, target, storage_options=None):
+        from .rat_store import RatStore
+
+        self.created = not RatStore.exists(target, storage_options)
+        self.target, self.storage_options = target, storage_options
         self.table = StagedZarrRat(target, storage_options)
         self.name = self.table.name
 
@@ -233,8 +237,12 @@ class ZarrEdit(RatEdit):
         self.table.close()
 
     def discard(self):
+        from .rat_store import RatStore
+
         self.table.abandon()
         self.table.close()
+        if self.created:  # the store did not exist before this edit
+            RatStore.delete(self.target, self.storage_options)
 
 
 class StagedZarrRat(ZarrRat):
@@ -244,6 +252,7 @@ class StagedZarrRat(ZarrRat):
     def __init__(self, target, storage_options=None):
         super().__init__(target, update=True, create=True, storage_options=storage_options)
         self.store.purge_staged()  # left by a run that died (writers hold the target's lock)
+        self.original_rows = self.store.row_count
         self.staged = {}      # column -> hidden name
         self.deleted = set()  # columns to delete (or replace) on commit
 
@@ -301,13 +310,16 @@ class StagedZarrRat(ZarrRat):
         self.staged, self.deleted = {}, set()
 
     def abandon(self):
-        """Delete the staged columns; the store's visible columns stay as they were."""
+        """Delete the staged columns and shrink the store back to its row count: its
+        visible columns stay as they were."""
         for hidden in self.staged.values():
             try:
                 self.store.delete_column(hidden)
             except TesseraError:
                 pass  # hidden anyway
         self.staged, self.deleted = {}, set()
+        if self.store.row_count != self.original_rows:
+            self.store.set_row_count(self.original_rows)
 
     def close(self):
         if self.staged:  # closed without commit: nothing becomes visible

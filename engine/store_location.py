@@ -185,7 +185,12 @@ class StoreLocation:
                       os.path.join(self.path, *target.split("/")))
             return
         filesystem = self.filesystem()
-        filesystem.mv(f"{self.path}/{source}", f"{self.path}/{target}", recursive=True)
+        inside, into = f"{self.path}/{source}/", f"{self.path}/{target}/"
+        keys = [key for key in filesystem.find(inside) if key.startswith(inside)]
+        for key in keys:  # S3 has no folders: every object is copied, then the old ones go
+            filesystem.copy(key, into + key[len(inside):])
+        if keys:
+            filesystem.rm(keys)
         filesystem.invalidate_cache()
 
     def delete_keys(self, prefix):
