@@ -106,6 +106,10 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(error)) from None
         except QgsProcessingException:
             raise
+        except MemoryError:
+            raise QgsProcessingException(
+                f"{self.DISPLAY_NAME} ran out of memory. Close other programs, or run it on "
+                "smaller inputs (fewer bands or statistics, a smaller extent).") from None
         except Exception as error:  # an engine bug: say so plainly, keep details in the log
             feedback.pushDebugInfo(traceback.format_exc())
             raise QgsProcessingException(
@@ -197,7 +201,7 @@ def keep_rat_visible_to_qgis(path, band, context):
     from ``postProcessAlgorithm`` (main thread): layers of that file are
     reloaded, then the RAT is stored again so the reopened handles keep it.
     """
-    from ..engine.rat import rewrite_side_car_rat
+    from ..engine.rat_staging import side_car_rat_kept
 
     target = os.path.realpath(path)
     stores = [context.temporaryLayerStore(), QgsProject.instance()]
@@ -207,7 +211,7 @@ def keep_rat_visible_to_qgis(path, band, context):
         and os.path.realpath(layer.source().split("|")[0]) == target
     ]
     if layers:
-        with rewrite_side_car_rat(path, band):
+        with side_car_rat_kept(path, band):
             for layer in layers:
                 layer.dataProvider().reloadData()
                 layer.triggerRepaint()

@@ -14,7 +14,6 @@ Column kinds are ``"integer"``, ``"real"`` and ``"string"``. Rows are
 addressed by segment id (row 0 is id 0).
 """
 
-import contextlib
 import os
 
 import numpy as np
@@ -213,6 +212,14 @@ class GdalRat(RatTable):
 
     def column_names(self):
         return [self.rat.GetNameOfCol(i) for i in range(self.rat.GetColumnCount())]
+
+    def replace_table(self, rat):
+        """Make ``rat`` (a ``gdal.RasterAttributeTable``) the whole table to store."""
+        self._require_update()
+        self._cache.clear()
+        self._changed.clear()
+        self.rat = rat.Clone()
+        self._dirty = True
 
     def _index(self, column):
         for i in range(self.rat.GetColumnCount()):
@@ -484,20 +491,3 @@ def create_rat_file(path, template=None, name=None):
         dataset.SetGeoTransform(template.GetGeoTransform())
         dataset.SetProjection(template.GetProjection())
     return dataset
-
-
-@contextlib.contextmanager
-def rewrite_side_car_rat(path, band=1):
-    """Keep the RAT of ``path`` (band ``band``) across code that may rewrite its
-    ``.aux.xml``: the RAT is copied on entry and stored again on exit. Files
-    whose driver keeps the RAT inside the file are left alone."""
-    dataset = open_raster(path)
-    driver = dataset.GetDriver().ShortName if dataset.GetDriver() else ""
-    rat = dataset.GetRasterBand(band).GetDefaultRAT()
-    kept = rat.Clone() if rat is not None and driver not in LIVE_RAT_DRIVERS else None
-    dataset = None
-    yield
-    if kept is not None:
-        dataset = open_raster(path, update=True)
-        dataset.GetRasterBand(band).SetDefaultRAT(kept)
-        dataset = None

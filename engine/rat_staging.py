@@ -23,6 +23,7 @@ it was (only a hidden temporary file or column may remain).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -356,3 +357,25 @@ def _write_error(target, error):
     return TesseraError(f"Writing the RAT of {target} failed: {reason}. The file was left as "
                         "it was.")
 
+
+@contextlib.contextmanager
+def side_car_rat_kept(path, band=1):
+    """Keep the RAT of ``path`` (band ``band``) across code that may rewrite its
+    ``.aux.xml`` from an older state (QGIS closing its handles of the file): the RAT is
+    copied on entry and stored again on exit through a staged side-car. Files whose
+    driver keeps the RAT inside the file are left alone."""
+    dataset = open_raster(path)
+    driver = dataset.GetDriver().ShortName if dataset.GetDriver() else ""
+    rat = dataset.GetRasterBand(band).GetDefaultRAT()
+    kept = rat.Clone() if rat is not None and driver not in LIVE_RAT_DRIVERS else None
+    dataset = rat = None
+    yield
+    if kept is not None:
+        edit = SideCarEdit(os.path.abspath(path), band)
+        try:
+            edit.table.replace_table(kept)
+            edit.stage()
+            edit.publish()
+        except BaseException:
+            edit.discard()
+            raise

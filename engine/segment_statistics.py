@@ -17,6 +17,7 @@ import numpy as np
 
 from .dependencies import require
 from .errors import TesseraError
+from .memory import available_memory, gibibytes
 from .progress import Progress
 from .raster_io import (
     TileReader,
@@ -34,6 +35,29 @@ from .statistics import DEFAULT_STATISTICS, StatPlan, default_column_name
 
 #: Largest segment id Tessera accepts (GDAL RAT row counts are 32-bit).
 MAX_SEGMENT_ID = 2**31 - 2
+#: Bytes per segment id (up to the largest) of the pixel counts, and of the collector's
+#: per-id offsets; each result column adds 8 more.
+COUNT_BYTES_PER_ID = 8
+COLLECTOR_BYTES_PER_ID = 24
+
+
+def check_segment_ids(smallest, largest, dataset, bytes_per_id):
+    """Refuse ids Tessera cannot hold: negative, beyond a RAT's rows, or so large that the
+    per-id tables (``bytes_per_id`` for every id up to ``largest``) exceed free memory."""
+    name = raster_name(dataset)
+    if smallest < 0:
+        raise TesseraError(f"The segment raster {name} holds the negative id {smallest}; "
+                           "segment ids must be >= 0.")
+    if largest > MAX_SEGMENT_ID:
+        raise TesseraError(f"The segment raster {name} holds id {largest}; a raster "
+                           f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows.")
+    needed, free = (int(largest) + 1) * bytes_per_id, available_memory()
+    if free is not None and needed > free:
+        raise TesseraError(
+            f"The segment raster {name} holds id {largest}: Tessera keeps a table row for "
+            f"every id up to the largest, {gibibytes(needed)} here, but only {gibibytes(free)} "
+            "of memory is free. Number the segments consecutively from 1 (e.g. renumber them "
+            "by their rank), or free memory.")
 
 
 @dataclass
@@ -97,6 +121,7 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
 
     totals, compute_span = segment_totals(seg_ds, segment_band, null_id, reporter, read_threads,
                                           timings, started)
+    check_segment_ids(0, len(totals) - 1, seg_ds, COLLECTOR_BYTES_PER_ID + 8 * len(columns))
     row_count = max(len(totals), output.existing_rows)
     results = allocate_results(row_count, len(plan.columns))  # every present row is computed
 
@@ -238,16 +263,7 @@ def count_segment_pixels(dataset, band, null_id, reporter=None, read_threads=2):
             if reporter is not None:
                 reporter.check()
             largest, smallest = count_ids(tile[0], null_id, counts)
-            if smallest < 0:
-                raise TesseraError(
-                    f"The segment raster {raster_name(dataset)} holds the negative id "
-                    f"{smallest}; segment ids must be >= 0."
-                )
-            if largest > MAX_SEGMENT_ID:
-                raise TesseraError(
-                    f"The segment raster {raster_name(dataset)} holds id {largest}; a raster "
-                    f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows."
-                )
+            check_segment_ids(smallest, largest, dataset, COUNT_BYTES_PER_ID)
             if largest >= len(counts):
                 grown = np.zeros(max(2 * len(counts), largest + 1), np.int64)
                 grown[: len(counts)] = counts

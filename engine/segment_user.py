@@ -44,6 +44,8 @@ from .raster_io import plan_windows, raster_name
 from .rat_output import RatOutput
 from .segment_inputs import open_segment_inputs
 from .segment_statistics import (
+    COLLECTOR_BYTES_PER_ID,
+    check_segment_ids,
     collect_segments,
     present_ids,
     segment_totals,
@@ -94,6 +96,7 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
     timings = {}
     totals, span = segment_totals(seg_ds, segment_band, inputs.null_id, reporter, read_threads,
                                   timings, started)
+    check_segment_ids(0, len(totals) - 1, seg_ds, COLLECTOR_BYTES_PER_ID + 8 * len(columns))
     row_count = max(len(totals), output.existing_rows)
     caller = UserFunctionCall(function, parameter, columns, missing, inputs.image_dtype,
                               inputs.image_nodata, row_count)

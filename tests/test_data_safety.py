@@ -297,3 +297,82 @@ def test_a_geotiff_rat_keeps_other_side_car_content(tmp_path, scene):
     assert dataset.GetRasterBand(1).GetMetadataItem("NOTE") == "kept"
     assert set(read_rat(scene["seg"])) == {"b1_max", "b1_mean"}
     assert not [n for n in os.listdir(tmp_path) if TEMPORARY in n]
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_a_rat_written_while_qgis_holds_the_raster_survives_closing_it(run_algorithm,
+                                                                       tmp_path, explicit):
+    """QGIS rewrites a GeoTIFF's .aux.xml from what it read when it closes the file; the
+    segment file given as OUTPUT_RAT is its own RAT, and either way the RAT survives."""
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    seg = blocky_segments(40, 40, 4, 4, seed=9)
+    image = np.random.default_rng(9).integers(0, 100, (40, 40)).astype(np.uint8)
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", image)
+    layer = QgsRasterLayer(seg_path, "segments")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    layer.dataProvider().bandStatistics(1)  # QGIS's handle now has something to store
+    try:
+        run_algorithm("segmentstats", {"SEGMENTS": seg_path, "IMAGE": image_path,
+                                       "STATISTICS": ["mean"],
+                                       "OUTPUT_RAT": seg_path if explicit else None})
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+    rat = read_rat(seg_path)
+    assert "b1_mean" in rat
+    for sid in np.unique(seg)[:10]:
+        assert rat["b1_mean"][sid] == pytest.approx(image[seg == sid].mean(), rel=1e-12)
+    with pytest.raises(Exception, match="image.tif is the image"):
+        run_algorithm("segmentstats", {"SEGMENTS": seg_path, "IMAGE": image_path,
+                                       "STATISTICS": ["max"], "OUTPUT_RAT": image_path})
+
+
+def test_one_huge_segment_id_is_refused_up_front_with_the_memory_it_needs(tmp_path,
+                                                                          monkeypatch):
+    from tessera.engine import segment_spatial_stats
+    from tessera.engine import segment_statistics as module
+
+    monkeypatch.setattr(module, "available_memory", lambda: 2**30)  # 1 GiB free
+    seg = np.ones((30, 30), np.uint32)
+    seg[0, 0] = 200_000_000
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", np.ones((30, 30), np.uint8))
+    before = digest(tmp_path)
+    for run in (lambda: segment_stats(seg_path, image_path, statistics=["mean"]),
+                lambda: segment_spatial_stats(seg_path, statistics=["area"])):
+        with pytest.raises(TesseraError, match=r"seg.tif holds id 200000000.* GiB here, but "
+                                               r"only 1.0 GiB of memory is free.*consecutively"):
+            run()
+    assert digest(tmp_path) == before
+
+
+def test_zonal_output_that_is_the_input_geopackage_is_refused(run_algorithm, tmp_path, scene):
+    """OUTPUT = the GeoPackage holding INPUT (other layers beside it) would wipe the file."""
+    from qgis.core import QgsProcessingException
+
+    path = cases.write_polygons(tmp_path / "multi.gpkg", cases.polygons(), layer_name="polys")
+    other = ogr.Open(path, 1)
+    other.CreateLayer("notes", None, ogr.wkbNone)
+    other = None
+    before = digest(tmp_path)
+    for output in (path, f"ogr:dbname='{path}' table=\"stats\" (geom)", scene["image"]):
+        with pytest.raises(QgsProcessingException, match="would destroy an input"):
+            run_algorithm("zonalstats", {"INPUT": f"{path}|layername=polys",
+                                         "RASTER": scene["image"], "OUTPUT": output})
+    existing = tmp_path / "existing.gpkg"
+    cases.write_polygons(existing, cases.polygons())
+    with pytest.raises(QgsProcessingException, match="existing.gpkg already exists"):
+        run_algorithm("zonalstats", {"INPUT": f"{path}|layername=polys",
+                                     "RASTER": scene["image"], "OUTPUT": str(existing)})
+    after = digest(tmp_path)
+    after.pop("existing.gpkg")
+    assert after == before
+    layers = [layer.GetName() for layer in ogr.Open(path)]
+    assert sorted(layers) == ["notes", "polys"]
+    results = run_algorithm("zonalstats", {"INPUT": f"{path}|layername=polys",
+                                           "RASTER": scene["image"], "OUTPUT": str(existing),
+                                           "OVERWRITE": True})
+    assert ogr.Open(results["OUTPUT"].split("|")[0]).GetLayer(0).GetFeatureCount() == len(
+        cases.polygons())
