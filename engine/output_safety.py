@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterable
 
@@ -86,7 +87,18 @@ def check_targets(targets: Iterable[tuple], inputs: Iterable[tuple] = (), overwr
         if os.path.exists(local) and not (overwrite or (added_to or [may_exist])[0]):
             raise TesseraError(f"The {role} {local} already exists: choose to overwrite it, "
                                "or another path.")
+        check_not_read_only(local, role)
         check_folder(os.path.dirname(os.path.abspath(local)), f"folder of the {role}")
+
+
+def check_not_read_only(path, role):
+    """Refuse to replace an existing file marked read-only (its owner's write bit cleared,
+    or not writable for this user): a rename would replace it all the same."""
+    if not os.path.isfile(path):
+        return
+    if not os.stat(path).st_mode & stat.S_IWUSR or not os.access(path, os.W_OK):
+        raise TesseraError(f"The {role} {path} is read-only: make it writable, or choose "
+                           "another path.")
 
 
 def check_folder(folder, role="output folder", create=False):

@@ -14,10 +14,18 @@ import tempfile
 import numpy as np
 
 from .errors import TesseraError
-from .output_safety import Publication, TargetLock, check_targets, file_part, redact, same_file
+from .output_safety import (
+    Publication,
+    TargetLock,
+    check_not_read_only,
+    check_targets,
+    file_part,
+    redact,
+    same_file,
+)
 from .progress import Progress
 from .raster_io import open_raster, raster_name
-from .rat import ZarrRat, is_zarr_target, open_rat, rat_file_driver
+from .rat import LIVE_RAT_DRIVERS, ZarrRat, is_zarr_target, open_rat, rat_file_driver
 from .rat_staging import open_rat_edit
 from .store_location import store_location
 
@@ -131,6 +139,10 @@ class RatOutput:
         if not os.access(folder, os.W_OK):  # files are replaced by renames in their folder
             raise TesseraError(f"Cannot write {self.name}: the folder {folder} is not "
                                "writable.")
+        if self.own_rat:  # what is replaced: the file, or its .aux.xml side-car
+            driver = open_raster(self.segments).GetDriver().ShortName
+            check_not_read_only(path if driver in LIVE_RAT_DRIVERS else path + ".aux.xml",
+                                "file holding the RAT of the segment raster")
 
     def _open_read(self):
         if self.own_rat:

@@ -376,3 +376,26 @@ def test_zonal_output_that_is_the_input_geopackage_is_refused(run_algorithm, tmp
                                            "OVERWRITE": True})
     assert ogr.Open(results["OUTPUT"].split("|")[0]).GetLayer(0).GetFeatureCount() == len(
         cases.polygons())
+
+
+def test_read_only_targets_are_refused_and_left_as_they_were(tmp_path, scene):
+    separate = str(tmp_path / "separate.img")
+    segment_stats(scene["seg"], scene["image"], statistics=["min"], output_rat=separate)
+    table = tmp_path / "table.csv"
+    table.write_text("mine")
+    for path in (separate, scene["img_seg"], scene["seg"] + ".aux.xml", table):
+        os.chmod(path, 0o444)
+    before = digest(tmp_path)
+    runs = [
+        (dict(output_rat=separate), "separate.img is read-only"),
+        (dict(output_rat=str(tmp_path / "x.zarr"), output_table=table, overwrite=True),
+         "table.csv is read-only"),
+        (dict(segments=scene["img_seg"]), "seg.img is read-only"),
+        (dict(), "seg.tif.aux.xml is read-only"),
+    ]
+    for kwargs, match in runs:
+        arguments = dict(segments=scene["seg"], image=scene["image"], statistics=["mean"])
+        arguments.update(kwargs)
+        with pytest.raises(TesseraError, match=match):
+            segment_stats(**arguments)
+    assert digest(tmp_path) == before
