@@ -399,3 +399,21 @@ def test_read_only_targets_are_refused_and_left_as_they_were(tmp_path, scene):
         with pytest.raises(TesseraError, match=match):
             segment_stats(**arguments)
     assert digest(tmp_path) == before
+
+
+def test_exportrat_replaces_an_existing_table_only_with_overwrite(run_algorithm, tmp_path,
+                                                                 scene):
+    from qgis.core import QgsProcessingException
+
+    table = tmp_path / "rat.csv"
+    table.write_text("mine\n")
+    with pytest.raises(QgsProcessingException, match="rat.csv already exists"):
+        run_algorithm("exportrat", {"INPUT_RASTER": scene["seg"], "OUTPUT": str(table)})
+    assert table.read_text() == "mine\n"
+    with pytest.raises(QgsProcessingException, match="is the raster with a RAT"):
+        run_algorithm("exportrat", {"INPUT_RASTER": scene["seg"], "OUTPUT": scene["seg"],
+                                    "OVERWRITE": True})
+    run_algorithm("exportrat", {"INPUT_RASTER": scene["seg"], "OUTPUT": str(table),
+                                "OVERWRITE": True})
+    seg, _ = scene["arrays"]
+    assert len(table.read_text().splitlines()) == 1 + seg.max() + 1
