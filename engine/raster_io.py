@@ -6,6 +6,7 @@ or an open GDAL dataset, :func:`check_same_grid` before pairing two rasters,
 :class:`TileReader` to read those windows ahead of the computation.
 """
 
+import contextlib
 import math
 import os
 import threading
@@ -64,6 +65,26 @@ def open_raster(source, update=False):
         action = "open for writing" if update else "open"
         raise TesseraError(redact(f"Cannot {action} raster {path}: {detail}"))
     return dataset
+
+
+@contextlib.contextmanager
+def gdal_failures(what):
+    """Raise ``TesseraError("<what> failed: <GDAL's message>")`` after the block when GDAL
+    reported a failure in this thread inside it: GDAL reports write errors (a full disk
+    included) only through its error handler, not through return values."""
+    failures = []
+
+    def handler(level, _number, message):
+        if level >= gdal.CE_Failure:
+            failures.append(message)
+
+    gdal.PushErrorHandler(handler)
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+    if failures:
+        raise TesseraError(redact(f"{what} failed: {failures[0]}"))
 
 
 class gdal_quiet:  # noqa: N801 (used like a function)
