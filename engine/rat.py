@@ -46,8 +46,8 @@ def is_zarr_target(target):
         return False
     try:
         location = store_location(target)
-    except TesseraError:
-        return False
+    except TesseraError:  # an S3 address it refuses (credentials): refused again, clearly
+        return os.fspath(target).lower().startswith("s3://")
     return location.is_remote or location.path.lower().endswith(".zarr")
 
 

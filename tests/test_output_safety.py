@@ -180,3 +180,6 @@ def test_redact_hides_credentials_in_urls_and_parameters():
         assert secret not in redacted
     assert "s3://***@bucket/x.zarr" in redacted and "size=3" in redacted
     assert redact("/data/plain/path.tif") == "/data/plain/path.tif"
+    # a URL squashed by path functions still loses its secret; a drive letter is no scheme
+    assert redact("/vsicurl/https:/user:pa55@host/x.tif") == "/vsicurl/https:/***@host/x.tif"
+    assert redact("C:/maps/me@home.tif") == "C:/maps/me@home.tif"
