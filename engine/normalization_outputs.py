@@ -79,7 +79,13 @@ class RunOutputs:
 
     def publish(self):
         """Rename every written file over its target."""
-        self.publication.publish()
+        try:
+            self.publication.publish()
+        except OSError as error:  # e.g. a target held open by another program (Windows)
+            target = error.filename2 or error.filename
+            raise TesseraError(f"Cannot replace {target}: {error.strerror or error}. Close it "
+                               "where it is open (a layer in QGIS, another program) and run "
+                               "again.") from None
 
     def __exit__(self, exc_type, exc, tb):
         names = [(temporary, target) for temporary, target, _ in self.publication.pending]
