@@ -34,6 +34,7 @@ Command line: ``python -m tessera.engine.rat_store info|columns|head STORE``.
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
@@ -322,6 +323,7 @@ class RatStore:
         from .version import tessera_version
 
         column = array.name.rstrip("/").rsplit("/", 1)[-1]
+        column = re.sub(r"^\.tessera-staged-[0-9a-f]+-", "", column)  # a column being written
         entry = [datetime.now(UTC).isoformat(), f"Tessera {tessera_version()}".strip(),
                  [operation, column]]
         log = list(array.attrs.get(MODIFICATION_ATTR, []))
