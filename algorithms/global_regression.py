@@ -17,6 +17,7 @@ from .normalization_parameters import (
     add_inputs,
     add_mask,
     add_output_options,
+    common_results,
     engine_log,
     enum,
     input_paths,
@@ -113,12 +114,9 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
             feedback.pushInfo(f"{name}: {pairs}")
         feedback.pushInfo(f"Wrote {len(result.outputs)} image(s) to {folder} in "
                           f"{result.timings['total']:.1f} s.")
-        outputs = {"OUTPUTS": list(result.outputs), "OUTPUT_FOLDER": folder,
-                   "ADJUSTMENTS": json.dumps(
-                       {name: {f"band_{b}": a for b, a in enumerate(bands)}
-                        for name, bands in result.adjustments.items()})}
+        outputs = common_results(result, folder)
+        outputs["ADJUSTMENTS"] = json.dumps({name: {f"band_{b}": a for b, a in enumerate(bands)}
+                                             for name, bands in result.adjustments.items()})
         if result.adjustments_file:
             outputs["SAVE_ADJUSTMENTS"] = result.adjustments_file
-        if result.profile_plot:
-            outputs["PROFILE_PLOT"] = result.profile_plot
         return outputs

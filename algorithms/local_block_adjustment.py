@@ -15,6 +15,7 @@ from .normalization_parameters import (
     add_inputs,
     add_mask,
     add_output_options,
+    common_results,
     engine_log,
     enum,
     input_paths,
@@ -118,11 +119,9 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
         feedback.pushInfo(f"Wrote {len(result.outputs)} image(s) to {folder} with a "
                           f"{result.grid.rows} × {result.grid.cols} block grid in "
                           f"{result.timings['total']:.1f} s.")
-        outputs = {"OUTPUTS": list(result.outputs), "OUTPUT_FOLDER": folder,
-                   "BLOCK_MAPS": list(result.block_map_files),
-                   "GRID_ROWS": int(result.grid.rows), "GRID_COLS": int(result.grid.cols)}
+        outputs = common_results(result, folder)
+        outputs.update({"BLOCK_MAPS": list(result.block_map_files),
+                        "GRID_ROWS": int(result.grid.rows), "GRID_COLS": int(result.grid.cols)})
         if maps:
             outputs["SAVE_BLOCK_MAPS"] = maps
-        if result.profile_plot:
-            outputs["PROFILE_PLOT"] = result.profile_plot
         return outputs

@@ -5,10 +5,13 @@ threads and the spectral profile plot are declared and read the same way by
 ``tessera:globalregression`` and ``tessera:localblockadjustment``.
 """
 
+import json
+
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFolder,
     QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
@@ -78,6 +81,8 @@ def add_output_options(algorithm):
         "correction (needs matplotlib).")
     algorithm.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", "Written images"))
     algorithm.addOutput(QgsProcessingOutputFolder("OUTPUT_FOLDER", "Output folder"))
+    algorithm.addOutput(QgsProcessingOutputString(
+        "CLAMPED", "Share of valid values clamped to the output type, per image (JSON)"))
 
 
 def input_paths(algorithm, parameters, context, name="INPUTS"):
@@ -127,6 +132,16 @@ def output_folder(algorithm, parameters, context):
     if not folder:
         raise QgsProcessingException("No output folder given.")
     return folder
+
+
+def common_results(result, folder):
+    """The outputs both algorithms return: images, folder, clamped shares, plot."""
+    outputs = {"OUTPUTS": list(result.outputs), "OUTPUT_FOLDER": folder,
+               "CLAMPED": json.dumps({name: float(share)
+                                      for name, share in result.clamped.items()})}
+    if result.profile_plot:
+        outputs["PROFILE_PLOT"] = result.profile_plot
+    return outputs
 
 
 def engine_log(feedback):

@@ -348,11 +348,12 @@ class Collecting:
 def test_algorithms_refuse_existing_outputs_unless_overwrite(run_algorithm, tmp_path):
     from qgis.core import QgsProcessingException
 
-    paths = scenes(tmp_path / "in")
+    paths = scenes(tmp_path / "in", low=1000)
     parameters = {"INPUTS": paths, "OUTPUT_FOLDER": str(tmp_path / "out"),
                   "OUTPUT_DTYPE": "uint8"}
     feedback = Collecting.make()
-    run_algorithm("globalregression", parameters, feedback=feedback)
+    results = run_algorithm("globalregression", parameters, feedback=feedback)
+    assert json.loads(results["CLAMPED"]) == {"s1": 1.0, "s2": 1.0, "s3": 1.0}
     assert ("warning", next(text for kind, text in feedback.lines if "clamped" in text)) in \
         feedback.lines
     before = hashes(tmp_path)
