@@ -262,13 +262,14 @@ def report_clamping(names, corrected, dtype, log):
     """Tell ``log`` the share of each image's valid pixel values clamped to the output
     type ``dtype``; returns image name -> that share (0 when none)."""
     shares = {}
+    limits = output_range(dtype, None)
     for name, image in zip(names, corrected, strict=True):
         shares[name] = image.clamped_share
         if image.clamped_share > 0:
-            r = output_range(dtype, None)
             log(f"Warning: {name}: {image.clamped_share:.1%} of the valid pixel values fell "
-                f"outside the {np.dtype(dtype)} range {r.lo:g}..{r.hi:g} and were clamped to "
-                "it; choose a wider output data type (e.g. the input's) to keep them.")
+                f"outside the {np.dtype(dtype)} range {limits.lo:g}..{limits.hi:g} and were "
+                "clamped to it; choose a wider output data type (e.g. the input's) to keep "
+                "them.")
     return shares
 
 

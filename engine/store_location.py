@@ -6,6 +6,10 @@ drive path, not a URL with the scheme ``c``); ``s3://`` URLs go through
 fsspec/s3fs. :class:`StoreLocation` holds the few file-system operations the
 store needs besides Zarr itself: existence, reading one small key, and
 deleting the store (every object under exactly ``prefix/`` on S3).
+
+Credentials never belong in an address: ``s3://KEY:SECRET@bucket/...`` is
+refused without repeating them, and :attr:`StoreLocation.name` (what messages
+show) is redacted.
 """
 
 import os
