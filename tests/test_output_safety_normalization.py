@@ -218,6 +218,41 @@ def test_a_full_disk_is_an_error_that_leaves_every_file_as_it_was(tmp_path, call
     assert hashes(tmp_path) == before
 
 
+KILLED = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {plugins!r})
+    from tessera.engine import local_block_adjustment
+
+    def progress(fraction, message):
+        if message == "Writing block maps":  # every image written, nothing published yet
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    local_block_adjustment({paths!r}, {out!r}, blocks=9, save_block_maps={out!r} + "/maps",
+                           overwrite=True, progress=progress, threads=1)
+""")
+
+
+def test_a_run_killed_before_publishing_leaves_every_target_as_it_was(tmp_path):
+    from tessera.engine.output_safety import TEMPORARY_MARK
+
+    paths = scenes(tmp_path / "in")
+    out = str(tmp_path / "out")
+    local_block_adjustment(paths, out, blocks=4, save_block_maps=out + "/maps")
+    before = hashes(tmp_path)
+    script = KILLED.format(plugins=PLUGINS_DIR, paths=paths, out=out)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == -9, (done.returncode, done.stderr[-2000:])
+    after = hashes(tmp_path)
+    left = [name for name in after if name not in before]
+    assert left and all(TEMPORARY_MARK in name or name.endswith(".tessera-lock")
+                        for name in left), left  # only hidden temporary files were added
+    assert {name: after[name] for name in before} == before
+    again = local_block_adjustment(paths, out, blocks=9, save_block_maps=out + "/maps",
+                                   overwrite=True)  # the killed run's lock blocks nobody
+    assert again.grid.rows * again.grid.cols <= 27
+
+
 def test_a_second_run_on_the_same_outputs_waits_then_finds_them(tmp_path):
     paths = scenes(tmp_path / "in")
     out = tmp_path / "out"
