@@ -12,6 +12,7 @@ back. A failed or cancelled run removes what it wrote.
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,6 +257,51 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
         for output in outputs:
             output.discard()
         raise
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a normalization writes its images: type, nodata, COG, threads, window size
+    and the optional profile plot."""
+
+    dtype: np.dtype
+    nodata: object
+    cog: bool = False
+    threads: int = 1
+    window_size: int = None
+    profile_plot: str = None
+
+
+@dataclass
+class NormalizedImages:
+    """A run's corrected images, written under their temporary names."""
+
+    corrected: list  # CorrectedImage per image
+    means_before: dict
+    means_after: dict
+    profile_plot: str  # the plot's target, None when none was asked for
+    clamped: dict  # name -> share of the valid values clamped
+    seconds: float
+
+
+def write_normalized(run, image_set, targets, corrections, options, reporter, log, title):
+    """Correct every image of ``image_set`` with its ``corrections`` entry (a
+    :class:`CorrectionJob` ``correct``) into the temporary name of its target in ``run``
+    (a :class:`~.normalization_outputs.RunOutputs`), draw the profile plot, report
+    clamping; returns :class:`NormalizedImages`."""
+    from .spectral_profiles import mean_profiles
+
+    started = time.perf_counter()
+    jobs = [CorrectionJob(image, run.temporary(target, (".aux.xml",)), correct)
+            for image, target, correct in zip(image_set.images, targets, corrections,
+                                               strict=True)]
+    corrected = write_corrected_images(jobs, options.dtype, options.nodata, reporter,
+                                       options.threads, options.cog, options.window_size)
+    seconds = time.perf_counter() - started
+    names, plot = image_set.names, options.profile_plot
+    before, after, drawn = mean_profiles(names, corrected, plot and run.temporary(plot), title)
+    return NormalizedImages(corrected, before, after, os.fspath(plot) if drawn else None,
+                            report_clamping(names, corrected, options.dtype, log), seconds)
 
 
 def report_clamping(names, corrected, dtype, log):

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .corrected_output import OutputOptions
 from .dependencies import require
 from .errors import TesseraError
 from .image_set import image_name, open_image_set, output_dtype_for, output_paths
 from .progress import Progress
-from .spectral_profiles import mean_profiles
 
 MODEL_MODES = ("include", "exclude")
 GLOBAL_SUFFIX = "_Global"
@@ -138,9 +138,11 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
                                "through their overlaps (" + ", ".join(names) + ").")
         loaded = (read_adjustments(load_adjustments, image_set.bands) if load_adjustments
                   else None)
-        return _regress(run, image_set, outputs, dtype, model, masks, overlaps, loaded,
-                        mean_factor, std_factor, weight_by_overlap_size, save_adjustments,
-                        profile_plot, cog, threads, window_size, reporter, say, started)
+        options = OutputOptions(dtype, image_set.nodata, cog, threads, window_size,
+                                profile_plot)
+        return _regress(run, image_set, outputs, options, model, masks, overlaps, loaded,
+                        (mean_factor, std_factor, weight_by_overlap_size), save_adjustments,
+                        reporter, say, started)
 
 
 def reusable_statistics(loaded, image_set, overlaps, say):
@@ -189,19 +191,20 @@ def reusable_statistics(loaded, image_set, overlaps, say):
     return whole, pair_stats, reused, to_measure
 
 
-def _regress(run, image_set, outputs, dtype, model, masks, overlaps, loaded, mean_factor,
-             std_factor, weight_by_overlap_size, save_adjustments, profile_plot, cog, threads,
-             window_size, reporter, say, started):
+def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, weights,
+             save_adjustments, reporter, say, started):
     """Measure, solve, correct and publish (the body of :func:`global_regression`, its
-    outputs checked and locked by ``run``)."""
+    outputs checked and locked by ``run``; ``weights``: mean factor, std factor, weight
+    by overlap size)."""
     from .adjustment_file import image_fingerprint
     from .adjustment_file import save_adjustments as write_adjustments
-    from .corrected_output import CorrectionJob, report_clamping, write_corrected_images
+    from .corrected_output import write_normalized
     from .normalization_kernels import linear_correction
     from .overlap_statistics import image_statistics, pair_statistics
     from .regression_model import solve_global_model
 
     timings = {}
+    threads, window_size = options.threads, options.window_size
     images, names, bands = image_set.images, image_set.names, image_set.bands
     whole, pair_stats, reused, to_measure = reusable_statistics(loaded, image_set, overlaps,
                                                                 say)
@@ -225,8 +228,7 @@ def _regress(run, image_set, outputs, dtype, model, masks, overlaps, loaded, mea
                                "the vector mask leaves nothing).")
 
     reporter.phase(0.45, 0.5, "Solving the regression")
-    solution = solve_global_model(names, model, whole, pair_stats, bands, mean_factor,
-                                  std_factor, weight_by_overlap_size)
+    solution = solve_global_model(names, model, whole, pair_stats, bands, *weights)
     for name in solution.unconstrained:
         say(f"{name} is not a model image and overlaps no model image: kept unchanged "
             "(scale 1, offset 0).")
@@ -234,32 +236,27 @@ def _regress(run, image_set, outputs, dtype, model, masks, overlaps, loaded, mea
     reporter.phase(0.5, 0.97, "Applying the adjustments")
     nodata_value = 0.0 if image_set.nodata is None else float(image_set.nodata)
     has_nodata = image_set.nodata is not None
-    jobs = []
-    for index, (image, output) in enumerate(zip(images, outputs, strict=True)):
+    corrections = []
+    for index in range(len(images)):
         scale = np.ascontiguousarray(solution.scales[index])
         offset = np.ascontiguousarray(solution.offsets[index])
 
         def correct(window, tile, values, valid, sums, scale=scale, offset=offset):
             linear_correction(tile, nodata_value, has_nodata, scale, offset, values, valid, sums)
 
-        jobs.append(CorrectionJob(image, run.temporary(output, (".aux.xml",)), correct))
-    apply_started = time.perf_counter()
-    corrected = write_corrected_images(jobs, dtype, image_set.nodata, reporter, threads, cog,
-                                       window_size)
-    timings["apply"] = time.perf_counter() - apply_started
+        corrections.append(correct)
+    written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,
+                               "Global regression: mean spectral profiles")
+    timings["apply"] = written.seconds
 
     reporter.phase(0.97, 1.0, "Writing the adjustments")
-    before, after, plot = mean_profiles(names, corrected,
-                                        profile_plot and run.temporary(profile_plot),
-                                        "Global regression: mean spectral profiles")
     result = GlobalRegressionResult(
         outputs=outputs, names=names, model_images=model,
         adjustments={name: [solution.adjustment(name, b) for b in range(bands)]
                      for name in names},
         whole_stats=whole, overlap_stats=pair_stats, unadjusted=solution.unconstrained,
-        loaded=reused, means_before=before, means_after=after,
-        profile_plot=os.fspath(profile_plot) if plot else None,
-        clamped=report_clamping(names, corrected, dtype, say))
+        loaded=reused, means_before=written.means_before, means_after=written.means_after,
+        profile_plot=written.profile_plot, clamped=written.clamped)
     if save_adjustments:
         fingerprints = {image.name: image_fingerprint(image) for image in images}
         write_adjustments(run.temporary(save_adjustments), solution, whole, pair_stats, bands,

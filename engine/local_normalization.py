@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .corrected_output import OutputOptions
 from .dependencies import require
 from .errors import TesseraError
 from .global_normalization import default_threads
 from .image_set import open_image_set, output_dtype_for, output_paths
 from .progress import Progress
 from .raster_io import same_crs
-from .spectral_profiles import mean_profiles
 from .vector_mask import VectorMask
 
 METHODS = ("gamma", "linear")
@@ -122,9 +122,10 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
             grid, loaded_reference = _new_grid(image_set, masks, blocks, block_rows,
                                                block_cols, blocks_from_variation, reporter,
                                                threads, window_size, say), None
-        return _adjust(run, image_set, outputs, dtype, grid, loaded_reference, masks, method,
-                       alpha, valid_threshold, map_files, profile_plot, cog, threads,
-                       window_size, reporter, say, started)
+        options = OutputOptions(dtype, image_set.nodata, cog, threads, window_size,
+                                profile_plot)
+        return _adjust(run, image_set, outputs, options, grid, loaded_reference, masks,
+                       (method, alpha, valid_threshold), map_files, reporter, say, started)
 
 
 def block_map_paths(folder, names):
@@ -183,15 +184,17 @@ def _pieces(threads, images):
     return max(1, math.ceil(threads / max(1, images)))
 
 
-def _adjust(run, image_set, outputs, dtype, grid, loaded_reference, masks, method, alpha,
-            valid_threshold, map_files, profile_plot, cog, threads, window_size, reporter, say,
-            started):
+def _adjust(run, image_set, outputs, options, grid, loaded_reference, masks, correction,
+            map_files, reporter, say, started):
     """Block means, correction and publication (the body of
-    :func:`local_block_adjustment`, its outputs checked and locked by ``run``)."""
+    :func:`local_block_adjustment`, its outputs checked and locked by ``run``;
+    ``correction``: method, alpha, valid threshold)."""
     from .block_maps import block_means, reference_map, write_block_map
-    from .corrected_output import CorrectionJob, report_clamping, write_corrected_images
+    from .corrected_output import write_normalized
     from .normalization_kernels import local_correction
 
+    method, alpha, valid_threshold = correction
+    threads, window_size = options.threads, options.window_size
     timings = {}
     images, names, bands = image_set.images, image_set.names, image_set.bands
     reporter.phase(0.1, 0.4, "Block means")
@@ -223,9 +226,9 @@ def _adjust(run, image_set, outputs, dtype, grid, loaded_reference, masks, metho
     reporter.phase(0.4, 0.97, "Applying the local correction")
     nodata_value = 0.0 if image_set.nodata is None else float(image_set.nodata)
     has_nodata = image_set.nodata is not None
-    jobs = []
+    corrections = []
     ref = np.ascontiguousarray(reference)
-    for image, output in zip(images, outputs, strict=True):
+    for image in images:
         (r0, r1, fr), (c0, c1, fc) = grid.interpolation(image)
         local = np.ascontiguousarray(local_maps[image.name])
         shift = np.array(offsets[image.name], np.float64)
@@ -238,24 +241,19 @@ def _adjust(run, image_set, outputs, dtype, grid, loaded_reference, masks, metho
                              fr[rows], c0[cols], c1[cols], fc[cols], method == "gamma", alpha,
                              shift, values, valid, sums)
 
-        jobs.append(CorrectionJob(image, run.temporary(output, (".aux.xml",)), correct))
-    apply_started = time.perf_counter()
-    corrected = write_corrected_images(jobs, dtype, image_set.nodata, reporter, threads, cog,
-                                       window_size)
-    timings["apply"] = time.perf_counter() - apply_started
+        corrections.append(correct)
+    written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,
+                               "Local block adjustment: mean spectral profiles")
+    timings["apply"] = written.seconds
 
     reporter.phase(0.97, 1.0, "Writing block maps")
     maps = [reference] + [local_maps[name] for name in names] if map_files else []
     for path, block_map in zip(map_files, maps, strict=True):
         write_block_map(run.temporary(path), block_map, grid, image_set.crs_wkt)
-    before, after, plot = mean_profiles(names, corrected,
-                                        profile_plot and run.temporary(profile_plot),
-                                        "Local block adjustment: mean spectral profiles")
     result = LocalBlockAdjustmentResult(
         outputs=outputs, names=names, grid=grid, reference_map=reference, local_maps=local_maps,
-        offsets=offsets, means_before=before, means_after=after, block_map_files=map_files,
-        profile_plot=os.fspath(profile_plot) if plot else None,
-        clamped=report_clamping(names, corrected, dtype, say))
+        offsets=offsets, means_before=written.means_before, means_after=written.means_after,
+        block_map_files=map_files, profile_plot=written.profile_plot, clamped=written.clamped)
     run.publish()
     reporter.update(1.0)
     timings["total"] = time.perf_counter() - started
