@@ -7,7 +7,6 @@ work in :meth:`TesseraAlgorithm.process`: translate parameters, call the engine
 with :meth:`engine_callbacks`, return plain Python values.
 """
 
-import configparser
 import os
 import re
 import traceback
@@ -41,9 +40,9 @@ def plugin_icon():
 
 
 def plugin_version():
-    parser = configparser.ConfigParser()
-    parser.read(os.path.join(PLUGIN_DIR, "metadata.txt"), encoding="utf-8")
-    return parser.get("general", "version", fallback="")
+    from ..engine.version import tessera_version
+
+    return tessera_version()
 
 
 class TesseraAlgorithm(QgsProcessingAlgorithm):
@@ -96,6 +95,7 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ..engine.errors import TesseraError
+        from ..engine.output_safety import redact
 
         try:
             from ..engine.dependencies import require
@@ -103,17 +103,18 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
             require(*self.REQUIRES, purpose=f"Tessera's '{self.DISPLAY_NAME}'")
             return self.process(parameters, context, feedback)
         except TesseraError as error:
-            raise QgsProcessingException(str(error)) from None
-        except QgsProcessingException:
-            raise
+            raise QgsProcessingException(redact(str(error))) from None
+        except QgsProcessingException as error:
+            raise QgsProcessingException(redact(str(error))) from None
         except MemoryError:
             raise QgsProcessingException(
                 f"{self.DISPLAY_NAME} ran out of memory. Close other programs, or run it on "
                 "smaller inputs (fewer bands or statistics, a smaller extent).") from None
         except Exception as error:  # an engine bug: say so plainly, keep details in the log
-            feedback.pushDebugInfo(traceback.format_exc())
+            if feedback is not None:
+                feedback.pushDebugInfo(redact(traceback.format_exc()))
             raise QgsProcessingException(
-                f"{self.DISPLAY_NAME} failed unexpectedly: {error}. "
+                f"{self.DISPLAY_NAME} failed unexpectedly: {redact(error)}. "
                 "Please report this with the log at https://github.com/tessera-gis/tessera/issues"
             ) from None
 

@@ -301,10 +301,12 @@ def _unlock(stream):
 
 
 def redact(text) -> str:
-    """``text`` with credentials in URLs (``scheme://user:secret@host``) and
-    ``key=secret`` style query parameters replaced by ``***``."""
+    """``text`` with credentials in URLs (``scheme://user:secret@host``, also with one
+    slash; a one-letter drive is no scheme) and ``key=secret`` style query parameters
+    replaced by ``***``."""
     import re
 
-    text = re.sub(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]+@", r"\1***@", str(text))
+    # one slash too: path functions turn "https://u:p@h" into "https:/u:p@h"
+    text = re.sub(r"(?i)([a-z][a-z0-9+.-]+:/{1,2})[^/@\s]+@", r"\1***@", str(text))
     return re.sub(r"(?i)((?:secret|password|passwd|token|signature|credential|key)[\w-]*=)"
                   r"[^&\s'\"]+", r"\1***", text)

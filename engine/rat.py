@@ -20,6 +20,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import TesseraError
+from .output_safety import redact
 from .raster_io import gdal_quiet, get_band, open_raster, raster_name
 from .store_location import StoreLocation, store_location
 
@@ -44,14 +45,14 @@ def is_zarr_target(target):
         return False
     try:
         location = store_location(target)
-    except TesseraError:
-        return False
+    except TesseraError:  # an S3 address it refuses (credentials): refused again, clearly
+        return os.fspath(target).lower().startswith("s3://")
     return location.is_remote or location.path.lower().endswith(".zarr")
 
 
 def rat_target_name(target):
     """A name for messages: a store's address or a raster's path."""
-    return target.text if isinstance(target, StoreLocation) else raster_name(target)
+    return target.name if isinstance(target, StoreLocation) else redact(raster_name(target))
 
 
 def kind_of_dtype(dtype):

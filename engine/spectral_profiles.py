@@ -8,6 +8,9 @@ matplotlib (an optional dependency, needed only when a plot is asked for).
 import os
 
 from .dependencies import require
+from .errors import TesseraError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def mean_profiles(names, corrected, plot_path, title):
@@ -46,8 +49,14 @@ def plot_spectral_profiles(path, names, means_before, means_after, title):
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", ncol=2 if len(names) > 4 else 1)
     figure.tight_layout()
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    figure.savefig(os.fspath(path), format="png")
-    return os.fspath(path)
+    path = os.fspath(path)
+    try:
+        figure.savefig(path, format="png")
+        with open(path, "rb") as stream:
+            complete = stream.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+    except OSError as error:
+        raise TesseraError(f"Writing the profile plot {path} failed: "
+                           f"{error.strerror or error}.") from None
+    if not complete:
+        raise TesseraError(f"Writing the profile plot {path} failed: it is not a PNG.")
+    return path
