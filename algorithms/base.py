@@ -7,8 +7,8 @@ work in :meth:`TesseraAlgorithm.process`: translate parameters, call the engine
 with :meth:`engine_callbacks`, return plain Python values.
 """
 
-import configparser
 import os
+import re
 import traceback
 
 from qgis.core import (
@@ -40,9 +40,9 @@ def plugin_icon():
 
 
 def plugin_version():
-    parser = configparser.ConfigParser()
-    parser.read(os.path.join(PLUGIN_DIR, "metadata.txt"), encoding="utf-8")
-    return parser.get("general", "version", fallback="")
+    from ..engine.version import tessera_version
+
+    return tessera_version()
 
 
 class TesseraAlgorithm(QgsProcessingAlgorithm):
@@ -95,6 +95,7 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ..engine.errors import TesseraError
+        from ..engine.output_safety import redact
 
         try:
             from ..engine.dependencies import require
@@ -102,13 +103,18 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
             require(*self.REQUIRES, purpose=f"Tessera's '{self.DISPLAY_NAME}'")
             return self.process(parameters, context, feedback)
         except TesseraError as error:
-            raise QgsProcessingException(str(error)) from None
-        except QgsProcessingException:
-            raise
-        except Exception as error:  # an engine bug: say so plainly, keep details in the log
-            feedback.pushDebugInfo(traceback.format_exc())
+            raise QgsProcessingException(redact(str(error))) from None
+        except QgsProcessingException as error:
+            raise QgsProcessingException(redact(str(error))) from None
+        except MemoryError:
             raise QgsProcessingException(
-                f"{self.DISPLAY_NAME} failed unexpectedly: {error}. "
+                f"{self.DISPLAY_NAME} ran out of memory. Close other programs, or run it on "
+                "smaller inputs (fewer bands or statistics, a smaller extent).") from None
+        except Exception as error:  # an engine bug: say so plainly, keep details in the log
+            if feedback is not None:
+                feedback.pushDebugInfo(redact(traceback.format_exc()))
+            raise QgsProcessingException(
+                f"{self.DISPLAY_NAME} failed unexpectedly: {redact(error)}. "
                 "Please report this with the log at https://github.com/tessera-gis/tessera/issues"
             ) from None
 
@@ -148,6 +154,45 @@ def raster_source(algorithm, parameters, name, context):
     return layer.source()
 
 
+def destination_file(algorithm, parameters, name, context):
+    """The local file a destination parameter (file or sink) will write, or None for a
+    temporary, memory or database output."""
+    if algorithm.parameterDefinition(name).type() == "sink":
+        value = algorithm.parameterAsOutputLayer(parameters, name, context)
+    else:
+        value = algorithm.parameterAsFileOutput(parameters, name, context)
+    value = (value or "").strip()
+    if value.startswith("ogr:"):  # ogr:dbname='file.gpkg' table="name" (sql=)
+        match = re.search(r"dbname='([^']*)'", value)
+        value = match.group(1) if match else ""
+    if not value or "://" in value or value.startswith(
+            ("memory:", "TEMPORARY_OUTPUT", "postgres:", "postgis:", "spatialite:", "mssql:",
+             "oracle:")):
+        return None
+    return value.split("|")[0]
+
+
+def layer_file(algorithm, parameters, name, context):
+    """The file behind a layer parameter (None when it is not a file)."""
+    value = parameters.get(name)
+    if value in (None, ""):
+        return None
+    layer = algorithm.parameterAsLayer(parameters, name, context)
+    return layer.source().split("|")[0] if layer is not None else None
+
+
+def check_outputs(algorithm, parameters, context, outputs, inputs, overwrite):
+    """Refuse, before any work, destination parameters ``outputs`` (name -> role) that are
+    one of the layers ``inputs`` (name -> role) or exist without ``overwrite``."""
+    from ..engine.output_safety import check_targets
+
+    check_targets(
+        [(destination_file(algorithm, parameters, name, context), role)
+         for name, role in outputs.items()],
+        [(layer_file(algorithm, parameters, name, context), role)
+         for name, role in inputs.items()], overwrite)
+
+
 def keep_rat_visible_to_qgis(path, band, context):
     """Make a RAT just written to ``path``'s ``.aux.xml`` survive QGIS's own handles.
 
@@ -157,7 +202,7 @@ def keep_rat_visible_to_qgis(path, band, context):
     from ``postProcessAlgorithm`` (main thread): layers of that file are
     reloaded, then the RAT is stored again so the reopened handles keep it.
     """
-    from ..engine.rat import rewrite_side_car_rat
+    from ..engine.rat_staging import side_car_rat_kept
 
     target = os.path.realpath(path)
     stores = [context.temporaryLayerStore(), QgsProject.instance()]
@@ -167,7 +212,7 @@ def keep_rat_visible_to_qgis(path, band, context):
         and os.path.realpath(layer.source().split("|")[0]) == target
     ]
     if layers:
-        with rewrite_side_car_rat(path, band):
+        with side_car_rat_kept(path, band):
             for layer in layers:
                 layer.dataProvider().reloadData()
                 layer.triggerRepaint()

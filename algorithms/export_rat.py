@@ -8,11 +8,12 @@ from qgis.core import (
     QgsFields,
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterString,
 )
 
-from .base import TesseraAlgorithm
+from .base import TesseraAlgorithm, check_outputs
 from .qgis_compat import FAST_INSERT, NO_GEOMETRY, VECTOR, make_field
 from .rat_parameters import add_rat_source_parameters, rat_source
 
@@ -44,12 +45,19 @@ class ExportRatAlgorithm(TesseraAlgorithm):
         self.add(QgsProcessingParameterFeatureSink(
             "OUTPUT", "Table", VECTOR, createByDefault=True),
             "The table written: e.g. a .gpkg (a table without geometry) or a .csv file.")
+        self.add(QgsProcessingParameterBoolean("OVERWRITE", "Replace an existing table file",
+                                               False),
+                 "Replace the table's file when it exists already; otherwise that is an error "
+                 "and nothing is written. An input is never replaced.")
         self.addOutput(QgsProcessingOutputNumber("ROW_COUNT", "Rows written"))
 
     def process(self, parameters, context, feedback):
         from ..engine.rat_tools import choose_columns, iter_rat_blocks, open_rat_source
 
         source, band, columns = rat_source(self, parameters, context)
+        check_outputs(self, parameters, context, {"OUTPUT": "output table"},
+                      {"INPUT_RASTER": "raster with a RAT"},
+                      self.parameterAsBool(parameters, "OVERWRITE", context))
         id_field = self.parameterAsString(parameters, "ID_FIELD", context).strip()
         progress, cancelled = self.engine_callbacks(feedback)
         with open_rat_source(source, band) as rat:

@@ -17,6 +17,8 @@ from .normalization_parameters import (
     add_inputs,
     add_mask,
     add_output_options,
+    common_results,
+    engine_log,
     enum,
     html_output,
     input_paths,
@@ -71,11 +73,17 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
             "SAVE_ADJUSTMENTS", "Save adjustments and statistics", "JSON files (*.json)",
             optional=True, createByDefault=False),
             "Optional JSON of scales, offsets, whole-image and overlap statistics (spectralmatch's "
-            "structure, keyed by image base name and band_0, band_1, ...).")
+            "structure, keyed by image base name and band_0, band_1, ..., plus a fingerprint "
+            "of each image). Published together with the images: if it cannot be written, no "
+            "image is.")
         self.add(QgsProcessingParameterFile(
             "LOAD_ADJUSTMENTS", "Load statistics", extension="json", optional=True),
             "Optional JSON saved by an earlier run: the statistics of the images it describes "
-            "are reused, those of new images (and their overlaps) computed.")
+            "are reused, those of new images (and their overlaps) computed. Tessera stores a "
+            "fingerprint of every image (size, geotransform, bands, file size and time); an "
+            "image whose file differs from it (other pixels under the same name) has its "
+            "statistics computed again, with a warning. Files without fingerprints "
+            "(spectralmatch's) are reused as they are, with a warning.")
         add_output_options(self)
         self.addOutput(QgsProcessingOutputString("ADJUSTMENTS", "Adjustments (JSON)"))
 
@@ -103,7 +111,7 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
             or None,
             **mask_arguments(self, parameters, context),
             **output_arguments(self, parameters, context),
-            progress=progress, cancelled=cancelled, log=feedback.pushInfo,
+            progress=progress, cancelled=cancelled, log=engine_log(feedback),
         )
         for name in result.names:
             pairs = ", ".join(f"{a['scale']:.4f}·x{a['offset']:+.2f}"
@@ -111,14 +119,11 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
             feedback.pushInfo(f"{name}: {pairs}")
         feedback.pushInfo(f"Wrote {len(result.outputs)} image(s) to {folder} in "
                           f"{result.timings['total']:.1f} s.")
-        outputs = {"OUTPUTS": list(result.outputs), "OUTPUT_FOLDER": folder,
-                   "ADJUSTMENTS": json.dumps(
-                       {name: {f"band_{b}": a for b, a in enumerate(bands)}
-                        for name, bands in result.adjustments.items()})}
+        outputs = common_results(result, folder)
+        outputs["ADJUSTMENTS"] = json.dumps({name: {f"band_{b}": a for b, a in enumerate(bands)}
+                                             for name, bands in result.adjustments.items()})
         if result.adjustments_file:
             outputs["SAVE_ADJUSTMENTS"] = result.adjustments_file
-        if result.profile_plot:
-            outputs["PROFILE_PLOT"] = result.profile_plot
         if html:
             outputs["OUTPUT_HTML"] = write_report(html, result, inputs, "global", feedback)
         load_corrected_images(context, result.outputs, "OUTPUTS")

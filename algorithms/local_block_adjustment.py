@@ -15,6 +15,8 @@ from .normalization_parameters import (
     add_inputs,
     add_mask,
     add_output_options,
+    common_results,
+    engine_log,
     enum,
     html_output,
     input_paths,
@@ -53,10 +55,12 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
             "shaped like it (five 384 × 239 scenes on one grid, 100 → 18 × 27).")
         self.add(QgsProcessingParameterNumber(
             "BLOCK_ROWS", "Block rows", INTEGER, 0, minValue=0),
-            "Explicit grid rows (with block columns); 0: use blocks per image.", advanced=True)
+            "Explicit grid rows (with block columns); 0: use blocks per image. At most the "
+            "pixel rows of the union of the images.", advanced=True)
         self.add(QgsProcessingParameterNumber(
             "BLOCK_COLS", "Block columns", INTEGER, 0, minValue=0),
-            "Explicit grid columns (with block rows); 0: use blocks per image.", advanced=True)
+            "Explicit grid columns (with block rows); 0: use blocks per image. At most the "
+            "pixel columns of the union of the images.", advanced=True)
         self.add(QgsProcessingParameterBoolean(
             "BLOCKS_FROM_VARIATION", "Grid from the coefficient of variation", False),
             "Derive the grid from the coefficient of variation of band 1 over all images: a 10 × "
@@ -77,7 +81,8 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
             "SAVE_BLOCK_MAPS", "Save block maps to folder", optional=True,
             createByDefault=False),
             "Optional folder for reference_block_map.tif and &lt;image&gt;_local_block_map.tif "
-            "(Float32, one band per image band, empty blocks NaN).")
+            "(Float32, one band per image band, empty blocks NaN). A map file that is one of "
+            "the inputs is an error; the maps are published together with the images.")
         self.add(QgsProcessingParameterFile(
             "LOAD_REFERENCE_MAP", "Load reference map", extension="tif", optional=True),
             "Optional reference_block_map.tif of an earlier run: its grid and means are used "
@@ -114,18 +119,16 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
             or None,
             **mask_arguments(self, parameters, context),
             **output_arguments(self, parameters, context),
-            progress=progress, cancelled=cancelled, log=feedback.pushInfo,
+            progress=progress, cancelled=cancelled, log=engine_log(feedback),
         )
         feedback.pushInfo(f"Wrote {len(result.outputs)} image(s) to {folder} with a "
                           f"{result.grid.rows} × {result.grid.cols} block grid in "
                           f"{result.timings['total']:.1f} s.")
-        outputs = {"OUTPUTS": list(result.outputs), "OUTPUT_FOLDER": folder,
-                   "BLOCK_MAPS": list(result.block_map_files),
-                   "GRID_ROWS": int(result.grid.rows), "GRID_COLS": int(result.grid.cols)}
+        outputs = common_results(result, folder)
+        outputs.update({"BLOCK_MAPS": list(result.block_map_files),
+                        "GRID_ROWS": int(result.grid.rows), "GRID_COLS": int(result.grid.cols)})
         if maps:
             outputs["SAVE_BLOCK_MAPS"] = maps
-        if result.profile_plot:
-            outputs["PROFILE_PLOT"] = result.profile_plot
         if html:
             outputs["OUTPUT_HTML"] = write_report(html, result, inputs, "local", feedback)
         load_corrected_images(context, result.outputs, "OUTPUTS")

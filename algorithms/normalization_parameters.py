@@ -5,12 +5,13 @@ threads and the spectral profile plot are declared and read the same way by
 ``tessera:globalregression`` and ``tessera:localblockadjustment``.
 """
 
-import os
+import json
 
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFolder,
     QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
@@ -24,6 +25,7 @@ from ..engine.image_set import OUTPUT_DTYPES
 from ..engine.vector_mask import MASK_MODES
 from .base import static_enum as enum
 from .qgis_compat import INTEGER, RASTER, VECTOR_POLYGON
+from .report_output import add_report_parameter, report_path
 
 DTYPE_CHOICES = ("input",) + OUTPUT_DTYPES
 
@@ -34,8 +36,9 @@ def add_inputs(algorithm, suffix):
                   "Overlapping rasters with the same CRS, bands and nodata value (file-based "
                   "GDAL rasters). Pixel grids may differ.")
     algorithm.add(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"),
-                  f"Outputs are written here as &lt;input base name&gt;{suffix}.tif; an output "
-                  "that would overwrite an input is an error.")
+                  f"Outputs are written here as &lt;input base name&gt;{suffix}.tif (the folder "
+                  "is created if missing); an output that would overwrite an input is an "
+                  "error, and so is an existing output unless Overwrite is on.")
 
 
 def add_mask(algorithm):
@@ -56,10 +59,19 @@ def add_mask(algorithm):
 def add_output_options(algorithm):
     algorithm.add(enum("OUTPUT_DTYPE", "Output data type", DTYPE_CHOICES, "input"),
                   "input: the input's type. Integer outputs are rounded and clamped to the "
-                  "type's range; nodata stays nodata and a valid pixel never becomes nodata.")
+                  "type's range (the share of clamped values is reported per image as a "
+                  "warning); nodata stays nodata and a valid pixel never becomes nodata.")
     algorithm.add(QgsProcessingParameterBoolean("COG", "Cloud-Optimized GeoTIFF", False),
                   "Write Cloud-Optimized GeoTIFFs (GDAL's COG driver, with overviews) instead "
                   "of tiled GeoTIFFs.")
+    algorithm.add(QgsProcessingParameterBoolean("OVERWRITE", "Overwrite existing outputs",
+                                                False),
+                  "Replace output files that exist already (images, adjustments, block maps, "
+                  "plot). Off (default): an existing output is an error and nothing is "
+                  "written. Inputs are never overwritten. Every output is written under a "
+                  "temporary name and all are renamed together once each was written and read "
+                  "back: a failed or cancelled run (a full disk included) leaves every file as "
+                  "it was.")
     algorithm.add(QgsProcessingParameterNumber(
         "THREADS", "Threads", INTEGER, 0, minValue=0),
         "Worker threads over images and windows; 0: one per CPU core.", advanced=True)
@@ -68,14 +80,15 @@ def add_output_options(algorithm):
         createByDefault=False),
         "Optional PNG of every image's per-band mean before (dashed) and after (solid) the "
         "correction (needs matplotlib).")
-    algorithm.add(QgsProcessingParameterFileDestination(
-        "OUTPUT_HTML", "Report", "HTML files (*.html)", optional=True, createByDefault=False),
-        "Optional HTML report, opened in the Results Viewer: the mismatch between "
-        "overlapping images before and after (mean |A − B| per overlap and band), spectral "
-        "profiles, and the scales and offsets (global) or block maps (local). Needs "
+    add_report_parameter(
+        algorithm, "Report", "Optional HTML report, opened in the Results Viewer: the mismatch "
+        "between overlapping images before and after (mean |A − B| per overlap and band), "
+        "spectral profiles, and the scales and offsets (global) or block maps (local). Needs "
         "matplotlib.")
     algorithm.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", "Written images"))
     algorithm.addOutput(QgsProcessingOutputFolder("OUTPUT_FOLDER", "Output folder"))
+    algorithm.addOutput(QgsProcessingOutputString(
+        "CLAMPED", "Share of valid values clamped to the output type, per image (JSON)"))
 
 
 def input_paths(algorithm, parameters, context, name="INPUTS"):
@@ -106,7 +119,8 @@ def mask_arguments(algorithm, parameters, context):
 
 
 def output_arguments(algorithm, parameters, context):
-    """``output_dtype``, ``cog``, ``threads`` and ``profile_plot`` for the engine."""
+    """``output_dtype``, ``cog``, ``threads``, ``profile_plot`` and ``overwrite`` for the
+    engine."""
     dtype = algorithm.parameterAsEnumString(parameters, "OUTPUT_DTYPE", context)
     plot = algorithm.parameterAsFileOutput(parameters, "PROFILE_PLOT", context) or None
     if plot and not plot.lower().endswith(".png"):
@@ -114,23 +128,42 @@ def output_arguments(algorithm, parameters, context):
     return {"output_dtype": None if dtype in ("", "input") else dtype,
             "cog": algorithm.parameterAsBool(parameters, "COG", context),
             "threads": algorithm.parameterAsInt(parameters, "THREADS", context) or None,
-            "profile_plot": plot}
+            "profile_plot": plot,
+            "overwrite": algorithm.parameterAsBool(parameters, "OVERWRITE", context)}
 
 
 def output_folder(algorithm, parameters, context):
+    """The output folder (the engine checks it and creates it when missing)."""
     folder = algorithm.parameterAsString(parameters, "OUTPUT_FOLDER", context)
     if not folder:
         raise QgsProcessingException("No output folder given.")
-    os.makedirs(folder, exist_ok=True)
     return folder
 
 
+def common_results(result, folder):
+    """The outputs both algorithms return: images, folder, clamped shares, plot."""
+    outputs = {"OUTPUTS": list(result.outputs), "OUTPUT_FOLDER": folder,
+               "CLAMPED": json.dumps({name: float(share)
+                                      for name, share in result.clamped.items()})}
+    if result.profile_plot:
+        outputs["PROFILE_PLOT"] = result.profile_plot
+    return outputs
+
+
+def engine_log(feedback):
+    """The engine's ``log``: lines starting "Warning:" as Processing warnings."""
+    def log(message):
+        if message.startswith("Warning:") and hasattr(feedback, "pushWarning"):
+            feedback.pushWarning(message)
+        else:
+            feedback.pushInfo(message)
+
+    return log
+
+
 def html_output(algorithm, parameters, context):
-    """The path of the optional OUTPUT_HTML report (``.html`` added), or None."""
-    path = algorithm.parameterAsFileOutput(parameters, "OUTPUT_HTML", context) or None
-    if path and not path.lower().endswith((".html", ".htm")):
-        path += ".html"
-    return path
+    """The path of the optional OUTPUT_HTML report, checked; or None."""
+    return report_path(algorithm, parameters, context)
 
 
 def write_report(path, result, inputs, kind, feedback):

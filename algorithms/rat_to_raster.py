@@ -2,12 +2,13 @@
 
 from qgis.core import (
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 
 from ..engine.rat_lookup import DATA_TYPES
-from .base import TesseraAlgorithm, static_enum
+from .base import TesseraAlgorithm, check_outputs, static_enum
 from .layer_loading import PseudocolorStyle, style_output
 from .qgis_compat import DOUBLE
 from .segment_rat_source import add_segment_rat_parameters, segment_rat_arguments
@@ -45,12 +46,19 @@ class RatToRasterAlgorithm(TesseraAlgorithm):
                  advanced=True)
         self.add(QgsProcessingParameterRasterDestination("OUTPUT", "Segment values"),
                  "GeoTIFF with one band per column (named after it).")
+        self.add(QgsProcessingParameterBoolean("OVERWRITE", "Replace an existing output file",
+                                               False),
+                 "Replace the output's file when it exists already; otherwise that is an error "
+                 "and nothing is written. An input is never replaced.")
         self.addOutput(QgsProcessingOutputString("COLUMNS", "Columns mapped"))
 
     def process(self, parameters, context, feedback):
         from ..engine.rat_raster import rat_to_raster
 
         arguments = segment_rat_arguments(self, parameters, context)
+        check_outputs(self, parameters, context, {"OUTPUT": "output raster"},
+                      {"SEGMENTS": "segment raster"},
+                      self.parameterAsBool(parameters, "OVERWRITE", context))
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         progress, cancelled = self.engine_callbacks(feedback)
         result = rat_to_raster(

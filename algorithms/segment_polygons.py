@@ -6,11 +6,12 @@ from qgis.core import (
     QgsGeometry,
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSink,
     QgsWkbTypes,
 )
 
-from .base import TesseraAlgorithm
+from .base import TesseraAlgorithm, check_outputs
 from .layer_loading import PolygonStyle, style_output
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, make_field
 from .segment_rat_source import add_segment_rat_parameters, segment_rat_arguments
@@ -43,6 +44,10 @@ class SegmentPolygonsAlgorithm(TesseraAlgorithm):
         self.add(QgsProcessingParameterFeatureSink("OUTPUT", "Segment polygons",
                                                    VECTOR_POLYGON),
                  "The polygons: segment_id, then the chosen columns.")
+        self.add(QgsProcessingParameterBoolean("OVERWRITE", "Replace an existing output file",
+                                               False),
+                 "Replace the output's file when it exists already; otherwise that is an error "
+                 "and nothing is written. An input is never replaced.")
         self.addOutput(QgsProcessingOutputNumber("FEATURE_COUNT", "Segments"))
 
     def process(self, parameters, context, feedback):
@@ -55,6 +60,9 @@ class SegmentPolygonsAlgorithm(TesseraAlgorithm):
         )
 
         arguments = segment_rat_arguments(self, parameters, context)
+        check_outputs(self, parameters, context, {"OUTPUT": "output layer"},
+                      {"SEGMENTS": "segment raster"},
+                      self.parameterAsBool(parameters, "OVERWRITE", context))
         progress, cancelled = self.engine_callbacks(feedback)
         attributes = SegmentAttributes(**arguments)
         fields = QgsFields()

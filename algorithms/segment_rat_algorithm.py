@@ -55,12 +55,11 @@ class SegmentRatAlgorithm(TesseraAlgorithm):
         }
 
     def rat_results(self, result, arguments, feedback):
-        """Log the run and return the algorithm's outputs; remember a segment file whose
-        own RAT was written (see :meth:`postProcessAlgorithm`)."""
+        """Log the run and return the algorithm's outputs; remember a GDAL RAT that was
+        written (see :meth:`postProcessAlgorithm`)."""
         feedback.pushInfo(f"Wrote {len(result.columns)} column(s) for {result.segment_count} "
                           f"segment(s) to {result.target} in {result.timings['total']:.2f} s.")
-        self._written_own_rat = ((arguments["segments"], arguments["segment_band"])
-                                 if arguments["output_rat"] is None else None)
+        self._written_gdal_rat = _gdal_rat_written(arguments)
         outputs = {"RAT": result.target, "COLUMNS": ",".join(result.columns),
                    "SEGMENT_COUNT": int(result.segment_count),
                    # where the RAT is, for the next algorithm of a model
@@ -71,11 +70,23 @@ class SegmentRatAlgorithm(TesseraAlgorithm):
         return outputs
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API)
-        if getattr(self, "_written_own_rat", None):
-            keep_rat_visible_to_qgis(*self._written_own_rat, context)
+        if getattr(self, "_written_gdal_rat", None):
+            keep_rat_visible_to_qgis(*self._written_gdal_rat, context)
         if getattr(self, "_table_to_load", None):
             from .layer_loading import layer_name, load_on_completion
 
             load_on_completion(context, self._table_to_load, layer_name(self._table_to_load),
                                "OUTPUT_TABLE", kind="table")
         return {}
+
+
+def _gdal_rat_written(arguments):
+    """``(raster path, band)`` of a GDAL RAT just written (the segment file's own, or a
+    separate raster), which QGIS may hold open; None for a Zarr store."""
+    from ..engine.output_safety import same_file
+    from ..engine.rat import is_zarr_target
+
+    target = arguments["output_rat"]
+    if target is None or same_file(target, arguments["segments"]):
+        return arguments["segments"].split("|")[0], arguments["segment_band"]
+    return None if is_zarr_target(target) else (target, 1)

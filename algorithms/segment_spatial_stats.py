@@ -58,7 +58,8 @@ class SegmentSpatialStatsAlgorithm(SegmentRatAlgorithm):
         self.add(QgsProcessingParameterNumber(
             "MAX_LAG", "Maximum lag (pixels)", INTEGER, 5,
             minValue=1, maxValue=MAX_LAG_LIMIT),
-            "Largest lag of the variograms, in pixels: one column per lag 1..maximum.")
+            "Largest lag of the variograms, a whole number of pixels: one column per lag "
+            "1..maximum (2.5 is refused, not rounded).")
         connectivity = static_enum("CONNECTIVITY", "Edge pixel connectivity",
                                    CONNECTIVITY_OPTIONS, "8")
         self.add(connectivity, "8: a pixel is an edge pixel when any of its 8 neighbours lies "
@@ -83,7 +84,8 @@ class SegmentSpatialStatsAlgorithm(SegmentRatAlgorithm):
             image=image,
             statistics=self.parameterAsEnumStrings(parameters, "STATISTICS", context),
             band=self.parameterAsInt(parameters, "BAND", context) or 1,
-            max_lag=self.parameterAsInt(parameters, "MAX_LAG", context),
+            # as given: the engine refuses 2.5 rather than rounding it to 3 (parameterAsInt)
+            max_lag=self.parameterAsDouble(parameters, "MAX_LAG", context),
             connectivity=int(self.parameterAsEnumString(parameters, "CONNECTIVITY", context)),
             missing_value=self.parameterAsDouble(parameters, "MISSING_VALUE", context),
             progress=progress, cancelled=cancelled, **arguments,

@@ -2,7 +2,6 @@
 
 from qgis.core import (
     QgsProcessingParameterBand,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -11,6 +10,7 @@ from qgis.core import (
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
 from .base import raster_source, static_enum
 from .qgis_compat import DOUBLE
+from .report_output import add_report_parameter, report_path
 from .segment_rat_algorithm import SegmentRatAlgorithm
 
 
@@ -57,17 +57,16 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
             "MISSING_VALUE", "Missing value", DOUBLE, -9999),
             "Written for segments without a valid pixel (pixcount is 0 then).", advanced=True)
         self.add_rat_target("Optional CSV with one row per segment: id, then every statistic.")
-        self.add(QgsProcessingParameterFileDestination(
-            "OUTPUT_HTML", "Summary report", "HTML files (*.html)", optional=True,
-            createByDefault=False),
-            "Optional HTML summary, opened in the Results Viewer: segment count, and per "
-            "column the range, mean and histogram of the values written (missing values left "
-            "out). Needs matplotlib.")
+        add_report_parameter(self, "Summary report", "Optional HTML summary, opened in the "
+                             "Results Viewer: segment count, and per column the range, mean "
+                             "and histogram of the values written (missing values left out). "
+                             "Needs matplotlib.")
 
     def process(self, parameters, context, feedback):
         from ..engine import segment_stats
 
         arguments = self.segment_arguments(parameters, context)
+        html = report_path(self, parameters, context)
         image = raster_source(self, parameters, "IMAGE", context)
         progress, cancelled = self.engine_callbacks(feedback)
         result = segment_stats(
@@ -81,7 +80,6 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
             progress=progress, cancelled=cancelled, **arguments,
         )
         outputs = self.rat_results(result, arguments, feedback)
-        html = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context)
         if html:
             outputs["OUTPUT_HTML"] = self._report(html, result, arguments, parameters, context)
         return outputs
@@ -91,8 +89,6 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
         from ..engine.rat_lookup import segment_null_id
         from ..engine.statistics_report import segment_stats_report
 
-        if not path.lower().endswith((".html", ".htm")):
-            path += ".html"
         segments = open_raster(arguments["segments"])
         null_id = segment_null_id(segments.GetRasterBand(arguments["segment_band"]))
         segments = None

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFileDestination,
@@ -17,8 +18,9 @@ from qgis.core import (
 )
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
-from .base import TesseraAlgorithm, raster_source, static_enum
+from .base import TesseraAlgorithm, check_outputs, raster_source, static_enum
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, WKT_PREFERRED_GDAL, make_field
+from .report_output import add_report_parameter, report_path
 
 PIXEL_RULES = ("centre", "all_touched", "fraction")
 
@@ -84,11 +86,14 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             "OUTPUT_TABLE", "Output table", "CSV files (*.csv)", optional=True,
             createByDefault=False)
         self.add(table, "Optional CSV: fid, then every statistic (empty when missing).")
-        self.add(QgsProcessingParameterFileDestination(
-            "OUTPUT_HTML", "Summary report", "HTML files (*.html)", optional=True,
-            createByDefault=False),
-            "Optional HTML summary, opened in the Results Viewer: feature count, and per "
-            "statistic field its range, mean and histogram. Needs matplotlib.")
+        self.add(QgsProcessingParameterBoolean("OVERWRITE", "Replace existing output files",
+                                               False),
+                 "Replace an output layer file or table that exists already; otherwise an "
+                 "existing file is an error and nothing is written. An input is never "
+                 "replaced.")
+        add_report_parameter(self, "Summary report", "Optional HTML summary, opened in the "
+                             "Results Viewer: feature count, and per statistic field its "
+                             "range, mean and histogram. Needs matplotlib.")
         self.addOutput(QgsProcessingOutputNumber("FEATURE_COUNT", "Features"))
 
     def process(self, parameters, context, feedback):
@@ -100,6 +105,11 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             raise QgsProcessingException("Cannot load the polygon layer given for INPUT.")
         raster = raster_source(self, parameters, "RASTER", context)
         output_table = self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context) or None
+        overwrite = self.parameterAsBool(parameters, "OVERWRITE", context)
+        check_outputs(self, parameters, context,
+                      {"OUTPUT": "output layer", "OUTPUT_TABLE": "output table"},
+                      {"INPUT": "polygon layer", "RASTER": "raster"}, overwrite)
+        html = report_path(self, parameters, context)
         progress, cancelled = self.engine_callbacks(feedback)
         total = source.featureCount()
         result = zonal_stats(
@@ -112,7 +122,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             pixel_rule=self.parameterAsEnumString(parameters, "PIXEL_RULE", context),
             column_prefix=self.parameterAsString(parameters, "COLUMN_PREFIX", context),
             polygons_crs=_crs_text(source.sourceCrs()),
-            output_table=output_table,
+            output_table=output_table, overwrite=overwrite, polygons_name=source.sourceName(),
             progress=lambda f, m="": progress(0.9 * f, m), cancelled=cancelled,
         )
         for note in result.notes:
@@ -152,12 +162,9 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
 
             load_on_completion(context, output_table, layer_name(output_table), "OUTPUT_TABLE",
                                kind="table")
-        html = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context)
         if html:
             from ..engine.statistics_report import zonal_stats_report
 
-            if not html.lower().endswith((".html", ".htm")):
-                html += ".html"
             outputs["OUTPUT_HTML"], _ = zonal_stats_report(
                 html, [name for name, _ in result.columns], result.values,
                 int(result.feature_count), result.pixel_rule)

@@ -89,7 +89,7 @@ sys.path.insert(0, {plugins!r})
 from tessera.engine import {function}
 paths = {paths!r}
 started = time.perf_counter()
-{function}(paths, {out!r}, threads={threads}, **{options!r})
+{function}(paths, {out!r}, threads={threads}, overwrite=True, **{options!r})
 wall = time.perf_counter() - started
 sys.path.insert(0, {here!r})
 from peak_memory import peak_rss_mb

@@ -11,11 +11,17 @@ The structure is spectralmatch's, keyed by image base name and ``band_N``
 ``overlap_stats[a][b]`` describes image a's pixels in its overlap with b.
 Values are written with full float64 precision, so a loaded run reproduces
 the saved one exactly.
+
+Tessera adds ``"fingerprint"`` to each image (its size, bands, data type,
+geotransform, file size and modification time; spectralmatch ignores it): the
+statistics of an image are reused only for the very file they were computed
+from, and recomputed for an image of the same name with other pixels. Files
+without fingerprints (spectralmatch's, older Tessera's) are reused as they are.
 """
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import TesseraError
 from .overlap_statistics import Moments
@@ -23,16 +29,38 @@ from .overlap_statistics import Moments
 
 @dataclass
 class LoadedStatistics:
-    """Statistics read from a file: whole-image Moments by name and overlap
-    Moments by (image, other image)."""
+    """Statistics read from a file: whole-image Moments by name, overlap Moments by
+    (image, other image) and each image's fingerprint (None when the file has none)."""
 
     path: str
     whole: dict
     overlaps: dict
+    fingerprints: dict = field(default_factory=dict)
 
 
-def save_adjustments(path, model, whole, overlaps, bands):
-    """Write ``model`` (a GlobalModel) and the statistics it was solved from."""
+def image_fingerprint(image) -> dict:
+    """What identifies the pixels of an :class:`~.image_set.ImageInfo`'s file."""
+    status = os.stat(image.path)
+    return {"width": image.width, "height": image.height, "bands": image.bands,
+            "dtype": str(image.dtype), "geotransform": [float(v) for v in image.geotransform],
+            "file_size": status.st_size, "modified_ns": status.st_mtime_ns}
+
+
+def fingerprint_difference(saved, image):
+    """How the file of ``image`` differs from the ``saved`` fingerprint, or None."""
+    current = image_fingerprint(image)
+    for key, what in (("width", "its size"), ("height", "its size"), ("bands", "its bands"),
+                      ("dtype", "its data type"), ("geotransform", "its geotransform"),
+                      ("file_size", "its file size"),
+                      ("modified_ns", "its modification time")):
+        if saved.get(key) != current[key]:
+            return what
+    return None
+
+
+def save_adjustments(path, model, whole, overlaps, bands, fingerprints=None):
+    """Write ``model`` (a GlobalModel), the statistics it was solved from and the
+    ``fingerprints`` (name -> dict) of the images; read the file back."""
     document = {}
     for index, name in enumerate(model.names):
         document[name] = {
@@ -42,6 +70,8 @@ def save_adjustments(path, model, whole, overlaps, bands):
             "whole_stats": {f"band_{b}": whole[name].band(b) for b in range(bands)},
             "overlap_stats": {},
         }
+        if fingerprints and name in fingerprints:
+            document[name]["fingerprint"] = fingerprints[name]
     for (name_i, name_j), (stats_i, stats_j) in overlaps.items():
         if name_i in document:
             document[name_i]["overlap_stats"][name_j] = {
@@ -49,12 +79,20 @@ def save_adjustments(path, model, whole, overlaps, bands):
         if name_j in document:
             document[name_j]["overlap_stats"][name_i] = {
                 f"band_{b}": stats_j.band(b) for b in range(bands)}
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=2)
-    return os.fspath(path)
+    path = os.fspath(path)
+    text = json.dumps(document, indent=2)
+    try:
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        with open(path, encoding="utf-8") as stream:
+            complete = stream.read() == text
+    except (OSError, ValueError) as error:
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise TesseraError(f"Writing the adjustments file {path} failed: {detail}.") from None
+    if not complete:
+        raise TesseraError(f"Writing the adjustments file {path} failed: reading it back "
+                           "gave other values.")
+    return path
 
 
 def load_adjustments(path, bands):
@@ -70,11 +108,13 @@ def load_adjustments(path, bands):
     if not isinstance(document, dict) or not document:
         raise TesseraError(f"The adjustments file {path} holds no images (a JSON object keyed "
                            "by image name is expected).")
-    whole, overlaps = {}, {}
+    whole, overlaps, fingerprints = {}, {}, {}
     for name, entry in document.items():
         where = f"image '{name}' of the adjustments file {path}"
         if not isinstance(entry, dict) or "whole_stats" not in entry:
             raise TesseraError(f"The {where} has no 'whole_stats'.")
+        fingerprint = entry.get("fingerprint")
+        fingerprints[name] = fingerprint if isinstance(fingerprint, dict) else None
         whole[name] = _moments(entry["whole_stats"], bands, f"'whole_stats' of the {where}")
         others = entry.get("overlap_stats", {}) or {}
         if not isinstance(others, dict):
@@ -82,7 +122,7 @@ def load_adjustments(path, bands):
         for other, stats in others.items():
             overlaps[(name, other)] = _moments(stats, bands,
                                                f"'overlap_stats' with '{other}' of the {where}")
-    return LoadedStatistics(path, whole, overlaps)
+    return LoadedStatistics(path, whole, overlaps, fingerprints)
 
 
 def _moments(stats, bands, where):

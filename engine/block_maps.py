@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import TesseraError
-from .raster_io import create_raster, open_raster, raster_name
+from .raster_io import create_raster, gdal_failures, message_name, open_raster
 
 #: spectralmatch's coefficient-of-variation rule: a 10 x 10 base grid scaled by
 #: CV / (45 / 125), the CV of its reference imagery.
@@ -105,6 +105,38 @@ def grid_from_target(bounds, image_count, per_image):
     return rows, cols
 
 
+def check_grid(rows, cols, image_set, pieces):
+    """Refuse, before any work, a grid with more block rows or columns than the union of
+    the images has pixel rows or columns, or whose block sums (``pieces`` of the images
+    summed at once) would not fit in memory."""
+    minx, miny, maxx, maxy = image_set.union_bounds()
+    pixel_w = min(image.pixel_size[0] for image in image_set.images)
+    pixel_h = min(image.pixel_size[1] for image in image_set.images)
+    pixel_rows = max(1, math.ceil((maxy - miny) / pixel_h - 1e-9))
+    pixel_cols = max(1, math.ceil((maxx - minx) / pixel_w - 1e-9))
+    if rows > pixel_rows or cols > pixel_cols:
+        raise TesseraError(
+            f"A {rows} x {cols} block grid has more blocks than the images have pixels: their "
+            f"union is {pixel_rows} x {pixel_cols} pixels, so the grid can have at most "
+            f"{pixel_rows} rows and {pixel_cols} columns (a block needs pixels for its mean). "
+            "Choose fewer blocks (the default is 100 blocks per image).")
+    needed = rows * cols * image_set.bands * 8 * (2 * pieces + len(image_set.images) + 2)
+    available = _physical_memory()
+    if available and needed > available // 2:
+        raise TesseraError(
+            f"A {rows} x {cols} block grid needs about {needed / 2**30:.1f} GiB for its block "
+            f"sums and maps, more than half of this computer's {available / 2**30:.1f} GiB of "
+            "memory. Choose fewer blocks (or fewer threads).")
+
+
+def _physical_memory():
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def grid_from_variation(variation):
     """rows, cols from the coefficient of variation of the mosaic (std / mean):
     spectralmatch's 10 x 10 base grid scaled by variation / (45 / 125)."""
@@ -133,29 +165,44 @@ def reference_map(local_maps):
 
 
 def write_block_map(path, block_map, grid, crs_wkt):
-    """Save a block map (bands, rows, cols) as a Float32 GeoTIFF with NaN nodata."""
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    dataset = create_raster(path, grid.cols, grid.rows, block_map.shape[0], np.float32,
-                            grid.geotransform, crs_wkt, nodata=float("nan"),
-                            options=("COMPRESS=DEFLATE",))
-    dataset.WriteArray(block_map.astype(np.float32))
-    dataset.FlushCache()
-    dataset = None
-    return os.fspath(path)
+    """Save a block map (bands, rows, cols) as a Float32 GeoTIFF with NaN nodata, and
+    read it back."""
+    path = os.fspath(path)
+    stored = block_map.astype(np.float32)
+    with gdal_failures(f"Writing the block map {path}"):
+        dataset = create_raster(path, grid.cols, grid.rows, block_map.shape[0], np.float32,
+                                grid.geotransform, crs_wkt, nodata=float("nan"),
+                                options=("COMPRESS=DEFLATE",))
+        dataset.WriteArray(stored)
+        dataset.FlushCache()
+        dataset = None
+    found, found_grid, _ = read_block_map(path)
+    if found_grid != grid or not np.array_equal(found, stored, equal_nan=True):
+        raise TesseraError(f"Writing the block map {path} failed: reading it back gave "
+                           "other values.")
+    return path
 
 
 def read_block_map(path):
     """(map (bands, rows, cols) float64 with NaN for empty blocks, BlockGrid, CRS WKT)."""
-    dataset = open_raster(path)
-    name = raster_name(dataset)
+    name = message_name(path)
+    try:
+        with gdal_failures(f"Reading the block map {name}"):
+            dataset = open_raster(path)
+            array = dataset.ReadAsArray()
+        if array is None:
+            raise TesseraError(f"Reading the block map {name} failed.")
+    except TesseraError as error:
+        if not os.path.isfile(os.fspath(path)):
+            raise
+        raise TesseraError(f"{error} The file is damaged or incomplete (truncated?): save the "
+                           "block maps again, or choose another reference map.") from None
     gt = dataset.GetGeoTransform(can_return_null=True)
     if gt is None or gt[2] != 0 or gt[4] != 0 or gt[5] >= 0:
         raise TesseraError(f"The block map {name} has no north-up geotransform.")
     rows, cols = dataset.RasterYSize, dataset.RasterXSize
     bounds = (gt[0], gt[3] + gt[5] * rows, gt[0] + gt[1] * cols, gt[3])
-    array = dataset.ReadAsArray().astype(np.float64)
+    array = array.astype(np.float64)
     array = array[np.newaxis] if array.ndim == 2 else array
     for band in range(dataset.RasterCount):
         nodata = dataset.GetRasterBand(band + 1).GetNoDataValue()

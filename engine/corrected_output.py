@@ -2,23 +2,33 @@
 
 :func:`write_corrected_images` reads every image window by window, lets a
 correction fill float64 values, converts them to the output type with
-:func:`~.normalization_kernels.store_output` (rounding, clamping, nodata kept)
-and writes them to a temporary GeoTIFF beside the output, renamed (or
-converted to a Cloud-Optimized GeoTIFF) only when everything succeeded: a
-failed or cancelled run leaves no half-written output.
+:func:`~.normalization_kernels.store_output` (rounding, clamping, nodata kept;
+clamped values counted) and writes them to the paths it is given: the
+temporary names of a :class:`~.output_safety.Publication`, renamed over the
+targets with the run's other outputs only when every one was written and read
+back. A failed or cancelled run removes what it wrote.
 """
 
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from osgeo import gdal
 
 from .errors import CancelledError, TesseraError
+from .output_safety import remove_quietly, temporary_path
 from .parallel import run_in_threads, split_evenly
-from .raster_io import TileReader, as_stored, create_raster, gdal_quiet, plan_windows
+from .raster_io import (
+    TileReader,
+    as_stored,
+    create_raster,
+    gdal_failures,
+    gdal_quiet,
+    plan_windows,
+)
 
 #: Pixels per window of the corrections (float64 work arrays for every band).
 CORRECTION_WINDOW_PIXELS = 1 << 20
@@ -88,32 +98,46 @@ class CorrectionJob:
 
 @dataclass
 class CorrectedImage:
-    """A written output with the mean of its valid pixels per band, before and after."""
+    """A written output: per band the mean of its valid pixels before and after, how
+    many valid pixels it has and how many of them were clamped to the output type."""
 
     path: str
     means_before: list
     means_after: list
+    valid_counts: list
+    clamped_counts: list
+
+    @property
+    def clamped_share(self):
+        """The share of the valid pixel values (all bands) clamped to the output type."""
+        total = sum(self.valid_counts)
+        return sum(self.clamped_counts) / total if total else 0.0
 
 
 class OutputRaster:
-    """A GeoTIFF being written to a temporary name; :meth:`finish` publishes it."""
+    """A GeoTIFF written to ``path`` (a temporary name given by the caller's
+    :class:`~.output_safety.Publication`); a Cloud-Optimized GeoTIFF is first written
+    as a tiled GeoTIFF beside it and converted by :meth:`finish`."""
 
     def __init__(self, path, image, value_range, cog):
         self.path = os.fspath(path)
-        folder, base = os.path.split(self.path)
-        os.makedirs(folder or ".", exist_ok=True)
-        self.temporary = os.path.join(folder, f".{base}.partial.tif")
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self.temporary = temporary_path(self.path) if cog else self.path
+        self.shape = (image.width, image.height, image.bands)
         self.cog = cog
         self.dtype = value_range.dtype
         self.lock = threading.Lock()
         nodata = value_range.nodata if value_range.has_nodata else None
-        self.dataset = create_raster(self.temporary, image.width, image.height, image.bands,
-                                     value_range.dtype, image.geotransform, image.crs_wkt,
-                                     nodata, options=compression_options(value_range.dtype))
+        with gdal_failures(f"Creating {self.path}"):
+            self.dataset = create_raster(self.temporary, image.width, image.height,
+                                         image.bands, value_range.dtype, image.geotransform,
+                                         image.crs_wkt, nodata,
+                                         options=compression_options(value_range.dtype))
         self.block_size = self.dataset.GetRasterBand(1).GetBlockSize()
 
     def write(self, window, array):
-        with self.lock:  # all bands at once: pixel-interleaved tiles are written whole
+        with self.lock, gdal_failures(f"Writing {self.path}"):
+            # all bands at once: pixel-interleaved tiles are written whole
             if self.dataset.WriteArray(as_stored(array), window.xoff, window.yoff) != 0:
                 raise TesseraError(f"Writing {self.path} failed: {gdal.GetLastErrorMsg()}")
             if self._whole_tiles(window):
@@ -129,47 +153,71 @@ class OutputRaster:
                 and (window.ysize % block_h == 0 or window.yoff + window.ysize == height))
 
     def finish(self, threads=1, cancelled=None):
-        self.dataset.FlushCache()
-        self.dataset = None
-        for stale in (self.path + ".aux.xml",):
-            if os.path.exists(stale):
-                os.remove(stale)
-        if not self.cog:
-            os.replace(self.temporary, self.path)
-            return self.path
+        """Flush and close the file (a COG: convert it); then read it back."""
+        with gdal_failures(f"Writing {self.path}"):
+            self.dataset.FlushCache()
+            self.dataset = None  # closing writes the last tiles and the header
+        if self.cog:
+            self._convert_to_cog(threads, cancelled)
+        verify_raster(self.path, *self.shape, self.dtype)
+        return self.path
 
+    def _convert_to_cog(self, threads, cancelled):
         def callback(_fraction, _message, _data):
             return 0 if cancelled is not None and cancelled() else 1
 
         with gdal_quiet():
+            gdal.ErrorReset()
             options = compression_options(self.dtype, "COG")
             made = gdal.Translate(self.path, self.temporary, format="COG",
                                   creationOptions=options + [f"NUM_THREADS={max(1, threads)}"],
                                   callback=callback)
-        if made is None:
-            if os.path.exists(self.path):
-                gdal.Unlink(self.path)
+            written = made is not None
+            made = None  # closing writes the file
+            failed = gdal.GetLastErrorType() >= gdal.CE_Failure
+            failure = gdal.GetLastErrorMsg() if failed else ""
+        remove_quietly(self.temporary)
+        if not written or failed:
+            remove_quietly(self.path)
             if cancelled is not None and cancelled():
                 raise CancelledError()
             raise TesseraError(f"Cannot write the Cloud-Optimized GeoTIFF {self.path}: "
-                               f"{gdal.GetLastErrorMsg()}")
-        made = None
-        os.remove(self.temporary)
-        return self.path
+                               f"{failure or 'GDAL could not convert it'}")
 
     def discard(self):
         self.dataset = None
-        for path in (self.temporary, self.temporary + ".aux.xml"):
-            if os.path.exists(path):
-                os.remove(path)
+        for path in {self.temporary, self.path}:
+            remove_quietly(path)
+            remove_quietly(path + ".aux.xml")
+
+
+def verify_raster(path, width, height, bands, dtype):
+    """Read back a written raster: its size, bands and type, and the last pixel of every
+    band (the end of the file); raise a :class:`TesseraError` naming it otherwise."""
+    from .raster_io import band_dtype, open_raster
+
+    with gdal_failures(f"Reading back {path}"):
+        dataset = open_raster(path)
+        found = (dataset.RasterXSize, dataset.RasterYSize, dataset.RasterCount)
+        if found != (width, height, bands) or any(
+                band_dtype(dataset.GetRasterBand(b)) != np.dtype(dtype)
+                for b in range(1, bands + 1)):
+            raise TesseraError(f"Reading back {path} failed: it is {found[0]} x {found[1]} "
+                               f"pixels, {found[2]} band(s), not the {width} x {height} "
+                               f"pixels, {bands} band(s) of {np.dtype(dtype)} written.")
+        for band in range(1, bands + 1):
+            if dataset.GetRasterBand(band).ReadAsArray(width - 1, height - 1, 1, 1) is None:
+                raise TesseraError(f"Reading back {path} failed: {gdal.GetLastErrorMsg()}")
+        dataset = None
 
 
 def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
                            window_size=None):
-    """Correct every job's image into its output; returns :class:`CorrectedImage` list.
+    """Correct every job's image into its output path; returns :class:`CorrectedImage` list.
 
     Work is cut into pieces of consecutive windows (several per image when
-    there are fewer images than threads) run on ``threads`` threads.
+    there are fewer images than threads) run on ``threads`` threads. Each
+    output is read back once written; on any error every output is removed.
     """
     from .normalization_kernels import store_output
 
@@ -193,12 +241,14 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
         results = []
         for index, job in enumerate(jobs):
             mine = [t for t, owner in zip(totals, owners, strict=True) if owner == index]
-            summed = np.sum(mine, axis=0) if mine else np.zeros((3, job.image.bands))
+            summed = np.sum(mine, axis=0) if mine else np.zeros((4, job.image.bands))
             with np.errstate(invalid="ignore", divide="ignore"):
                 before = summed[0] / summed[2]
                 after = summed[1] / summed[2]
             results.append(CorrectedImage(job.output_path, [float(v) for v in before],
-                                          [float(v) for v in after]))
+                                          [float(v) for v in after],
+                                          [int(v) for v in summed[2]],
+                                          [int(v) for v in summed[3]]))
         finish_tasks = [(lambda tick, out=out: out.finish(1, reporter.is_cancelled), 1)
                         for out in outputs]
         run_in_threads(finish_tasks, threads, reporter)
@@ -209,12 +259,73 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
         raise
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a normalization writes its images: type, nodata, COG, threads, window size
+    and the optional profile plot."""
+
+    dtype: np.dtype
+    nodata: object
+    cog: bool = False
+    threads: int = 1
+    window_size: int = None
+    profile_plot: str = None
+
+
+@dataclass
+class NormalizedImages:
+    """A run's corrected images, written under their temporary names."""
+
+    corrected: list  # CorrectedImage per image
+    means_before: dict
+    means_after: dict
+    profile_plot: str  # the plot's target, None when none was asked for
+    clamped: dict  # name -> share of the valid values clamped
+    seconds: float
+
+
+def write_normalized(run, image_set, targets, corrections, options, reporter, log, title):
+    """Correct every image of ``image_set`` with its ``corrections`` entry (a
+    :class:`CorrectionJob` ``correct``) into the temporary name of its target in ``run``
+    (a :class:`~.normalization_outputs.RunOutputs`), draw the profile plot, report
+    clamping; returns :class:`NormalizedImages`."""
+    from .spectral_profiles import mean_profiles
+
+    started = time.perf_counter()
+    jobs = [CorrectionJob(image, run.temporary(target, (".aux.xml",)), correct)
+            for image, target, correct in zip(image_set.images, targets, corrections,
+                                               strict=True)]
+    corrected = write_corrected_images(jobs, options.dtype, options.nodata, reporter,
+                                       options.threads, options.cog, options.window_size)
+    seconds = time.perf_counter() - started
+    names, plot = image_set.names, options.profile_plot
+    before, after, drawn = mean_profiles(names, corrected, plot and run.temporary(plot), title)
+    return NormalizedImages(corrected, before, after, os.fspath(plot) if drawn else None,
+                            report_clamping(names, corrected, options.dtype, log), seconds)
+
+
+def report_clamping(names, corrected, dtype, log):
+    """Tell ``log`` the share of each image's valid pixel values clamped to the output
+    type ``dtype``; returns image name -> that share (0 when none)."""
+    shares = {}
+    limits = output_range(dtype, None)
+    for name, image in zip(names, corrected, strict=True):
+        shares[name] = image.clamped_share
+        if image.clamped_share > 0:
+            log(f"Warning: {name}: {image.clamped_share:.1%} of the valid pixel values fell "
+                f"outside the {np.dtype(dtype)} range {limits.lo:g}..{limits.hi:g} and were "
+                "clamped to it; choose a wider output data type (e.g. the input's) to keep "
+                "them.")
+    return shares
+
+
 def _correction_task(job, output, windows, value_range, store_output):
     bands = list(range(1, job.image.bands + 1))
     r = value_range
 
     def task(tick):
-        totals = np.zeros((3, job.image.bands), np.float64)
+        # input sums, output sums, valid counts, clamped counts per band
+        totals = np.zeros((4, job.image.bands), np.float64)
         with TileReader([(job.image.path, bands, None)], windows, threads=1, depth=2) as reader:
             for window, (tile,) in reader:
                 tick(0)
@@ -224,7 +335,7 @@ def _correction_task(job, output, windows, value_range, store_output):
                 job.correct(window, tile, values, valid, totals[0])
                 out = np.empty(shape, r.dtype)
                 store_output(values, valid, out, r.lo, r.hi, r.is_int, r.nodata, r.has_nodata,
-                             r.nodata_up, r.nodata_down, totals[1], totals[2])
+                             r.nodata_up, r.nodata_down, totals[1], totals[2], totals[3])
                 output.write(window, out)
                 tick(window.xsize * window.ysize)
         return totals

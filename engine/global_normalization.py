@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .corrected_output import OutputOptions
 from .dependencies import require
 from .errors import TesseraError
 from .image_set import image_name, open_image_set, output_dtype_for, output_paths
 from .progress import Progress
-from .spectral_profiles import mean_profiles
 
 MODEL_MODES = ("include", "exclude")
 GLOBAL_SUFFIX = "_Global"
@@ -45,6 +45,7 @@ class GlobalRegressionResult:
     means_after: dict
     adjustments_file: str = None
     profile_plot: str = None
+    clamped: dict = field(default_factory=dict)  # name -> share of valid values clamped
     timings: dict = field(default_factory=dict)
 
 
@@ -78,17 +79,12 @@ def choose_model_images(names, model_images, mode):
     return chosen
 
 
-def check_not_an_input(path, image_set, role):
-    if path and os.path.realpath(path) in {os.path.realpath(i.path) for i in image_set.images}:
-        raise TesseraError(f"The {role} {path} is one of the input images; choose another path.")
-
-
 def global_regression(inputs, output_folder, model_images=None, model_mode="include",
                       mean_factor=1.0, std_factor=1.0, vector_mask=None, mask_mode="include",
                       mask_field=None, save_adjustments=None, load_adjustments=None,
                       output_dtype=None, cog=False, weight_by_overlap_size=True, nodata=None,
                       profile_plot=None, threads=None, window_size=None, progress=None,
-                      cancelled=None, log=None):
+                      cancelled=None, log=None, overwrite=False):
     """Normalize ``inputs`` (paths) into ``output_folder`` by global regression.
 
     ``model_images`` (names or paths) with ``model_mode`` "include" or
@@ -99,64 +95,119 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     ``vector_mask`` (a polygon file) with ``mask_mode`` and ``mask_field``
     limits the pixels feeding the statistics. ``save_adjustments`` /
     ``load_adjustments`` are JSON paths (loaded statistics are reused for the
-    images they describe). ``output_dtype`` None keeps the input type;
-    ``cog`` writes Cloud-Optimized GeoTIFFs; ``profile_plot`` a PNG of the
-    band means before and after. ``threads`` (default: CPU cores) run images
-    and windows in parallel. Returns a :class:`GlobalRegressionResult`.
+    images they describe, when their fingerprint says they are the same files).
+    ``output_dtype`` None keeps the input type (values clamped to another
+    type are counted and reported); ``cog`` writes Cloud-Optimized GeoTIFFs;
+    ``profile_plot`` a PNG of the band means before and after. ``threads``
+    (default: CPU cores) run images and windows in parallel.
+
+    Every output is checked before any work (never an input, never an existing
+    file unless ``overwrite``), written beside its target, read back, and
+    published together with the others only when all were written.
+    Returns a :class:`GlobalRegressionResult`.
     """
     require("numba", purpose="Global regression")
     from .adjustment_file import load_adjustments as read_adjustments
-    from .adjustment_file import save_adjustments as write_adjustments
-    from .corrected_output import CorrectionJob, write_corrected_images
-    from .normalization_kernels import linear_correction
+    from .normalization_outputs import RunOutputs, normalization_inputs
     from .overlap import find_overlaps
-    from .overlap_statistics import image_statistics, pair_statistics
-    from .regression_model import solve_global_model
     from .vector_mask import VectorMask
 
     started = time.perf_counter()
-    timings = {}
     say = log or (lambda message: None)
     reporter = Progress(progress, cancelled)
     threads = default_threads() if not threads else max(1, int(threads))
     image_set = open_image_set(inputs, 2, nodata)
-    images, names, bands = image_set.images, image_set.names, image_set.bands
+    names = image_set.names
     dtype = output_dtype_for(image_set, output_dtype)
     outputs = output_paths(output_folder, image_set, GLOBAL_SUFFIX)
-    for path, role in ((save_adjustments, "adjustments file"), (profile_plot, "profile plot")):
-        check_not_an_input(path, image_set, role)
     mean_factor = check_factor(mean_factor, "mean factor")
     std_factor = check_factor(std_factor, "std factor")
     model = choose_model_images(names, model_images, model_mode)
-    mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
-    masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in images]
-    overlaps = find_overlaps(images)
-    if not overlaps:
-        raise TesseraError("No two input images overlap: global regression matches images "
-                           "through their overlaps (" + ", ".join(names) + ").")
-    loaded = read_adjustments(load_adjustments, bands) if load_adjustments else None
+    if profile_plot:
+        require("matplotlib", purpose="The spectral profile plot")
+    targets = [(path, "output image") for path in outputs]
+    targets += [(save_adjustments, "adjustments file"), (profile_plot, "profile plot")]
+    inputs = normalization_inputs(image_set, vector_mask, adjustments=load_adjustments)
+    with RunOutputs(targets, inputs, [(output_folder, "output folder")], overwrite, say,
+                    cancelled) as run:
+        mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
+        masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
+        overlaps = find_overlaps(image_set.images)
+        if not overlaps:
+            raise TesseraError("No two input images overlap: global regression matches images "
+                               "through their overlaps (" + ", ".join(names) + ").")
+        loaded = (read_adjustments(load_adjustments, image_set.bands) if load_adjustments
+                  else None)
+        options = OutputOptions(dtype, image_set.nodata, cog, threads, window_size,
+                                profile_plot)
+        return _regress(run, image_set, outputs, options, model, masks, overlaps, loaded,
+                        (mean_factor, std_factor, weight_by_overlap_size), save_adjustments,
+                        reporter, say, started)
 
+
+def reusable_statistics(loaded, image_set, overlaps, say):
+    """(whole-image Moments by name, overlap Moments by name pair, reused names,
+    overlaps still to measure) from a loaded adjustments file: an image's statistics
+    are reused only when its fingerprint matches the file it was saved for."""
+    from .adjustment_file import fingerprint_difference
+
+    names = image_set.names
     whole, pair_stats, reused = {}, {}, []
-    if loaded is not None:
-        ignored = sorted(set(loaded.whole) - set(names))
-        if ignored:
-            say(f"The adjustments file describes images that are not inputs, ignored: "
-                f"{', '.join(ignored)}.")
-        for name in names:
-            if name in loaded.whole:
-                whole[name] = loaded.whole[name]
-                reused.append(name)
+    if loaded is None:
+        return whole, pair_stats, reused, list(overlaps)
+    ignored = sorted(set(loaded.whole) - set(names))
+    if ignored:
+        say(f"The adjustments file describes images that are not inputs, ignored: "
+            f"{', '.join(ignored)}.")
+    unverified = []
+    for image in image_set.images:
+        if image.name not in loaded.whole:
+            continue
+        saved = loaded.fingerprints.get(image.name)
+        difference = None if saved is None else fingerprint_difference(saved, image)
+        if difference:
+            say(f"Warning: the statistics of {image.name} in {loaded.path} were saved for "
+                f"other pixels ({difference} differs from {image.path}): they are computed "
+                "again.")
+            continue
+        if saved is None:
+            unverified.append(image.name)
+        whole[image.name] = loaded.whole[image.name]
+        reused.append(image.name)
+    if unverified:
+        say(f"Warning: {loaded.path} holds no fingerprint of {', '.join(unverified)} (saved by "
+            "spectralmatch or an older Tessera): their statistics are reused as they are; "
+            "make sure the file was saved for these very images.")
     to_measure = []
     for overlap in overlaps:
         key = (names[overlap.i], names[overlap.j])
-        if key[0] in whole and key[1] in whole and loaded is not None:
+        if key[0] in whole and key[1] in whole:
             if key in loaded.overlaps and key[::-1] in loaded.overlaps:
                 pair_stats[key] = (loaded.overlaps[key], loaded.overlaps[key[::-1]])
             continue  # both known: the file says whether they overlap
         to_measure.append(overlap)
     if reused:
         say(f"Statistics reused from {loaded.path} for: {', '.join(reused)}.")
+    return whole, pair_stats, reused, to_measure
 
+
+def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, weights,
+             save_adjustments, reporter, say, started):
+    """Measure, solve, correct and publish (the body of :func:`global_regression`, its
+    outputs checked and locked by ``run``; ``weights``: mean factor, std factor, weight
+    by overlap size)."""
+    from .adjustment_file import image_fingerprint
+    from .adjustment_file import save_adjustments as write_adjustments
+    from .corrected_output import write_normalized
+    from .normalization_kernels import linear_correction
+    from .overlap_statistics import image_statistics, pair_statistics
+    from .regression_model import solve_global_model
+
+    timings = {}
+    threads, window_size = options.threads, options.window_size
+    images, names, bands = image_set.images, image_set.names, image_set.bands
+    whole, pair_stats, reused, to_measure = reusable_statistics(loaded, image_set, overlaps,
+                                                                say)
     reporter.phase(0.0, 0.2, "Whole-image statistics")
     missing = [index for index, name in enumerate(names) if name not in whole]
     measured = image_statistics([images[i] for i in missing], image_set.nodata,
@@ -177,8 +228,7 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
                                "the vector mask leaves nothing).")
 
     reporter.phase(0.45, 0.5, "Solving the regression")
-    solution = solve_global_model(names, model, whole, pair_stats, bands, mean_factor,
-                                  std_factor, weight_by_overlap_size)
+    solution = solve_global_model(names, model, whole, pair_stats, bands, *weights)
     for name in solution.unconstrained:
         say(f"{name} is not a model image and overlaps no model image: kept unchanged "
             "(scale 1, offset 0).")
@@ -186,32 +236,33 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     reporter.phase(0.5, 0.97, "Applying the adjustments")
     nodata_value = 0.0 if image_set.nodata is None else float(image_set.nodata)
     has_nodata = image_set.nodata is not None
-    jobs = []
-    for index, (image, output) in enumerate(zip(images, outputs, strict=True)):
+    corrections = []
+    for index in range(len(images)):
         scale = np.ascontiguousarray(solution.scales[index])
         offset = np.ascontiguousarray(solution.offsets[index])
 
         def correct(window, tile, values, valid, sums, scale=scale, offset=offset):
             linear_correction(tile, nodata_value, has_nodata, scale, offset, values, valid, sums)
 
-        jobs.append(CorrectionJob(image, output, correct))
-    apply_started = time.perf_counter()
-    corrected = write_corrected_images(jobs, dtype, image_set.nodata, reporter, threads, cog,
-                                       window_size)
-    timings["apply"] = time.perf_counter() - apply_started
+        corrections.append(correct)
+    written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,
+                               "Global regression: mean spectral profiles")
+    timings["apply"] = written.seconds
 
     reporter.phase(0.97, 1.0, "Writing the adjustments")
-    before, after, plot = mean_profiles(names, corrected, profile_plot,
-                                        "Global regression: mean spectral profiles")
     result = GlobalRegressionResult(
         outputs=outputs, names=names, model_images=model,
         adjustments={name: [solution.adjustment(name, b) for b in range(bands)]
                      for name in names},
         whole_stats=whole, overlap_stats=pair_stats, unadjusted=solution.unconstrained,
-        loaded=reused, means_before=before, means_after=after, profile_plot=plot)
+        loaded=reused, means_before=written.means_before, means_after=written.means_after,
+        profile_plot=written.profile_plot, clamped=written.clamped)
     if save_adjustments:
-        result.adjustments_file = write_adjustments(save_adjustments, solution, whole,
-                                                    pair_stats, bands)
+        fingerprints = {image.name: image_fingerprint(image) for image in images}
+        write_adjustments(run.temporary(save_adjustments), solution, whole, pair_stats, bands,
+                          fingerprints)
+        result.adjustments_file = os.fspath(save_adjustments)
+    run.publish()
     reporter.update(1.0)
     timings["total"] = time.perf_counter() - started
     result.timings = timings

@@ -3,8 +3,7 @@
 :func:`open_image_set` checks what global regression and local block
 adjustment both assume (readable north-up rasters, one CRS, one band count,
 one nodata value, unique base names) and describes every image once;
-:func:`output_paths` names the outputs ``<folder>/<base name><suffix>.tif``
-and refuses to overwrite an input.
+:func:`output_paths` names the outputs ``<folder>/<base name><suffix>.tif``.
 """
 
 import math
@@ -197,18 +196,9 @@ def output_dtype_for(image_set, requested=None):
 
 
 def output_paths(folder, image_set, suffix):
-    """``<folder>/<name><suffix>.tif`` for every image; never an input's path."""
+    """``<folder>/<name><suffix>.tif`` for every image (checked by the caller's
+    :class:`~.normalization_outputs.RunOutputs`)."""
     if not folder:
         raise TesseraError("No output folder given.")
     folder = os.fspath(folder)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise TesseraError(f"The output folder {folder} is a file, not a folder.")
-    inputs = {os.path.realpath(image.path): image.path for image in image_set.images}
-    paths = []
-    for image in image_set.images:
-        path = os.path.join(folder, f"{image.name}{suffix}.tif")
-        if os.path.realpath(path) in inputs:
-            raise TesseraError(f"The output {path} would overwrite the input image "
-                               f"{inputs[os.path.realpath(path)]}; choose another output folder.")
-        paths.append(path)
-    return paths
+    return [os.path.join(folder, f"{image.name}{suffix}.tif") for image in image_set.images]

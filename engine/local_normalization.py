@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .corrected_output import OutputOptions
 from .dependencies import require
 from .errors import TesseraError
-from .global_normalization import check_not_an_input, default_threads
+from .global_normalization import default_threads
 from .image_set import open_image_set, output_dtype_for, output_paths
 from .progress import Progress
 from .raster_io import same_crs
-from .spectral_profiles import mean_profiles
+from .vector_mask import VectorMask
 
 METHODS = ("gamma", "linear")
 LOCAL_SUFFIX = "_Local"
@@ -50,6 +51,7 @@ class LocalBlockAdjustmentResult:
     means_after: dict
     block_map_files: list = field(default_factory=list)
     profile_plot: str = None
+    clamped: dict = field(default_factory=dict)  # name -> share of valid values clamped
     timings: dict = field(default_factory=dict)
 
 
@@ -59,46 +61,36 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
                            vector_mask=None, mask_mode="include", mask_field=None,
                            output_dtype=None, cog=False, nodata=None, profile_plot=None,
                            threads=None, window_size=None, progress=None, cancelled=None,
-                           log=None):
+                           log=None, overwrite=False):
     """Correct ``inputs`` (paths) into ``output_folder`` by local block adjustment.
 
     The grid: ``block_rows`` x ``block_cols`` when given, else derived from
     the coefficient of variation of band 1 (``blocks_from_variation``), else
-    about ``blocks`` blocks per image. A loaded reference map
+    about ``blocks`` blocks per image; never more block rows or columns than
+    the images have pixels. A loaded reference map
     (``load_reference_map``, a GeoTIFF saved by an earlier run) fixes the grid
     and the reference; new images are brought to it (one image is then
     enough). ``valid_threshold``: the fraction of a block's area that valid
     pixels must cover for its mean to count. ``method`` "gamma" (``alpha``
     multiplies the result) or "linear". ``save_block_maps``: a folder for
     the reference and local maps. The vector mask limits the pixels feeding
-    the block means; every pixel is corrected. Returns a
-    :class:`LocalBlockAdjustmentResult`.
+    the block means; every pixel is corrected.
+
+    Every output is checked before any work (never an input, never an existing
+    file unless ``overwrite``), written beside its target, read back, and
+    published together with the others only when all were written.
+    Returns a :class:`LocalBlockAdjustmentResult`.
     """
     require("numba", purpose="Local block adjustment")
-    from .block_maps import (
-        BlockGrid,
-        block_means,
-        grid_from_target,
-        grid_from_variation,
-        read_block_map,
-        reference_map,
-        write_block_map,
-    )
-    from .corrected_output import CorrectionJob, write_corrected_images
-    from .normalization_kernels import local_correction
-    from .overlap import find_overlaps
-    from .vector_mask import VectorMask
+    from .normalization_outputs import RunOutputs, normalization_inputs
 
     started = time.perf_counter()
-    timings = {}
     say = log or (lambda message: None)
     reporter = Progress(progress, cancelled)
     threads = default_threads() if not threads else max(1, int(threads))
     image_set = open_image_set(inputs, 1 if load_reference_map else 2, nodata)
-    images, names, bands = image_set.images, image_set.names, image_set.bands
     dtype = output_dtype_for(image_set, output_dtype)
     outputs = output_paths(output_folder, image_set, LOCAL_SUFFIX)
-    check_not_an_input(profile_plot, image_set, "profile plot")
     if method not in METHODS:
         raise TesseraError(f"Unknown correction method '{method}'; use 'gamma' or 'linear'.")
     alpha = float(alpha)
@@ -113,39 +105,98 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     if block_rows is not None and (int(block_rows) < 1 or int(block_cols) < 1):
         raise TesseraError(f"The block grid must have at least 1 row and 1 column; got "
                            f"{block_rows} x {block_cols}.")
-    mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
-    masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in images]
-
-    loaded_reference = None
-    if load_reference_map:
-        loaded_reference, grid, crs = read_block_map(load_reference_map)
-        if loaded_reference.shape[0] != bands:
-            raise TesseraError(f"The reference map {load_reference_map} has "
-                               f"{loaded_reference.shape[0]} band(s) but the images have {bands}.")
-        if not same_crs(crs, image_set.crs_wkt):
-            raise TesseraError(f"The reference map {load_reference_map} and the images have "
-                               "different coordinate reference systems.")
-        outside = [i.name for i in images if not grid.covers(i)]
-        if outside:
-            raise TesseraError(f"The reference map {load_reference_map} does not cover "
-                               f"{', '.join(outside)}: images must lie within its extent.")
-        say(f"Reference map {load_reference_map}: {grid.rows} x {grid.cols} blocks.")
-    else:
-        if not find_overlaps(images):
-            raise TesseraError("No two input images overlap: local block adjustment brings "
-                               "overlapping images to a common reference.")
-        bounds = image_set.union_bounds()
-        if block_rows is not None:
-            rows, cols = int(block_rows), int(block_cols)
-        elif blocks_from_variation:
-            reporter.phase(0.0, 0.1, "Coefficient of variation of band 1")
-            rows, cols = grid_from_variation(_variation(image_set, masks, reporter, threads,
-                                                        window_size))
+    if profile_plot:
+        require("matplotlib", purpose="The spectral profile plot")
+    map_files = block_map_paths(save_block_maps, image_set.names)
+    targets = [(path, "output image") for path in outputs]
+    targets += [(path, "block map") for path in map_files]
+    targets.append((profile_plot, "profile plot"))
+    inputs = normalization_inputs(image_set, vector_mask, reference_map=load_reference_map)
+    folders = [(output_folder, "output folder"), (save_block_maps, "block map folder")]
+    with RunOutputs(targets, inputs, folders, overwrite, say, cancelled) as run:
+        mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
+        masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
+        if load_reference_map:
+            grid, loaded_reference = _loaded_reference(load_reference_map, image_set, say)
         else:
-            rows, cols = grid_from_target(bounds, len(images), int(blocks))
-        grid = BlockGrid(bounds, rows, cols)
-        say(f"Block grid: {rows} rows x {cols} columns over the union of the images.")
+            grid, loaded_reference = _new_grid(image_set, masks, blocks, block_rows,
+                                               block_cols, blocks_from_variation, reporter,
+                                               threads, window_size, say), None
+        options = OutputOptions(dtype, image_set.nodata, cog, threads, window_size,
+                                profile_plot)
+        return _adjust(run, image_set, outputs, options, grid, loaded_reference, masks,
+                       (method, alpha, valid_threshold), map_files, reporter, say, started)
 
+
+def block_map_paths(folder, names):
+    """The block map files saved to ``folder``: the reference map, then one per image."""
+    if not folder:
+        return []
+    folder = os.fspath(folder)
+    return [os.path.join(folder, REFERENCE_MAP_NAME)] + [
+        os.path.join(folder, f"{name}{LOCAL_MAP_SUFFIX}") for name in names]
+
+
+def _loaded_reference(path, image_set, say):
+    """(grid, reference map) of a saved reference map that fits the images."""
+    from .block_maps import read_block_map
+
+    reference, grid, crs = read_block_map(path)
+    if reference.shape[0] != image_set.bands:
+        raise TesseraError(f"The reference map {path} has {reference.shape[0]} band(s) but "
+                           f"the images have {image_set.bands}.")
+    if not same_crs(crs, image_set.crs_wkt):
+        raise TesseraError(f"The reference map {path} and the images have different "
+                           "coordinate reference systems.")
+    outside = [i.name for i in image_set.images if not grid.covers(i)]
+    if outside:
+        raise TesseraError(f"The reference map {path} does not cover {', '.join(outside)}: "
+                           "images must lie within its extent.")
+    say(f"Reference map {path}: {grid.rows} x {grid.cols} blocks.")
+    return grid, reference
+
+
+def _new_grid(image_set, masks, blocks, block_rows, block_cols, from_variation, reporter,
+              threads, window_size, say):
+    """The block grid over the union of the images, checked against their pixels."""
+    from .block_maps import BlockGrid, check_grid, grid_from_target, grid_from_variation
+    from .overlap import find_overlaps
+
+    if not find_overlaps(image_set.images):
+        raise TesseraError("No two input images overlap: local block adjustment brings "
+                           "overlapping images to a common reference.")
+    bounds = image_set.union_bounds()
+    if block_rows is not None:
+        rows, cols = int(block_rows), int(block_cols)
+    elif from_variation:
+        reporter.phase(0.0, 0.1, "Coefficient of variation of band 1")
+        rows, cols = grid_from_variation(_variation(image_set, masks, reporter, threads,
+                                                    window_size))
+    else:
+        rows, cols = grid_from_target(bounds, len(image_set.images), int(blocks))
+    check_grid(rows, cols, image_set, _pieces(threads, len(image_set.images)))
+    say(f"Block grid: {rows} rows x {cols} columns over the union of the images.")
+    return BlockGrid(bounds, rows, cols)
+
+
+def _pieces(threads, images):
+    """Parts each image's block sums are split into (one partial sum each)."""
+    return max(1, math.ceil(threads / max(1, images)))
+
+
+def _adjust(run, image_set, outputs, options, grid, loaded_reference, masks, correction,
+            map_files, reporter, say, started):
+    """Block means, correction and publication (the body of
+    :func:`local_block_adjustment`, its outputs checked and locked by ``run``;
+    ``correction``: method, alpha, valid threshold)."""
+    from .block_maps import block_means, reference_map, write_block_map
+    from .corrected_output import write_normalized
+    from .normalization_kernels import local_correction
+
+    method, alpha, valid_threshold = correction
+    threads, window_size = options.threads, options.window_size
+    timings = {}
+    images, names, bands = image_set.images, image_set.names, image_set.bands
     reporter.phase(0.1, 0.4, "Block means")
     sums, counts, minima = _block_sums(images, image_set.nodata, masks, grid, reporter, threads,
                                        window_size)
@@ -175,9 +226,9 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     reporter.phase(0.4, 0.97, "Applying the local correction")
     nodata_value = 0.0 if image_set.nodata is None else float(image_set.nodata)
     has_nodata = image_set.nodata is not None
-    jobs = []
+    corrections = []
     ref = np.ascontiguousarray(reference)
-    for image, output in zip(images, outputs, strict=True):
+    for image in images:
         (r0, r1, fr), (c0, c1, fc) = grid.interpolation(image)
         local = np.ascontiguousarray(local_maps[image.name])
         shift = np.array(offsets[image.name], np.float64)
@@ -190,27 +241,20 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
                              fr[rows], c0[cols], c1[cols], fc[cols], method == "gamma", alpha,
                              shift, values, valid, sums)
 
-        jobs.append(CorrectionJob(image, output, correct))
-    apply_started = time.perf_counter()
-    corrected = write_corrected_images(jobs, dtype, image_set.nodata, reporter, threads, cog,
-                                       window_size)
-    timings["apply"] = time.perf_counter() - apply_started
+        corrections.append(correct)
+    written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,
+                               "Local block adjustment: mean spectral profiles")
+    timings["apply"] = written.seconds
 
     reporter.phase(0.97, 1.0, "Writing block maps")
-    map_files = []
-    if save_block_maps:
-        folder = os.fspath(save_block_maps)
-        map_files.append(write_block_map(os.path.join(folder, REFERENCE_MAP_NAME), reference,
-                                         grid, image_set.crs_wkt))
-        for name in names:
-            map_files.append(write_block_map(os.path.join(folder, f"{name}{LOCAL_MAP_SUFFIX}"),
-                                             local_maps[name], grid, image_set.crs_wkt))
-    before, after, plot = mean_profiles(names, corrected, profile_plot,
-                                        "Local block adjustment: mean spectral profiles")
+    maps = [reference] + [local_maps[name] for name in names] if map_files else []
+    for path, block_map in zip(map_files, maps, strict=True):
+        write_block_map(run.temporary(path), block_map, grid, image_set.crs_wkt)
     result = LocalBlockAdjustmentResult(
         outputs=outputs, names=names, grid=grid, reference_map=reference, local_maps=local_maps,
-        offsets=offsets, means_before=before, means_after=after, block_map_files=map_files,
-        profile_plot=plot)
+        offsets=offsets, means_before=written.means_before, means_after=written.means_after,
+        block_map_files=map_files, profile_plot=written.profile_plot, clamped=written.clamped)
+    run.publish()
     reporter.update(1.0)
     timings["total"] = time.perf_counter() - started
     result.timings = timings
@@ -244,7 +288,7 @@ def _block_sums(images, nodata, masks, grid, reporter, threads, window_size):
     from .raster_io import TileReader, open_raster, plan_windows
 
     value, has = (0.0, False) if nodata is None else (float(nodata), True)
-    parts = max(1, math.ceil(threads / max(1, len(images))))
+    parts = _pieces(threads, len(images))
     tasks, owners = [], []
     for index, image in enumerate(images):
         block_rows, block_cols = grid.block_of_pixels(image)

@@ -235,11 +235,11 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
 
 @njit(cache=True, nogil=True)
 def store_output(values, valid, out, lo, hi, is_int, nodata, has_nodata, nodata_up,
-                 nodata_down, output_sums, output_counts):
+                 nodata_down, output_sums, output_counts, clamped_counts):
     """Write ``values`` into ``out`` (the output type): nodata where not ``valid``;
     integers rounded; everything clamped to [lo, hi]; a valid result equal to
     ``nodata`` becomes ``nodata_up`` (result above it) or ``nodata_down``. Sums
-    and counts the valid outputs per band."""
+    and counts the valid outputs per band, and counts those clamped."""
     bands, rows, cols = values.shape
     for b in range(bands):
         for r in range(rows):
@@ -255,8 +255,10 @@ def store_output(values, valid, out, lo, hi, is_int, nodata, has_nodata, nodata_
                     v = np.rint(v)
                 if v < lo:
                     v = lo
+                    clamped_counts[b] += 1
                 elif v > hi:
                     v = hi
+                    clamped_counts[b] += 1
                 out[b, r, c] = v
                 if has_nodata and out[b, r, c] == nodata:
                     out[b, r, c] = nodata_up if raw > nodata else nodata_down

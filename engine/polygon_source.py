@@ -50,6 +50,10 @@ class PolygonSet:
             self._folder = None
 
 
+#: The placeholder CRSs of GeoPackage (srs_id 0 and -1): no CRS at all, named as one.
+UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined Cartesian SRS")
+
+
 def crs_from(value):
     """An OSR SpatialReference (traditional GIS axis order) from WKT, 'EPSG:n',
     an int EPSG code or a SpatialReference; None for None or ''."""
@@ -224,6 +228,11 @@ def _transformer(source_crs, raster_ds, source_name, notes):
             notes.append(f"{source_name} has no coordinate reference system: its coordinates "
                          "are taken to be in the raster's.")
         return None
+    if source.GetName() in UNDEFINED_CRS_NAMES:
+        raise TesseraError(
+            f"{source_name} has an undefined coordinate reference system ({source.GetName()}), "
+            "so its polygons cannot be placed on the raster. Assign it its real CRS (in QGIS: "
+            "Processing ▸ Vector general ▸ Assign projection), then run again.")
     target = crs_from(target_wkt)
     if source.IsSame(target):
         return None

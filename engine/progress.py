@@ -17,6 +17,7 @@ class Progress:
         self._start = 0.0
         self._span = 1.0
         self._message = ""
+        self._fraction = 0.0
 
     def phase(self, start, end, message):
         """Begin a phase that maps its own 0..1 onto ``start..end`` of the bar."""
@@ -28,7 +29,13 @@ class Progress:
         """Report ``fraction`` (0..1) of the current phase."""
         if self._progress is not None:
             fraction = min(max(fraction, 0.0), 1.0)
-            self._progress(self._start + self._span * fraction, self._message)
+            self._fraction = self._start + self._span * fraction
+            self._progress(self._fraction, self._message)
+
+    def note(self, message):
+        """Say ``message`` without moving the bar (e.g. while waiting)."""
+        if self._progress is not None:
+            self._progress(self._fraction, message)
 
     def is_cancelled(self):
         return self._cancelled is not None and bool(self._cancelled())

@@ -6,6 +6,7 @@ or an open GDAL dataset, :func:`check_same_grid` before pairing two rasters,
 :class:`TileReader` to read those windows ahead of the computation.
 """
 
+import contextlib
 import math
 import os
 import threading
@@ -15,6 +16,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import TesseraError
+from .output_safety import redact
 
 #: Pixels per window when the caller does not choose (a few tens of MB per band).
 DEFAULT_WINDOW_PIXELS = 1 << 22
@@ -31,10 +33,15 @@ class Window:
 
 
 def raster_name(source):
-    """A name for messages: the path of a dataset, or the path given."""
+    """The path of a dataset, or the path given (for reopening; see :func:`message_name`)."""
     if isinstance(source, gdal.Dataset):
         return source.GetDescription() or "<in-memory dataset>"
     return str(source)
+
+
+def message_name(source):
+    """A name for messages: :func:`raster_name` with credentials in URLs redacted."""
+    return redact(raster_name(source))
 
 
 def open_raster(source, update=False):
@@ -46,7 +53,7 @@ def open_raster(source, update=False):
         return source
     path = os.fspath(source)
     if not path.startswith("/vsi") and not os.path.exists(path):
-        raise TesseraError(f"Raster not found: {path}")
+        raise TesseraError(f"Raster not found: {message_name(path)}")
     mode = gdal.GA_Update if update else gdal.GA_ReadOnly
     gdal.ErrorReset()
     with gdal_quiet():
@@ -56,8 +63,28 @@ def open_raster(source, update=False):
     if dataset is None:
         detail = gdal.GetLastErrorMsg() or "GDAL cannot read it as a raster"
         action = "open for writing" if update else "open"
-        raise TesseraError(f"Cannot {action} raster {path}: {detail}")
+        raise TesseraError(redact(f"Cannot {action} raster {path}: {detail}"))
     return dataset
+
+
+@contextlib.contextmanager
+def gdal_failures(what):
+    """Raise ``TesseraError("<what> failed: <GDAL's message>")`` after the block when GDAL
+    reported a failure in this thread inside it: GDAL reports write errors (a full disk
+    included) only through its error handler, not through return values."""
+    failures = []
+
+    def handler(level, _number, message):
+        if level >= gdal.CE_Failure:
+            failures.append(message)
+
+    gdal.PushErrorHandler(handler)
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+    if failures:
+        raise TesseraError(redact(f"{what} failed: {failures[0]}"))
 
 
 class gdal_quiet:  # noqa: N801 (used like a function)
@@ -78,7 +105,7 @@ def get_band(dataset, number, role="raster"):
     count = dataset.RasterCount
     if not 1 <= number <= count:
         raise TesseraError(
-            f"The {role} {raster_name(dataset)} has {count} band(s); band {number} does not exist."
+            f"The {role} {message_name(dataset)} has {count} band(s); band {number} does not exist."
         )
     return dataset.GetRasterBand(number)
 
@@ -128,7 +155,7 @@ def check_same_grid(first, second, first_role="first raster", second_role="secon
 
     Geotransforms may differ by at most 1e-9 of a pixel.
     """
-    name_a, name_b = raster_name(first), raster_name(second)
+    name_a, name_b = message_name(first), message_name(second)
     size_a = (first.RasterXSize, first.RasterYSize)
     size_b = (second.RasterXSize, second.RasterYSize)
     if size_a != size_b:
@@ -336,10 +363,10 @@ def _read_signed_bytes(dataset, gdal_bands, signed, window, dtype, interleave):
 
 
 def _read_failed(dataset, window):
-    return TesseraError(
+    return TesseraError(redact(
         f"Reading {raster_name(dataset)} failed at pixel ({window.xoff}, {window.yoff}): "
         f"{gdal.GetLastErrorMsg() or 'unknown GDAL error'}"
-    )
+    ))
 
 
 #: Creation options for tiled, compressed GeoTIFF outputs.
@@ -353,7 +380,8 @@ def create_raster(path, width, height, bands, dtype, geotransform=None, crs_wkt=
 
     gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
     if gdal_type is None:
-        raise TesseraError(f"GDAL cannot store pixels of type {np.dtype(dtype)} in {path}.")
+        raise TesseraError(f"GDAL cannot store pixels of type {np.dtype(dtype)} in "
+                           f"{message_name(path)}.")
     if options is None:
         options = GTIFF_OPTIONS if driver == "GTiff" else ()
     options = list(options)
@@ -361,12 +389,12 @@ def create_raster(path, width, height, bands, dtype, geotransform=None, crs_wkt=
         options.append("PIXELTYPE=SIGNEDBYTE")
     gdal_driver = gdal.GetDriverByName(driver)
     if gdal_driver is None:
-        raise TesseraError(f"This GDAL has no {driver} driver to write {path}.")
+        raise TesseraError(f"This GDAL has no {driver} driver to write {message_name(path)}.")
     with gdal_quiet():
         dataset = gdal_driver.Create(os.fspath(path), int(width), int(height), int(bands),
                                      gdal_type, options=options)
     if dataset is None:
-        raise TesseraError(f"Cannot create raster {path}: {gdal.GetLastErrorMsg()}")
+        raise TesseraError(redact(f"Cannot create raster {path}: {gdal.GetLastErrorMsg()}"))
     if geotransform is not None:
         dataset.SetGeoTransform(tuple(geotransform))
     if crs_wkt:

@@ -14,13 +14,13 @@ Column kinds are ``"integer"``, ``"real"`` and ``"string"``. Rows are
 addressed by segment id (row 0 is id 0).
 """
 
-import contextlib
 import os
 
 import numpy as np
 from osgeo import gdal
 
 from .errors import TesseraError
+from .output_safety import redact
 from .raster_io import gdal_quiet, get_band, open_raster, raster_name
 from .store_location import StoreLocation, store_location
 
@@ -28,7 +28,7 @@ KINDS = ("integer", "real", "string")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 #: Drivers whose RAT edits go straight to the file.
-_LIVE_RAT_DRIVERS = {"HFA", "KEA"}
+LIVE_RAT_DRIVERS = {"HFA", "KEA"}
 #: Drivers Tessera creates a RAT-only file with, by file extension.
 _RAT_FILE_DRIVERS = {".img": "HFA", ".kea": "KEA", ".tif": "GTiff", ".tiff": "GTiff"}
 
@@ -45,14 +45,14 @@ def is_zarr_target(target):
         return False
     try:
         location = store_location(target)
-    except TesseraError:
-        return False
+    except TesseraError:  # an S3 address it refuses (credentials): refused again, clearly
+        return os.fspath(target).lower().startswith("s3://")
     return location.is_remote or location.path.lower().endswith(".zarr")
 
 
 def rat_target_name(target):
     """A name for messages: a store's address or a raster's path."""
-    return target.text if isinstance(target, StoreLocation) else raster_name(target)
+    return target.name if isinstance(target, StoreLocation) else redact(raster_name(target))
 
 
 def kind_of_dtype(dtype):
@@ -177,7 +177,7 @@ class GdalRat(RatTable):
         driver = dataset.GetDriver().ShortName if dataset.GetDriver() else ""
         rat = self.band.GetDefaultRAT()
         # Only a table the driver hands out lives in the file; a new one is in memory.
-        self.live = driver in _LIVE_RAT_DRIVERS and rat is not None
+        self.live = driver in LIVE_RAT_DRIVERS and rat is not None
         if rat is None:
             rat = gdal.RasterAttributeTable()
         elif update and not self.live:
@@ -213,6 +213,14 @@ class GdalRat(RatTable):
 
     def column_names(self):
         return [self.rat.GetNameOfCol(i) for i in range(self.rat.GetColumnCount())]
+
+    def replace_table(self, rat):
+        """Make ``rat`` (a ``gdal.RasterAttributeTable``) the whole table to store."""
+        self._require_update()
+        self._cache.clear()
+        self._changed.clear()
+        self.rat = rat.Clone()
+        self._dirty = True
 
     def _index(self, column):
         for i in range(self.rat.GetColumnCount()):
@@ -451,21 +459,28 @@ def open_rat(target, band=1, update=False, create=False, template=None, storage_
     if not os.path.exists(path):
         if not create:
             raise TesseraError(f"RAT file not found: {path}")
-        return GdalRat(_create_rat_file(path, template), 1, True)
+        return GdalRat(create_rat_file(path, template), 1, True)
     return GdalRat(open_raster(path, update=update), band, update)
 
 
-def _create_rat_file(path, template=None):
-    extension = os.path.splitext(path)[1].lower()
-    driver_name = _RAT_FILE_DRIVERS.get(extension)
+def rat_file_driver(name):
+    """The GDAL driver Tessera creates a RAT-only file ``name`` with (by its extension)."""
+    driver_name = _RAT_FILE_DRIVERS.get(os.path.splitext(os.fspath(name))[1].lower())
     if driver_name is None:
         raise TesseraError(
-            f"Cannot tell which format to write the RAT file {path} in: use a name ending "
+            f"Cannot tell which format to write the RAT file {name} in: use a name ending "
             ".img (Erdas Imagine), .tif (GeoTIFF with .aux.xml) or .zarr (Zarr RAT store)."
         )
     driver = gdal.GetDriverByName(driver_name)
     if driver is None:
-        raise TesseraError(f"This GDAL has no {driver_name} driver to write {path}.")
+        raise TesseraError(f"This GDAL has no {driver_name} driver to write {name}.")
+    return driver
+
+
+def create_rat_file(path, template=None, name=None):
+    """A one-pixel raster at ``path`` to hold a RAT, in the format of ``name``'s extension
+    (default ``path``'s)."""
+    driver = rat_file_driver(name or path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise TesseraError(f"The folder of the RAT file {path} does not exist.")
@@ -477,20 +492,3 @@ def _create_rat_file(path, template=None):
         dataset.SetGeoTransform(template.GetGeoTransform())
         dataset.SetProjection(template.GetProjection())
     return dataset
-
-
-@contextlib.contextmanager
-def rewrite_side_car_rat(path, band=1):
-    """Keep the RAT of ``path`` (band ``band``) across code that may rewrite its
-    ``.aux.xml``: the RAT is copied on entry and stored again on exit. Files
-    whose driver keeps the RAT inside the file are left alone."""
-    dataset = open_raster(path)
-    driver = dataset.GetDriver().ShortName if dataset.GetDriver() else ""
-    rat = dataset.GetRasterBand(band).GetDefaultRAT()
-    kept = rat.Clone() if rat is not None and driver not in _LIVE_RAT_DRIVERS else None
-    dataset = None
-    yield
-    if kept is not None:
-        dataset = open_raster(path, update=True)
-        dataset.GetRasterBand(band).SetDefaultRAT(kept)
-        dataset = None

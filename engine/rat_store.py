@@ -11,8 +11,12 @@ any code that follows the layout::
                                    (rows, width), chunks (CHUNKSIZE,)
 
 Every column carries the attribute ``MODIFICATIONLOG``: a list of
-``[ISO-8601 UTC time, user, argv]``, one entry per column per opened store,
-added at that store's first write of the column.
+``[ISO-8601 UTC time, writer, what]`` (ratzarr's three fields), one entry per
+column per opened store, added at that store's first write of the column.
+Tessera records what it did, never who ran it or how: the writer is
+``"Tessera <version>"`` and what is ``[operation, column]`` (e.g.
+``["write column", "b1_mean"]``); entries of other writers (a user name and
+their ``argv``) are read as they are.
 
 Columns hold any numpy integer or float dtype, or strings. Strings use
 zarr's variable-length UTF-8 data type (``"string"`` in the array metadata,
@@ -29,16 +33,19 @@ Command line: ``python -m tessera.engine.rat_store info|columns|head STORE``.
 """
 
 import contextlib
-import getpass
 import json
+import os
+import re
 import sys
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 
 from .dependencies import require
 from .errors import TesseraError
+from .output_safety import redact
 from .store_location import store_location
 
 RAT_GROUP = "RAT"
@@ -46,6 +53,16 @@ ROWCOUNT_ATTR = "ROWCOUNT"
 CHUNKSIZE_ATTR = "CHUNKSIZE"
 MODIFICATION_ATTR = "MODIFICATIONLOG"
 DEFAULT_CHUNK_SIZE = 500_000
+#: Name prefix of columns being written (hidden until renamed; see RatStore.staged_name).
+STAGED_PREFIX = ".tessera-staged-"
+
+
+class Modification(NamedTuple):
+    """One entry of a column's modification log."""
+
+    when: datetime
+    by: str  # "Tessera <version>", or another writer's user name
+    what: list  # [operation, column], or another writer's argv
 
 
 class RatStore:
@@ -61,7 +78,7 @@ class RatStore:
     def __init__(self, path, read_only=False, create=True, storage_options=None):
         require("zarr", purpose="Zarr RAT stores")
         self.location = store_location(path, storage_options)
-        self.name = self.location.text
+        self.name = self.location.name  # credentials never reach a message
         self.read_only = bool(read_only)
         self._arrays = {}
         self._logged = set()
@@ -116,14 +133,14 @@ class RatStore:
     def exists(path, storage_options=None):
         """True when something exists at ``path`` (not necessarily a store)."""
         location = store_location(path, storage_options)
-        with _io_errors(location.text, "look for"):
+        with _io_errors(location.name, "look for"):
             return location.exists()
 
     @staticmethod
     def is_valid(path, storage_options=None):
         """True when ``path`` is a Zarr RAT store (root group and ``RAT`` group)."""
         location = store_location(path, storage_options)
-        with _io_errors(location.text, "read"):
+        with _io_errors(location.name, "read"):
             return _is_valid(location)
 
     @staticmethod
@@ -134,11 +151,11 @@ class RatStore:
         On S3 every object under exactly ``prefix/`` goes, however many.
         """
         location = store_location(path, storage_options)
-        with _io_errors(location.text, "delete"):
+        with _io_errors(location.name, "delete"):
             if not location.exists():
                 return
             if not _is_valid(location):
-                raise TesseraError(f"{location.text} is not a Zarr RAT store: not deleting it.")
+                raise TesseraError(f"{location.name} is not a Zarr RAT store: not deleting it.")
             location.delete_tree()
 
     # Rows and chunks -----------------------------------------------------
@@ -153,7 +170,7 @@ class RatStore:
         rows = _count(rows, "row count", self.name)
         self._require_writable("change the row count of")
         with self._io("resize"):
-            for name in self.column_names():
+            for name in list(self._rat().array_keys()):  # staged columns too
                 array = self._array(name)
                 old = array.shape[0]
                 array.resize((rows,) + array.shape[1:])
@@ -179,9 +196,62 @@ class RatStore:
 
     # Columns -----------------------------------------------------------------
     def column_names(self):
-        """The names of the columns, sorted."""
+        """The names of the columns, sorted (columns still being written are hidden)."""
         with self._io("read"):
-            return sorted(self._rat().array_keys())
+            return sorted(name for name in self._rat().array_keys()
+                          if not name.startswith(STAGED_PREFIX))
+
+    def staged_name(self, name):
+        """A hidden name under which column ``name`` is written before :meth:`rename_column`
+        makes it visible (a run that dies leaves no half-written visible column)."""
+        import secrets
+
+        return f"{STAGED_PREFIX}{secrets.token_hex(4)}-{name}"
+
+    def purge_staged(self):
+        """Delete hidden columns left by runs that died while writing them (call only while
+        holding the store's :class:`~.output_safety.TargetLock`)."""
+        self._require_writable("clean")
+        location = self.location
+        prefix = f"{RAT_GROUP}/{STAGED_PREFIX}"
+        with self._io("clean"):
+            if location.is_remote:
+                keys = {key.split("/")[1] for key in location.object_keys()
+                        if key.startswith(prefix)}
+            else:
+                folder = os.path.join(location.path, RAT_GROUP)
+                keys = {name for name in os.listdir(folder) if name.startswith(STAGED_PREFIX)}
+            for name in keys:
+                location.delete_keys(f"{RAT_GROUP}/{name}")
+                self._arrays.pop(name, None)
+
+    def replace_column(self, staged, name):
+        """Give the complete column ``staged`` the name ``name`` in place of the column of
+        that name, whose modification log it continues."""
+        self._require_writable("replace a column of")
+        old_array, new_array = self._array(name), self._array(staged)
+        with self._io("replace a column of"):
+            history = list(old_array.attrs.get(MODIFICATION_ATTR, []))
+            new_array.update_attributes(
+                {MODIFICATION_ATTR: history + list(new_array.attrs.get(MODIFICATION_ATTR, []))})
+        retired = self.staged_name(name)  # the old column stays until the new one has its name
+        self.rename_column(name, retired)
+        self.rename_column(staged, name)
+        self.delete_column(retired)
+
+    def rename_column(self, old, new):
+        """Give column ``old`` the name ``new`` (which must not exist)."""
+        self._require_writable("rename a column of")
+        self._array(old)
+        if new in self._rat().array_keys():
+            raise TesseraError(f"The Zarr RAT store {self.name} already has a column '{new}'.")
+        with self._io("rename a column of"):
+            self.location.move_tree(f"{RAT_GROUP}/{old}", f"{RAT_GROUP}/{new}")
+        self._arrays.pop(old, None)
+        self._arrays.pop(new, None)
+        if old in self._logged:
+            self._logged.discard(old)
+            self._logged.add(new)
 
     def has_column(self, name):
         return name in self._arrays or name in self.column_names()
@@ -290,20 +360,28 @@ class RatStore:
         return StoreAttributes(self._rat(), self.name, self.read_only)
 
     def modification_log(self, name):
-        """The column's modifications: a list of ``(datetime UTC, user, argv list)``."""
+        """The column's modifications: a list of :class:`Modification` ``(when (datetime
+        UTC), by, what)``; Tessera's ``by`` is ``"Tessera <version>"`` and its ``what``
+        ``[operation, column]``, other writers' entries are read as stored."""
         entries = self._array(name).attrs.get(MODIFICATION_ATTR, [])
         log = []
         for entry in entries:
             try:
-                when, user, argv = entry
-                log.append((_utc_datetime(when), str(user), [str(a) for a in argv]))
+                when, by, what = entry
+                log.append(Modification(_utc_datetime(when), str(by), [str(a) for a in what]))
             except (TypeError, ValueError) as error:
                 raise TesseraError(f"Column '{name}' of {self.name} has an unreadable "
                                    f"modification log entry {entry!r}.") from error
         return log
 
-    def _log_modification(self, array):
-        entry = [datetime.now(UTC).isoformat(), _user_name(), [str(a) for a in sys.argv]]
+    def _log_modification(self, array, operation="write column"):
+        """Record what Tessera did to ``array``: time, operation, column, version."""
+        from .version import tessera_version
+
+        column = array.name.rstrip("/").rsplit("/", 1)[-1]
+        column = re.sub(r"^\.tessera-staged-[0-9a-f]+-", "", column)  # a column being written
+        entry = [datetime.now(UTC).isoformat(), f"Tessera {tessera_version()}".strip(),
+                 [operation, column]]
         log = list(array.attrs.get(MODIFICATION_ATTR, []))
         array.update_attributes({MODIFICATION_ATTR: log + [entry]})
 
@@ -338,10 +416,10 @@ class RatStore:
         if array is None:
             group = self._rat()
             with self._io("read"):
-                names = set(group.array_keys())
-                if name not in names:
+                if name not in set(group.array_keys()):
+                    names = self.column_names()
                     raise TesseraError(f"The Zarr RAT store {self.name} has no column '{name}' "
-                                       f"(it has: {', '.join(sorted(names)) or 'none'}).")
+                                       f"(it has: {', '.join(names) or 'none'}).")
                 array = self._arrays[name] = group[name]
         return array
 
@@ -540,13 +618,6 @@ def _utc_datetime(text):
     return when.astimezone(UTC)
 
 
-def _user_name():
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this environment
-        return "unknown"
-
-
 def _is_valid(location):
     """Both the root and the RAT group exist as Zarr format 3 groups."""
     return all(_is_group(location.read_key(key)) for key in ("zarr.json", "RAT/zarr.json"))
@@ -588,7 +659,7 @@ def _io_errors(name, action):
     except TesseraError:
         raise
     except _transport_errors() as error:
-        detail = str(error) or type(error).__name__
+        detail = redact(str(error) or type(error).__name__)
         raise TesseraError(f"Cannot {action} the Zarr RAT store {name}: {detail}") from error
 
 

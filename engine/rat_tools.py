@@ -7,7 +7,7 @@ Zarr RAT stores (through :func:`tessera.engine.rat.open_rat`).
 A column is never held whole in memory by these functions (GDAL keeps a
 GeoTIFF's ``.aux.xml`` table in memory itself). Everything that can be
 checked is checked before the destination is touched; a failed or cancelled
-copy removes what it created (see :func:`copy_rat`).
+copy leaves the destination as it was (see :func:`copy_rat`).
 """
 
 import os
@@ -17,8 +17,10 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import CancelledError, TesseraError
+from .output_safety import TargetLock
 from .progress import Progress
 from .rat import INT32_MAX, INT32_MIN, ZarrRat, is_zarr_target, open_rat, rat_target_name
+from .rat_staging import open_rat_edit
 from .store_location import store_location
 
 #: Rows per block: a multiple of the Zarr store's default chunk size (500000).
@@ -104,38 +106,62 @@ def copy_rat(source, destination, columns=None, overwrite=False, source_band=1,
     ``overwrite`` (a GDAL column must then be of the same kind; a Zarr column
     is replaced).
 
-    On failure or cancel a new destination is removed, new Zarr columns are
-    deleted and the row count restored, a GeoTIFF's ``.aux.xml`` table is
-    not stored; only an Erdas Imagine file, whose RAT is written in place,
-    may keep partly copied columns (the message names them).
+    The copy is written through a staged copy of the destination
+    (:mod:`.rat_staging`), read back and then published: a failed, cancelled
+    or killed copy leaves the destination as it was. One copy at a time
+    writes a destination; another waits.
     """
     reporter = Progress(progress, cancelled)
     if _same_target(source, destination, source_band, destination_band):
         raise TesseraError(f"The source and the destination are the same RAT "
                            f"({rat_target_name(source)}).")
-    with open_rat_source(source, source_band, storage_options) as src:
+    name = rat_target_name(destination)
+    with open_rat_source(source, source_band, storage_options) as src, TargetLock(
+            _local_path(destination), waiting=reporter.note, cancelled=reporter.is_cancelled):
         chosen = choose_columns(src, columns)
         plan = _plan_copy(src, chosen, destination, destination_band, overwrite,
                           storage_options, reporter)
         reporter.phase(plan.scan_share, 1.0, f"Copying {len(chosen)} column(s)")
-        dst = open_rat(destination, band=destination_band, update=True, create=True,
-                       template=src.dataset if hasattr(src, "dataset") else None,
-                       storage_options=storage_options)
-        undo = _Undo(destination, dst, plan, storage_options)
+        edit = open_rat_edit(destination, destination_band,
+                             template=src.dataset if hasattr(src, "dataset") else None,
+                             storage_options=storage_options)
         try:
-            _copy_columns(src, dst, chosen, plan, block_rows, reporter, undo)
-            dst.close()
+            _copy_columns(src, edit.table, chosen, plan, block_rows, reporter)
+            edit.stage()
+            _read_back(src, edit, chosen, block_rows)
+            reporter.check()
+            edit.publish()
         except BaseException as error:
-            try:
-                message = undo.run()
-            except Exception as undo_error:  # keep the first error; say the undo failed too
-                message = f"Undoing the partial copy failed too: {undo_error}"
+            edit.discard()
+            kept = (f"Nothing was kept: {name} was removed." if plan.created
+                    else f"{name} is as it was.")
             if isinstance(error, CancelledError):
-                raise CancelledError(f"Cancelled by the user. {message}") from None
+                raise CancelledError(f"Cancelled by the user. {kept}") from None
             if isinstance(error, TesseraError):
-                raise TesseraError(f"{error} {message}") from error
+                raise TesseraError(f"{error} {kept}") from error
             raise
-    return CopyRatResult(rat_target_name(destination), chosen, plan.rows)
+    return CopyRatResult(name, chosen, plan.rows)
+
+
+def _read_back(src, edit, chosen, block_rows):
+    """Fail unless the staged destination holds every copied column as the source."""
+    with edit.reopen() as dst:
+        rows = src.row_count()
+        for column in chosen:
+            for start in range(0, rows, block_rows):
+                expected = src.read(column, start, block_rows)
+                if not dst.has_column(column) or not _equal(
+                        dst.read(column, start, len(expected)), expected):
+                    raise TesseraError(f"Copying column '{column}' to {dst.name} failed: it "
+                                       "does not read back as written (is the disk full?).")
+
+
+def _equal(stored, expected):
+    if stored.shape != expected.shape:
+        return False
+    if expected.dtype.kind == "f":
+        return bool(np.allclose(stored, expected, rtol=1e-15, atol=0, equal_nan=True))
+    return bool(np.array_equal(stored, expected))
 
 
 @dataclass
@@ -190,7 +216,7 @@ def _check_int32(src, columns, reporter):
                 )
 
 
-def _copy_columns(src, dst, chosen, plan, block_rows, reporter, undo):
+def _copy_columns(src, dst, chosen, plan, block_rows, reporter):
     if dst.row_count() < plan.rows:
         dst.set_row_count(plan.rows)
     source_rows = src.row_count()
@@ -201,20 +227,14 @@ def _copy_columns(src, dst, chosen, plan, block_rows, reporter, undo):
         replaced = isinstance(dst, ZarrRat) and name in plan.existing
         if replaced:
             dst.delete_column(name)
-            undo.replaced.append(name)
         if replaced or name not in plan.existing:
             dst.create_column(name, kind, dtype if isinstance(dst, ZarrRat) else None)
-            undo.created.append(name)
-        else:
-            undo.partial.append(name)
         for start in range(0, source_rows, block_rows):
             reporter.check()
             dst.write(name, src.read(name, start, block_rows), start)
             reporter.update((index * source_rows + min(start + block_rows, source_rows)) / total)
         if name in plan.existing and not replaced:  # rows past the source's end
             _clear_rows(dst, name, kind, source_rows, plan.rows, block_rows)
-        if name in undo.partial:
-            undo.partial.remove(name)
     reporter.check()
 
 
@@ -223,46 +243,6 @@ def _clear_rows(dst, name, kind, start, stop, block_rows):
     for first in range(start, stop, block_rows):
         count = min(block_rows, stop - first)
         dst.write(name, np.full(count, fill, dtype=object if kind == "string" else None), first)
-
-
-class _Undo:
-    """Puts the destination back (as far as possible) after a failed copy."""
-
-    def __init__(self, destination, rat, plan, storage_options=None):
-        self.destination = destination
-        self.storage_options = storage_options
-        self.rat = rat
-        self.plan = plan
-        self.created = []   # columns this copy created
-        self.replaced = []  # Zarr columns deleted to be replaced
-        self.partial = []   # GDAL columns being overwritten in place
-
-    def run(self):
-        """Undo and return a sentence saying what the destination holds now."""
-        name = rat_target_name(self.destination)
-        rat, self.rat = self.rat, None
-        if self.plan.created:
-            rat.discard()
-            _delete_target(self.destination, self.storage_options)
-            return f"Nothing was kept: {name} was removed."
-        if isinstance(rat, ZarrRat):
-            for column in self.created:
-                if rat.has_column(column):
-                    rat.delete_column(column)
-            if rat.row_count() != self.plan.old_rows:
-                rat.set_row_count(self.plan.old_rows)
-            rat.close()
-            if self.replaced:
-                return (f"The column(s) {', '.join(self.replaced)} being replaced in {name} "
-                        "were removed; the rest of the store is as it was.")
-            return f"{name} is as it was."
-        live = rat.live
-        rat.discard()
-        if not live:
-            return f"{name} is as it was (its RAT was not stored)."
-        touched = self.created + self.partial
-        return (f"{name} keeps partly copied column(s) {', '.join(touched)} (an Erdas Imagine "
-                "RAT is written in place)." if touched else f"{name} is as it was.")
 
 
 def _block_rows(rat, requested):
@@ -315,18 +295,3 @@ def _same_target(source, destination, source_band, destination_band):
 
     same = key(source) == key(destination)
     return same and (is_zarr_target(source) or source_band == destination_band)
-
-
-def _delete_target(target, storage_options=None):
-    if is_zarr_target(target):
-        from .rat_store import RatStore
-
-        RatStore.delete(target, storage_options)
-        return
-    path = os.fspath(target)
-    driver = gdal.IdentifyDriver(path)
-    if driver is not None:
-        driver.Delete(path)
-    for leftover in (path, path + ".aux.xml"):
-        if os.path.exists(leftover):
-            os.remove(leftover)

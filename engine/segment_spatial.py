@@ -22,10 +22,15 @@ import numpy as np
 from .dependencies import require
 from .errors import TesseraError
 from .progress import Progress
-from .raster_io import TileReader, Window, plan_windows, raster_name
+from .raster_io import TileReader, Window, plan_windows
 from .rat_output import RatOutput
 from .segment_inputs import open_segment_inputs
-from .segment_statistics import MAX_SEGMENT_ID, present_ids, write_segment_results
+from .segment_statistics import (
+    MAX_SEGMENT_ID,
+    check_segment_ids,
+    present_ids,
+    write_segment_results,
+)
 from .spatial_statistics import (
     DEFAULT_SPATIAL_STATISTICS,
     PixelGeometry,
@@ -66,7 +71,8 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     inputs = open_segment_inputs(segments, image, segment_band, band)
     geometry = PixelGeometry(inputs.geotransform)
     columns = [(c.name, c.kind) for c in plan.columns]
-    output = RatOutput(output_rat, inputs.segments, segment_band, columns, overwrite)
+    output = RatOutput(output_rat, inputs.segments, segment_band, columns, overwrite, output_table,
+                       inputs=[(inputs.image, "image")])
     output.check()
 
     sums = SegmentSums(plan, geometry, inputs.null_id, inputs.image_nodata)
@@ -105,19 +111,6 @@ def _with_halo(core, halo, width, height):
     x1 = min(width, core.xoff + core.xsize + halo)
     y1 = min(height, core.yoff + core.ysize + halo)
     return Window(x0, y0, x1 - x0, y1 - y0)
-
-
-def _check_ids(smallest, largest, dataset):
-    if smallest < 0:
-        raise TesseraError(
-            f"The segment raster {raster_name(dataset)} holds the negative id {smallest}; "
-            "segment ids must be >= 0."
-        )
-    if largest > MAX_SEGMENT_ID:
-        raise TesseraError(
-            f"The segment raster {raster_name(dataset)} holds id {largest}; a raster "
-            f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows."
-        )
 
 
 class SegmentSums:
@@ -172,6 +165,10 @@ class SegmentSums:
                       for name in self.offsets}
         self._pid = np.empty((0, 0), np.int32)
         self._values = np.empty((0, 0), np.float64)
+        #: Memory per id up to the largest: the running sums, the variogram sums and
+        #: counts, and the result columns written from them.
+        self.bytes_per_id = 8 * (len(wanted) + 2 * self.lags * len(self.offsets)
+                                 + len(plan.columns))
 
     def add_tile(self, seg, image, core, read, dataset):
         """Add the pixels of window ``core`` from tiles ``seg`` and ``image`` (None without
@@ -183,7 +180,7 @@ class SegmentSums:
         smallest, largest = id_range(seg, r0, r1, c0, c1, self.null_id)
         if largest < 0 and smallest >= 0:
             return  # only null ids
-        _check_ids(smallest, largest, dataset)
+        check_segment_ids(smallest, largest, dataset, self.bytes_per_id)
         self.grow(int(largest) + 1)
         accumulate_shape(seg, r0, r1, c0, c1, read.yoff, read.xoff, self.null_id,
                          self.plan.connectivity == 8, self.fields, self.shape_acc)

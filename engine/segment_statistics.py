@@ -17,6 +17,7 @@ import numpy as np
 
 from .dependencies import require
 from .errors import TesseraError
+from .memory import available_memory, gibibytes
 from .progress import Progress
 from .raster_io import (
     TileReader,
@@ -34,6 +35,29 @@ from .statistics import DEFAULT_STATISTICS, StatPlan, default_column_name
 
 #: Largest segment id Tessera accepts (GDAL RAT row counts are 32-bit).
 MAX_SEGMENT_ID = 2**31 - 2
+#: Bytes per segment id (up to the largest) of the pixel counts, and of the collector's
+#: per-id offsets; each result column adds 8 more.
+COUNT_BYTES_PER_ID = 8
+COLLECTOR_BYTES_PER_ID = 24
+
+
+def check_segment_ids(smallest, largest, dataset, bytes_per_id):
+    """Refuse ids Tessera cannot hold: negative, beyond a RAT's rows, or so large that the
+    per-id tables (``bytes_per_id`` for every id up to ``largest``) exceed free memory."""
+    name = raster_name(dataset)
+    if smallest < 0:
+        raise TesseraError(f"The segment raster {name} holds the negative id {smallest}; "
+                           "segment ids must be >= 0.")
+    if largest > MAX_SEGMENT_ID:
+        raise TesseraError(f"The segment raster {name} holds id {largest}; a raster "
+                           f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows.")
+    needed, free = (int(largest) + 1) * bytes_per_id, available_memory()
+    if free is not None and needed > free:
+        raise TesseraError(
+            f"The segment raster {name} holds id {largest}: Tessera keeps a table row for "
+            f"every id up to the largest, {gibibytes(needed)} here, but only {gibibytes(free)} "
+            "of memory is free. Number the segments consecutively from 1 (e.g. renumber them "
+            "by their rank), or free memory.")
 
 
 @dataclass
@@ -91,11 +115,13 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     missing = plan.check_missing_value(missing_value)
     null_id = _null_id(seg_band)
     columns = [(c.name, c.kind) for c in plan.columns]
-    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite)
+    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite, output_table,
+                       inputs=[(img_ds, "image")])
     output.check()
 
     totals, compute_span = segment_totals(seg_ds, segment_band, null_id, reporter, read_threads,
                                           timings, started)
+    check_segment_ids(0, len(totals) - 1, seg_ds, COLLECTOR_BYTES_PER_ID + 8 * len(columns))
     row_count = max(len(totals), output.existing_rows)
     results = allocate_results(row_count, len(plan.columns))  # every present row is computed
 
@@ -175,9 +201,8 @@ def write_segment_results(output, results, columns, present, null_id, row_count,
     ``present``); the run's :class:`SegmentStatsResult`."""
     write_started = time.perf_counter()
     reporter.phase(0.95, 1.0, f"Writing {len(columns)} column(s) to {output.name}")
-    output.write(results, null_id, reporter.update)
-    if output_table:
-        write_table(output_table, present, columns, results)
+    output.write(results, null_id, reporter,
+                 lambda path: write_table(path, present, columns, results))
     timings["write"] = time.perf_counter() - write_started
     timings["total"] = time.perf_counter() - started
     return SegmentStatsResult(output.name, [name for name, _ in columns], int(present.size),
@@ -238,16 +263,7 @@ def count_segment_pixels(dataset, band, null_id, reporter=None, read_threads=2):
             if reporter is not None:
                 reporter.check()
             largest, smallest = count_ids(tile[0], null_id, counts)
-            if smallest < 0:
-                raise TesseraError(
-                    f"The segment raster {raster_name(dataset)} holds the negative id "
-                    f"{smallest}; segment ids must be >= 0."
-                )
-            if largest > MAX_SEGMENT_ID:
-                raise TesseraError(
-                    f"The segment raster {raster_name(dataset)} holds id {largest}; a raster "
-                    f"attribute table cannot have more than {MAX_SEGMENT_ID + 1} rows."
-                )
+            check_segment_ids(smallest, largest, dataset, COUNT_BYTES_PER_ID)
             if largest >= len(counts):
                 grown = np.zeros(max(2 * len(counts), largest + 1), np.int64)
                 grown[: len(counts)] = counts

@@ -30,9 +30,16 @@ writing past ``int_out``/``float_out`` corrupts memory (develop it with
 at once, so memory holds every pixel of the segments still open (as in
 pyshepseg); the built-in statistics of :func:`segment_spatial_stats` are
 streamed instead.
+
+A function compiled with ``parallel=True`` runs on numba's threading layer;
+the ``workqueue`` layer aborts the whole process (QGIS included) when two
+threads enter it at once, so such functions are called one at a time across
+all runs (a module-level lock) unless the layer is the thread-safe ``tbb`` or
+``omp``.
 """
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -44,6 +51,8 @@ from .raster_io import plan_windows, raster_name
 from .rat_output import RatOutput
 from .segment_inputs import open_segment_inputs
 from .segment_statistics import (
+    COLLECTOR_BYTES_PER_ID,
+    check_segment_ids,
     collect_segments,
     present_ids,
     segment_totals,
@@ -51,6 +60,10 @@ from .segment_statistics import (
 )
 
 _GDAL_KINDS = {0: "integer", 1: "real"}  # gdal.GFT_Integer, gdal.GFT_Real
+#: numba's threading layers that may be entered by several threads at once.
+THREADSAFE_LAYERS = ("tbb", "omp")
+#: Held around every call of a ``parallel=True`` user function on another layer.
+_PARALLEL_CALLS = threading.Lock()
 
 
 def segment_user_stats(segments, image, function, columns, parameter=None, band=1,
@@ -87,12 +100,14 @@ def segment_user_stats(segments, image, function, columns, parameter=None, band=
             "int64 point values cannot hold."
         )
     seg_ds = inputs.segments
-    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite)
+    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite, output_table,
+                       inputs=[(inputs.image, "image")])
     output.check()
 
     timings = {}
     totals, span = segment_totals(seg_ds, segment_band, inputs.null_id, reporter, read_threads,
                                   timings, started)
+    check_segment_ids(0, len(totals) - 1, seg_ds, COLLECTOR_BYTES_PER_ID + 8 * len(columns))
     row_count = max(len(totals), output.existing_rows)
     caller = UserFunctionCall(function, parameter, columns, missing, inputs.image_dtype,
                               inputs.image_nodata, row_count)
@@ -143,14 +158,23 @@ class UserFunctionCall:
         self.float_out = np.zeros(len(self.float_columns), np.float64)
         self.points = np.zeros(0, self.point_dtype)
         self.results = np.full((len(columns), rows), missing, np.float64)
+        self.parallel = bool(getattr(function, "targetoptions", {}).get("parallel"))
 
     def run(self, batch):
-        """Call the function on every segment of a collector batch."""
-        from .segment_points import call_user_function
-
+        """Call the function on every segment of a collector batch (a ``parallel=True``
+        function one run at a time unless numba's threading layer is thread-safe)."""
         longest = int(batch.lengths.max())
         if longest > len(self.points):
             self.points = np.zeros(max(longest, 2 * len(self.points)), self.point_dtype)
+        if self.parallel and threading_layer() not in THREADSAFE_LAYERS:
+            with _PARALLEL_CALLS:
+                self._call(batch)
+        else:
+            self._call(batch)
+
+    def _call(self, batch):
+        from .segment_points import call_user_function
+
         call_user_function(
             self.function, self.parameter, batch.ids, batch.starts, batch.lengths,
             batch.values, batch.rows, batch.cols, self.nodata, self.has_nodata,
@@ -181,6 +205,17 @@ class UserFunctionCall:
             f"The user function {self.function.__name__} cannot be compiled for the "
             f"arguments (points, null value, int64 array, float64 array, parameter): {detail}"
         )
+
+
+def threading_layer():
+    """numba's threading layer in use, else the one configured ("default" until a
+    parallel function first ran)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel function has run yet
+        return str(numba.config.THREADING_LAYER).lower()
 
 
 def _drop_tracebacks(error):

@@ -3,11 +3,16 @@
 One line per image and state (dashed before, solid after, one colour per
 image), band number on x, mean of the valid pixels on y, written as PNG with
 matplotlib (an optional dependency, needed only when a plot is asked for).
+Drawn with matplotlib's object API on an Agg canvas: no pyplot and no backend
+switch, safe in QGIS's worker threads.
 """
 
 import os
 
 from .dependencies import require
+from .errors import TesseraError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def mean_profiles(names, corrected, plot_path, title):
@@ -23,16 +28,21 @@ def mean_profiles(names, corrected, plot_path, title):
 def plot_spectral_profiles(path, names, means_before, means_after, title):
     """Write the PNG ``path``; ``means_*`` map each image name to its band means."""
     figure = spectral_profile_figure(names, means_before, means_after, title)
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    figure.savefig(os.fspath(path), format="png")
-    return os.fspath(path)
+    path = os.fspath(path)
+    try:
+        figure.savefig(path, format="png")
+        with open(path, "rb") as stream:
+            complete = stream.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+    except OSError as error:
+        raise TesseraError(f"Writing the profile plot {path} failed: "
+                           f"{error.strerror or error}.") from None
+    if not complete:
+        raise TesseraError(f"Writing the profile plot {path} failed: it is not a PNG.")
+    return path
 
 
 def spectral_profile_figure(names, means_before, means_after, title):
-    """The profiles as a matplotlib Figure (object API on an Agg canvas: no pyplot and no
-    backend switch, safe in QGIS's worker threads)."""
+    """The profiles as a matplotlib Figure."""
     require("matplotlib", purpose="The spectral profile plot")
     import matplotlib
 

@@ -6,6 +6,10 @@ drive path, not a URL with the scheme ``c``); ``s3://`` URLs go through
 fsspec/s3fs. :class:`StoreLocation` holds the few file-system operations the
 store needs besides Zarr itself: existence, reading one small key, and
 deleting the store (every object under exactly ``prefix/`` on S3).
+
+Credentials never belong in an address: ``s3://KEY:SECRET@bucket/...`` is
+refused without repeating them, and :attr:`StoreLocation.name` (what messages
+show) is redacted.
 """
 
 import os
@@ -16,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from .dependencies import require
 from .errors import TesseraError
+from .output_safety import redact
 
 LOCAL = "local"
 S3 = "s3"
@@ -42,7 +47,8 @@ def store_location(path, storage_options=None):
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str):
-        raise TesseraError(f"A Zarr RAT store is named by a path or an s3:// URL, not {path!r}.")
+        raise TesseraError("A Zarr RAT store is named by a path or an s3:// URL, not "
+                           f"{redact(repr(path))}.")
     if not path.strip():
         raise TesseraError("No Zarr RAT store was given (the path is empty).")
     if _DRIVE.match(path) or path.startswith("\\\\"):
@@ -58,8 +64,14 @@ def store_location(path, storage_options=None):
         return StoreLocation(path, LOCAL, _strip_separators(local))
     if scheme != "s3":
         raise TesseraError(
-            f"Cannot use the Zarr RAT store {path}: '{scheme}://' addresses are not supported "
-            "(use a local path or an s3://bucket/prefix URL)."
+            f"Cannot use the Zarr RAT store {redact(path)}: '{scheme}://' addresses are not "
+            "supported (use a local path or an s3://bucket/prefix URL)."
+        )
+    if "@" in url.group(2).split("/")[0]:
+        raise TesseraError(
+            f"The S3 address {redact(path)} holds credentials: never put them in a path. Give "
+            "them through the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), a "
+            "credentials file (~/.aws/credentials) or storage_options."
         )
     bucket, _, prefix = url.group(2).strip("/").partition("/")
     prefix = prefix.strip("/")
@@ -95,6 +107,11 @@ class StoreLocation:
     storage_options: dict = field(default_factory=dict, compare=False)
 
     @property
+    def name(self):
+        """The address for messages and logs, credentials redacted."""
+        return redact(self.text)
+
+    @property
     def is_remote(self):
         return self.kind != LOCAL
 
@@ -104,7 +121,7 @@ class StoreLocation:
 
     def filesystem(self):
         """An s3fs file system (synchronous, without listing caches)."""
-        require("s3fs", purpose=f"The Zarr RAT store {self.text} on S3")
+        require("s3fs", purpose=f"The Zarr RAT store {self.name} on S3")
         import s3fs
 
         options = {"use_listings_cache": False}
@@ -117,7 +134,7 @@ class StoreLocation:
 
         if self.kind == LOCAL:
             return zarr.storage.LocalStore(self.path, read_only=read_only)
-        require("s3fs", purpose=f"The Zarr RAT store {self.text} on S3")
+        require("s3fs", purpose=f"The Zarr RAT store {self.name} on S3")
         options = {"use_listings_cache": False}
         options.update(self.storage_options)
         return zarr.storage.FsspecStore.from_url(self.url, storage_options=options,
@@ -174,4 +191,33 @@ class StoreLocation:
         keys = [key for key in filesystem.find(inside) if key.startswith(inside)]
         if keys:
             filesystem.rm(keys)  # s3fs deletes in batches of 1000 keys
+        filesystem.invalidate_cache()
+
+    def move_tree(self, source, target):
+        """Move the keys under ``source/`` to ``target/`` (relative keys, e.g.
+        ``"RAT/.tmp-x"`` -> ``"RAT/x"``): one rename locally, a copy and a delete of
+        every object on S3. ``target`` must not exist."""
+        if self.kind == LOCAL:
+            os.rename(os.path.join(self.path, *source.split("/")),
+                      os.path.join(self.path, *target.split("/")))
+            return
+        filesystem = self.filesystem()
+        inside, into = f"{self.path}/{source}/", f"{self.path}/{target}/"
+        keys = [key for key in filesystem.find(inside) if key.startswith(inside)]
+        for key in keys:  # S3 has no folders: every object is copied, then the old ones go
+            filesystem.copy(key, into + key[len(inside):])
+        if keys:
+            filesystem.rm(keys)
+        filesystem.invalidate_cache()
+
+    def delete_keys(self, prefix):
+        """Remove everything under ``prefix/`` (a relative key such as ``"RAT/x"``)."""
+        if self.kind == LOCAL:
+            shutil.rmtree(os.path.join(self.path, *prefix.split("/")), ignore_errors=True)
+            return
+        filesystem = self.filesystem()
+        inside = f"{self.path}/{prefix}/"
+        keys = [key for key in filesystem.find(inside) if key.startswith(inside)]
+        if keys:
+            filesystem.rm(keys)
         filesystem.invalidate_cache()

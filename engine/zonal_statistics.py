@@ -44,6 +44,7 @@ import numpy as np
 
 from .dependencies import require
 from .errors import TesseraError
+from .output_safety import Publication, check_targets
 from .progress import Progress
 from .raster_io import TileReader, band_dtype, band_nodata, get_band, open_raster, plan_windows
 from .rat_output import write_table
@@ -91,7 +92,8 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                 percentile_method="inverted_cdf", pixel_rule="centre",
                 column_prefix=DEFAULT_PREFIX, missing_value=None, polygons_crs=None,
                 layer=None, output_table=None, progress=None, cancelled=None,
-                window_size=None, read_threads=2, compute_threads=2):
+                window_size=None, read_threads=2, compute_threads=2, overwrite=False,
+                polygons_name=None):
     """Compute statistics of ``raster`` for every polygon of ``polygons``.
 
     ``polygons`` is a vector file path (``layer`` or ``path|layername=x`` picks a
@@ -103,7 +105,8 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
     :mod:`.weighted_kernels`; percentiles then follow exactextract's weighted
     definition whatever ``percentile_method``). ``missing_value`` (None: NaN)
     fills the columns of features without a valid pixel (pixcount 0).
-    ``output_table`` optionally writes a CSV keyed by feature id.
+    ``output_table`` optionally writes a CSV keyed by feature id (an existing file
+    only with ``overwrite``). ``polygons_name`` names an iterable of polygons in messages.
     ``progress(fraction, message)`` and ``cancelled()`` report and stop the work;
     ``read_threads`` decode tiles ahead, ``compute_threads`` share each tile's polygons.
     """
@@ -128,8 +131,9 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
         missing = math.nan
     else:
         missing = plan.check_missing_value(missing_value)
-    if output_table:
-        _check_writable(output_table)
+    polygon_file = polygons if isinstance(polygons, (str, os.PathLike)) else None
+    check_targets([(output_table, "output table")],
+                  [(polygon_file, "polygon layer"), (raster_ds, "raster")], overwrite)
 
     reporter.phase(0.0, 0.1, "Reading the polygons")
     holder = None
@@ -141,7 +145,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
         name = f"The polygon layer {os.fspath(polygons)}"
     else:
         features = polygons
-        name = "The polygon layer"
+        name = f"The polygon layer {polygons_name}" if polygons_name else "The polygon layer"
     shapes = read_polygons(features, polygons_crs, raster_ds, name, check=reporter.check)
     del holder  # the OGR dataset (if any) is released once read
     try:
@@ -164,9 +168,9 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                  values, missing, reporter, window_size, read_threads, compute_threads)
         timings["statistics"] = time.perf_counter() - compute_started
         if output_table:
-            rows = np.arange(n_features)
-            write_table(output_table, rows, columns, values, keys=shapes.fids, key_name="fid",
-                        missing_as_empty=True)
+            with Publication() as table:
+                write_table(table.add(output_table), np.arange(n_features), columns, values,
+                            keys=shapes.fids, key_name="fid", missing_as_empty=True)
         fids = shapes.fids
         notes = list(shapes.notes)
     finally:
@@ -185,12 +189,6 @@ def zonal_columns(plan, pixel_rule):
             kind = "real"
         columns.append((column.name, kind))
     return columns
-
-
-def _check_writable(path):
-    folder = os.path.dirname(os.path.abspath(os.fspath(path))) or "."
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise TesseraError(f"Cannot write the table {path}: {folder} is not a writable folder.")
 
 
 class _TileGrid:

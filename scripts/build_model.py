@@ -1,6 +1,9 @@
 """Write resources/models/normalize_and_summarize.model3 with PyQGIS.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/build_model.py
+    QT_HASH_SEED=1 QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/build_model.py
+
+(``QT_HASH_SEED=1`` keeps the XML attributes in the committed file's order, so a
+change shows as a small diff.)
 
 The model chains tessera:globalregression → tessera:localblockadjustment →
 gdal:buildvirtualraster (one mosaic of the normalized images) →
@@ -33,6 +36,7 @@ def build_model():
         QgsProcessingModelChildParameterSource,
         QgsProcessingModelOutput,
         QgsProcessingModelParameter,
+        QgsProcessingParameterBoolean,
         QgsProcessingParameterFeatureSource,
         QgsProcessingParameterMultipleLayers,
         QgsProcessingParameterNumber,
@@ -45,6 +49,8 @@ def build_model():
         "INPUTS": "Overlapping rasters with the same CRS, bands and nodata value.",
         "POLYGONS": "Polygons to summarise the normalized mosaic in (centre rule).",
         "BLOCKS": "Target number of blocks per image of the local block adjustment.",
+        "OVERWRITE": "Replace the normalized images and the zonal statistics if they exist "
+                     "already (off: an existing output is an error and nothing is written).",
     }
     model.setHelpContent({"ALG_DESC": DESCRIPTION, **helps})
     inputs = QgsProcessingParameterMultipleLayers("INPUTS", "Overlapping images",
@@ -53,7 +59,8 @@ def build_model():
                                                    [VECTOR_POLYGON])
     blocks = QgsProcessingParameterNumber("BLOCKS", "Blocks per image",
                                           INTEGER, 100, minValue=1)
-    for position, parameter in enumerate((inputs, polygons, blocks)):
+    overwrite = QgsProcessingParameterBoolean("OVERWRITE", "Overwrite existing outputs", False)
+    for position, parameter in enumerate((inputs, polygons, blocks, overwrite)):
         parameter.setHelp(helps[parameter.name()])
         component = QgsProcessingModelParameter(parameter.name())
         component.setPosition(_point(60, 60 + 80 * position))
@@ -95,13 +102,15 @@ def build_model():
     child("global", "tessera:globalregression", "Global regression", 0,
           {"INPUTS": from_model("INPUTS")})
     child("local", "tessera:localblockadjustment", "Local block adjustment", 1,
-          {"INPUTS": from_child("global", "OUTPUTS"), "BLOCKS": from_model("BLOCKS")},
+          {"INPUTS": from_child("global", "OUTPUTS"), "BLOCKS": from_model("BLOCKS"),
+           "OVERWRITE": from_model("OVERWRITE")},
           outputs=[("NORMALIZED", "OUTPUT_FOLDER", "Normalized images")])
     child("mosaic", "gdal:buildvirtualraster", "Mosaic of the normalized images", 2,
           {"INPUT": from_child("local", "OUTPUTS")},
           static={"SEPARATE": False, "RESOLUTION": 0})
     child("zonal", "tessera:zonalstats", "Zonal statistics", 3,
-          {"INPUT": from_model("POLYGONS"), "RASTER": from_child("mosaic", "OUTPUT")},
+          {"INPUT": from_model("POLYGONS"), "RASTER": from_child("mosaic", "OUTPUT"),
+           "OVERWRITE": from_model("OVERWRITE")},
           static={"STATISTICS": STATISTICS, "PIXEL_RULE": "centre"},
           outputs=[("ZONES", "OUTPUT", "Zonal statistics")])
     return model

@@ -205,7 +205,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
     saved = global_regression(paths, tmp_path / "first", save_adjustments=tmp_path / "adj.json")
     document = json.loads((tmp_path / "adj.json").read_text())
     assert sorted(document) == ["s1", "s2", "s3"]
-    assert set(document["s2"]) == {"adjustments", "whole_stats", "overlap_stats"}
+    assert set(document["s2"]) == {"adjustments", "whole_stats", "overlap_stats", "fingerprint"}
     assert set(document["s2"]["adjustments"]["band_1"]) == {"scale", "offset"}
     assert set(document["s2"]["whole_stats"]["band_0"]) == {"mean", "std", "size"}
     assert sorted(document["s2"]["overlap_stats"]) == ["s1", "s3"]
@@ -304,16 +304,18 @@ def test_store_output_rounds_clamps_and_steps_off_nodata():
         values = np.array(values, np.float64).reshape(1, 1, -1)
         flags = np.array(valid, np.uint8).reshape(1, 1, -1)
         out = np.empty(values.shape, dtype)
-        sums, counts = np.zeros(1), np.zeros(1)
+        sums, counts, clamped = np.zeros(1), np.zeros(1), np.zeros(1)
         store_output(values, flags, out, r.lo, r.hi, r.is_int, r.nodata, r.has_nodata,
-                     r.nodata_up, r.nodata_down, sums, counts)
-        return out.ravel().tolist(), counts[0]
+                     r.nodata_up, r.nodata_down, sums, counts, clamped)
+        return out.ravel().tolist(), counts[0], clamped[0]
 
-    got, count = store([-5, 0.4, 0.6, 70000, 2.5, 3.5, 7], [1, 1, 1, 1, 1, 1, 0], np.uint16, 0)
-    assert got == [1, 1, 1, 65535, 2, 4, 0] and count == 6
-    got, _ = store([-9999.2, -9998.8, -40000, 40000], [1, 1, 1, 1], np.int16, -9999)
-    assert got == [-10000, -9998, -32768, 32767]
-    got, _ = store([-9999.0, 1e39, 2.25], [1, 1, 1], np.float32, -9999)
+    got, count, clamped = store([-5, 0.4, 0.6, 70000, 2.5, 3.5, 7], [1, 1, 1, 1, 1, 1, 0],
+                                np.uint16, 0)
+    assert got == [1, 1, 1, 65535, 2, 4, 0] and count == 6 and clamped == 2
+    got, _, clamped = store([-9999.2, -9998.8, -40000, 40000], [1, 1, 1, 1], np.int16, -9999)
+    assert got == [-10000, -9998, -32768, 32767] and clamped == 2
+    got, _, clamped = store([-9999.0, 1e39, 2.25], [1, 1, 1], np.float32, -9999)
+    assert clamped == 1
     assert got[0] != -9999 and got[0] == pytest.approx(-9999, abs=1e-2)
     assert got[1] == pytest.approx(np.finfo(np.float32).max) and got[2] == 2.25
 
@@ -402,7 +404,7 @@ def bad_cases(tmp_path):
         ("Cannot open raster", lambda: global_regression([paths[0], tmp_path / "broken.tif"],
                                                          out)),
         ("not found", lambda: global_regression([paths[0], tmp_path / "missing.tif"], out)),
-        ("overwrite the input", lambda: global_regression(
+        ("would destroy an input", lambda: global_regression(
             [paths[0], paths[1], synthetic(tmp_path, "s1_Global", textured(20, 20))],
             tmp_path)),
         ("same base name", lambda: global_regression([paths[0], duplicate], out)),
@@ -426,7 +428,7 @@ def bad_cases(tmp_path):
         ("Unknown output data type", lambda: global_regression(paths, out, output_dtype="int8")),
         ("cannot be stored as uint8", lambda: global_regression([int16, int16_b], out,
                                                                output_dtype="uint8")),
-        ("is one of the input images", lambda: global_regression(
+        ("would destroy an input", lambda: global_regression(
             paths, out, save_adjustments=paths[0])),
     ]
 

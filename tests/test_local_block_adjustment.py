@@ -290,7 +290,7 @@ def test_every_bad_input_is_a_clear_error_and_writes_nothing(tmp_path):
                                                                    out)),
         ("Cannot open raster", lambda: local_block_adjustment(
             [paths[0], tmp_path / "broken.tif"], out)),
-        ("overwrite the input", lambda: local_block_adjustment(
+        ("would destroy an input", lambda: local_block_adjustment(
             [paths[0], synthetic(tmp_path, "neg_a_Local", textured(80, 80))], tmp_path)),
         ("both block rows and block columns", lambda: local_block_adjustment(
             paths, out, block_rows=3)),

@@ -101,3 +101,34 @@ def test_model_normalizes_and_summarizes(runner, qgis_process, run_algorithm, tm
         assert np.isclose(feature.GetField("_stddev"), valid.std(), rtol=1e-7)
         assert feature.GetField("_min") == valid.min() and feature.GetField("_max") == valid.max()
         assert feature.GetField("_median") == np.percentile(valid, 50, method="inverted_cdf")
+
+
+def test_a_second_run_into_the_same_folder_needs_overwrite(run_algorithm, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    class Errors(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.errors = []
+
+        def reportError(self, error, fatal_error=False):  # noqa: N802 (QGIS API)
+            self.errors.append(error)
+
+    world = scene(40, 70, seed=4)
+    path_a, path_b = tmp_path / "a.tif", tmp_path / "b.tif"
+    write_raster(path_a, world[:, :, :40], nodata=NODATA)
+    write_raster(path_b, world[:, :, 30:].copy(), nodata=NODATA,
+                 geotransform=(X0 + 30 * PIXEL, PIXEL, 0, Y0, 0, -PIXEL))
+    write_polygons(tmp_path / "zones.gpkg", [(0, 20, 0, 30)])
+    parameters = {"INPUTS": [str(path_a), str(path_b)], "POLYGONS": str(tmp_path / "zones.gpkg"),
+                  "BLOCKS": 4, "local:NORMALIZED": str(tmp_path / "normalized"),
+                  "zonal:ZONES": str(tmp_path / "zones_out.gpkg")}
+    run_provider_model(run_algorithm, parameters)
+    feedback = Errors()
+    with pytest.raises(QgsProcessingException):
+        run_algorithm("normalize_and_summarize", parameters, feedback=feedback)
+    assert any("a_Global_Local.tif already exists: choose to overwrite it" in error
+               for error in feedback.errors), feedback.errors
+    run_provider_model(run_algorithm, {**parameters, "OVERWRITE": True})
+    written = [name for name in os.listdir(tmp_path / "normalized") if "tessera" in name]
+    assert not written  # no temporary or lock file left

@@ -53,11 +53,12 @@ def build_chain_model(path, rat_to_store):
           [("RAT_STORE", "OUTPUT_RAT")] if rat_to_store else [])
     child("raster", "tessera:rattoraster",
           {"SEGMENTS": segments, "RAT": rat, "COLUMNS": static("b1_mean,b1_pixcount"),
-           "DATA_TYPE": static("auto"), "MISSING_VALUE": static(-9999), "RAT_BAND": static(1)},
+           "DATA_TYPE": static("auto"), "MISSING_VALUE": static(-9999), "RAT_BAND": static(1),
+           "OVERWRITE": static(False)},
           [("VALUES", "OUTPUT")])
     child("table", "tessera:exportrat",
           {"INPUT_STORE": rat, "COLUMNS": static("b1_pixcount,b1_mean"),
-           "ID_FIELD": static("id")},
+           "ID_FIELD": static("id"), "OVERWRITE": static(False)},
           [("TABLE", "OUTPUT")])
     ok, errors = model.validate()
     assert ok, errors

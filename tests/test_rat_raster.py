@@ -119,3 +119,19 @@ def test_algorithm_writes_and_returns_the_raster(run_algorithm, tmp_path):
     _, cube, _ = read_bands(tmp_path / "out.tif")
     np.testing.assert_array_equal(cube[0], expected(seg, columns["b1_mean"]))
     np.testing.assert_array_equal(cube[1], expected(seg, columns["klass"]))
+
+
+def test_algorithm_refuses_an_existing_output_unless_overwrite(run_algorithm, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    seg, columns = segment_case(seed=6)
+    seg_path = write_raster(tmp_path / "segments.tif", seg)
+    write_gdal_rat(seg_path, columns)
+    (tmp_path / "out.tif").write_bytes(b"keep me")
+    parameters = {"SEGMENTS": seg_path, "COLUMNS": "klass", "OUTPUT": str(tmp_path / "out.tif")}
+    with pytest.raises(QgsProcessingException, match="out.tif"):
+        run_algorithm("rattoraster", parameters)
+    assert (tmp_path / "out.tif").read_bytes() == b"keep me"
+    run_algorithm("rattoraster", {**parameters, "OVERWRITE": True})
+    _, cube, _ = read_bands(tmp_path / "out.tif")
+    np.testing.assert_array_equal(cube[0], expected(seg, read_rat(seg_path)["klass"]))

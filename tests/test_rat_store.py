@@ -2,7 +2,6 @@
 and on an S3-compatible server on 127.0.0.1, its error cases and its
 command line."""
 
-import getpass
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from tessera.engine.errors import TesseraError
 from tessera.engine.rat import is_zarr_target
 from tessera.engine.rat_store import RatStore
 from tessera.engine.store_location import classify_store_path, store_location
+from tessera.engine.version import tessera_version
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
@@ -265,10 +265,10 @@ def test_modification_log_has_one_entry_per_column_per_opened_store(tmp_path):
         log_a, log_b = store.modification_log("a"), store.modification_log("b")
         assert store.modification_log("never") == []
     assert len(log_a) == 2 and len(log_b) == 1
-    for when, user, argv in log_a + log_b:
+    for (when, by, what), column in zip(log_a + log_b, ["a", "a", "b"], strict=True):
         assert when.tzinfo is not None and when.utcoffset().total_seconds() == 0
-        assert user == getpass.getuser()
-        assert argv == [str(a) for a in sys.argv]
+        assert by == f"Tessera {tessera_version()}"
+        assert what == ["write column", column]  # what Tessera did, never argv or user
     assert before <= log_a[0][0] <= middle <= log_a[1][0] <= after
     stored = zarr_json(path, "RAT", "a")["attributes"]["MODIFICATIONLOG"]
     assert [len(entry) for entry in stored] == [3, 3]
@@ -528,7 +528,8 @@ def test_a_store_written_by_ratstore_follows_the_layout_for_plain_zarr(tmp_path)
     np.testing.assert_array_equal(mean[:], np.linspace(0, 1, 10))
     assert list(rat["klass"][:]) == [""] * 8 + ["a", "b"]
     log = rat["klass"].attrs["MODIFICATIONLOG"]
-    assert len(log) == 1 and log[0][1] == getpass.getuser() and isinstance(log[0][2], list)
+    assert len(log) == 1 and log[0][1].startswith("Tessera") and log[0][2] == ["write column",
+                                                                             "klass"]
     # The calls ratzarr itself makes: a group opened by path, columns opened as arrays by path.
     assert os.path.exists(os.path.join(path, "zarr.json"))
     assert os.path.exists(os.path.join(path, "RAT"))
@@ -630,7 +631,7 @@ def test_command_line_info_columns_and_head(tmp_path):
     lines = info.stdout.splitlines()
     assert "Rows:       12" in lines and "Chunk size: 5" in lines and "Columns:    2" in lines
     row = next(line.split() for line in lines if line.startswith("label"))
-    assert row[:4] == ["label", "string", "1", "5"] and row[-1] == getpass.getuser()
+    assert row[:4] == ["label", "string", "1", "5"] and row[-2:] == ["Tessera", tessera_version()]
     columns = run_cli("columns", path)
     assert columns.stdout.splitlines() == ["b1_mean", "label"]
     head = run_cli("head", path, "-n", "3", "--start", "3", "--columns", "label,b1_mean")

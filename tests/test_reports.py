@@ -197,3 +197,18 @@ def test_zonal_stats_report(run_algorithm, tmp_path):
         assert float(rows[name]["Maximum"]) == pytest.approx(values.max(), rel=1e-5)
     facts = {row[0]: row[1] for row in report.tables["facts"][1:]}
     assert int(facts["Features"]) == results["FEATURE_COUNT"] == 3
+
+
+def test_an_existing_report_is_refused_before_any_work(run_algorithm, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    inputs = two_scenes(tmp_path)
+    (tmp_path / "report.html").write_text("keep me")
+    parameters = {"INPUTS": inputs, "OUTPUT_FOLDER": str(tmp_path / "out"),
+                  "OUTPUT_HTML": str(tmp_path / "report.html")}
+    with pytest.raises(QgsProcessingException, match="report.html exists already"):
+        run_algorithm("globalregression", parameters)
+    assert (tmp_path / "report.html").read_text() == "keep me"
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    run_algorithm("globalregression", {**parameters, "OVERWRITE": True})
+    Report(tmp_path / "report.html").check_images(2)

@@ -139,3 +139,17 @@ def test_a_histogram_that_disagrees_with_the_raster_is_an_error(tmp_path):
                                            "histogram.*delete that column"):
         segment_polygons(seg_path, tmp_path / "p.gpkg", window_size=8)
     assert not (tmp_path / "p.gpkg").exists()
+
+
+def test_algorithm_refuses_an_existing_output_unless_overwrite(run_algorithm, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    seg = speckled_segments(20, 30, 6, 0.0, seed=4).astype(np.uint32)
+    seg_path = write_raster(tmp_path / "segments.tif", seg, nodata=0)
+    (tmp_path / "out.gpkg").write_bytes(b"keep me")
+    parameters = {"SEGMENTS": seg_path, "OUTPUT": str(tmp_path / "out.gpkg")}
+    with pytest.raises(QgsProcessingException, match="out.gpkg"):
+        run_algorithm("segmentpolygons", parameters)
+    assert (tmp_path / "out.gpkg").read_bytes() == b"keep me"
+    result = run_algorithm("segmentpolygons", {**parameters, "OVERWRITE": True})
+    assert result["FEATURE_COUNT"] == len(np.unique(seg[seg != 0]))

@@ -1,6 +1,10 @@
 """tessera:segmentspatialstats through processing.run and qgis_process.bin."""
 
+import hashlib
+import os
+
 import numpy as np
+import pytest
 from raster_files import GEOTRANSFORM, blocky_segments, read_rat, write_raster
 from spatial_reference import (
     assert_rat_matches,
@@ -81,3 +85,18 @@ def test_defaults_need_only_the_segments(run_algorithm, tmp_path):
     assert results["COLUMNS"] == "centroid_x,centroid_y,area,perimeter"
     assert_rat_matches(read_rat(seg_path), shape_reference(seg, GEOTRANSFORM),
                        columns={"centroid_x", "centroid_y", "perimeter"})
+
+
+def test_a_non_integer_maximum_lag_is_refused_not_rounded(run_algorithm, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    seg, image, seg_path, image_path = _case(tmp_path)
+    before = {p: hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (seg_path,
+                                                                            image_path)}
+    with pytest.raises(QgsProcessingException) as caught:
+        run_algorithm("segmentspatialstats", {"SEGMENTS": seg_path, "IMAGE": image_path,
+                                              "STATISTICS": ["variogram"], "MAX_LAG": 2.5})
+    assert "maximum lag must be a whole number" in str(caught.value)
+    assert "not 2.5" in str(caught.value)
+    assert read_rat(seg_path) == {} and not os.path.exists(seg_path + ".aux.xml")
+    assert before == {p: hashlib.sha256(open(p, "rb").read()).hexdigest() for p in before}

@@ -376,3 +376,72 @@ def test_a_function_that_fails_to_compile_does_not_crash_qgis_at_exit(tmp_path):
                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert "refused: The user function broken cannot be compiled" in done.stdout, done.stderr
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+
+
+PARALLEL_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    sys.path.insert(0, {plugins!r})
+    import numpy as np
+    from numba import njit, prange
+    from tessera.engine import segment_user_stats
+    from tessera.engine.rat_store import RatStore
+
+    @njit(parallel=True)
+    def parallel_sum(points, null_value, int_out, float_out, parameter):
+        total = 0.0
+        for i in prange(points.shape[0]):
+            total += points[i].val
+        float_out[0] = total
+        int_out[0] = points.shape[0]
+
+    def run(k):
+        try:
+            segment_user_stats({seg!r}, {image!r}, parallel_sum,
+                               [("total", "real"), ("count", "integer")],
+                               output_rat={folder!r} + f"/run{{k}}.zarr")
+        except BaseException as error:
+            errors.append(error)
+
+    errors = []
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    import numba
+    print("layer", numba.threading_layer())
+    for k in range(2):
+        with RatStore({folder!r} + f"/run{{k}}.zarr", read_only=True) as store:
+            rows = store.row_count
+            print("total", k, ",".join(map(repr, store.read_block("total", 0, rows).tolist())))
+            print("count", k, ",".join(map(str, store.read_block("count", 0, rows).tolist())))
+""")
+
+
+def test_a_parallel_function_called_from_two_threads_does_not_abort_the_process(tmp_path):
+    """numba's workqueue layer aborts the process (exit 134) when two threads enter it at
+    once: calls of parallel=True functions are serialised on that layer."""
+    seg = speckled_segments(120, 90, 9, 0.02, seed=5)
+    image = np.random.default_rng(6).integers(1, 500, seg.shape).astype(np.uint16)
+    seg_path = write_raster(tmp_path / "seg.tif", seg)
+    image_path = write_raster(tmp_path / "image.tif", image)
+    script = PARALLEL_SCRIPT.format(plugins=PLUGINS_DIR, seg=seg_path, image=image_path,
+                                    folder=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "NUMBA_THREADING_LAYER": "workqueue"})
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines()
+                 if line.startswith("layer"))
+    assert lines["layer"] == "workqueue"
+    want_total = np.bincount(seg.ravel(), weights=image.ravel().astype(float))
+    want_count = np.bincount(seg.ravel())
+    present = want_count > 0
+    present[0] = False  # id 0 not compared (the null id where the raster has no nodata)
+    for line in done.stdout.splitlines():
+        kind, _, values = line.partition(" ")
+        if kind in ("total", "count"):
+            got = np.array([float(v) for v in values.split(" ", 1)[1].split(",")])
+            want = want_total if kind == "total" else want_count
+            np.testing.assert_allclose(got[present], want[present])
+    assert done.stdout.count("total ") == 2 and done.stdout.count("count ") == 2
