@@ -65,6 +65,7 @@ class RatToRasterAlgorithm(TesseraAlgorithm):
             arguments.pop("segments"), output, arguments.pop("columns"),
             missing_value=self.parameterAsDouble(parameters, "MISSING_VALUE", context),
             data_type=self.parameterAsEnumString(parameters, "DATA_TYPE", context) or "auto",
+            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
             progress=progress, cancelled=cancelled, **arguments)
         low, high = result.ranges[result.columns[0]]
         feedback.pushInfo(f"Wrote {len(result.columns)} band(s) ({result.dtype}) to "

@@ -12,7 +12,6 @@ import html
 import io
 import math
 import os
-import uuid
 
 from .dependencies import require
 from .errors import TesseraError
@@ -95,20 +94,21 @@ class HtmlReport:
                 "<body>\n" + "\n".join(self.parts) + "\n</body></html>\n")
 
     def write(self, path):
-        """Write the report to ``path`` (through a temporary file beside it); returns it."""
+        """Write the report to ``path`` (under a temporary name beside it, renamed when
+        complete); returns it."""
+        from .output_safety import Publication
+
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise TesseraError(f"Cannot write the report {path}: the folder {folder} does "
                                "not exist.")
-        temporary = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
-        try:
-            with open(temporary, "w", encoding="utf-8") as stream:
-                stream.write(self.html())
-            os.replace(temporary, path)
-        except OSError as error:
-            raise TesseraError(f"Cannot write the report {path}: {error}") from None
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        with Publication() as publication:
+            temporary = publication.add(path)
+            try:
+                with open(temporary, "w", encoding="utf-8") as stream:
+                    stream.write(self.html())
+            except OSError as error:
+                raise TesseraError(f"Cannot write the report {path}: "
+                                   f"{error.strerror or error}") from None
         return path

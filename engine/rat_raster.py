@@ -15,7 +15,6 @@ cancelled run leaves no half-written output and never touches an input.
 
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,8 +59,8 @@ class RatRasterResult:
 
 
 def rat_to_raster(segments, output, columns=None, *, rat=None, segment_band=1, rat_band=1,
-                  missing_value=-9999, data_type="auto", window_size=None, progress=None,
-                  cancelled=None) -> RatRasterResult:
+                  missing_value=-9999, data_type="auto", overwrite=False, window_size=None,
+                  progress=None, cancelled=None) -> RatRasterResult:
     """Write ``columns`` of a segmentation's RAT as bands of the GeoTIFF ``output``.
 
     ``rat`` None reads the RAT of band ``segment_band`` of ``segments``; a
@@ -71,7 +70,8 @@ def rat_to_raster(segments, output, columns=None, *, rat=None, segment_band=1, r
     ``data_type`` ``auto`` writes Int32 when every column is a 32-bit integer
     column, else Float64; ``float32`` or ``float64`` force the type. RAT
     values equal to ``missing_value`` (and NaN) become nodata, whose value is
-    ``missing_value``.
+    ``missing_value``. An existing ``output`` is replaced only with ``overwrite``; it is
+    written under a temporary name beside it and renamed when complete.
     """
     started = time.perf_counter()
     reporter = Progress(progress, cancelled)
@@ -81,7 +81,7 @@ def rat_to_raster(segments, output, columns=None, *, rat=None, segment_band=1, r
     if band_dtype(seg_band).kind not in "iu":
         raise TesseraError(f"The segment raster {raster_name(seg_ds)} holds "
                            f"{band_dtype(seg_band)} values; segment ids must be integers.")
-    _check_output(output, [raster_name(seg_ds)] + ([] if rat in (None, "") else [rat]))
+    _check_output(output, raster_name(seg_ds), rat, overwrite)
     null_id = segment_null_id(seg_band)
     with open_segment_rat(seg_ds, segment_band, rat, rat_band) as table:
         chosen = numeric_columns(table, columns or _all_numeric(table))
@@ -89,18 +89,11 @@ def rat_to_raster(segments, output, columns=None, *, rat=None, segment_band=1, r
         nodata = check_nodata(missing_value, dtype)
         reporter.phase(0.0, 0.1, "Reading the RAT")
         lookup = read_lookup(table, chosen, dtype, nodata, null_id, missing_value, reporter)
-    temporary = os.path.join(os.path.dirname(os.path.abspath(output)),
-                             f".{os.path.basename(output)}.{uuid.uuid4().hex[:8]}.part.tif")
-    try:
+    from .output_safety import Publication, TargetLock
+
+    with TargetLock(output, cancelled=cancelled), Publication() as publication:
+        temporary = publication.add(output, companions=(".aux.xml",))
         _write(seg_ds, segment_band, temporary, lookup, dtype, window_size, reporter)
-        for stale in (output + ".aux.xml",):
-            if os.path.exists(stale):
-                os.remove(stale)
-        os.replace(temporary, output)
-    finally:
-        for leftover in (temporary, temporary + ".aux.xml"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
     timings = {"total": time.perf_counter() - started}
     return RatRasterResult(output, chosen, dtype.name, float(nodata), lookup.ranges, timings)
 
@@ -140,17 +133,11 @@ def _write(seg_ds, segment_band, path, lookup, dtype, window_size, reporter):
     out = None
 
 
-def _check_output(output, inputs):
+def _check_output(output, segments, rat, overwrite):
+    from .output_safety import check_targets
+
     if not output.lower().endswith((".tif", ".tiff")):
         raise TesseraError(f"The output {output} must be a GeoTIFF: give a name ending .tif.")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise TesseraError(f"Cannot write {output}: the folder {folder} does not exist.")
-    if not os.access(folder, os.W_OK):
-        raise TesseraError(f"Cannot write {output}: the folder {folder} is not writable.")
-    target = os.path.realpath(output)
-    for source in inputs:
-        if isinstance(source, str) and not is_zarr_target(source) \
-                and os.path.realpath(source) == target:
-            raise TesseraError(f"The output {output} is an input of this run: choose another "
-                               "file name (inputs are never overwritten).")
+    rat_file = None if rat in (None, "") or is_zarr_target(rat) else rat
+    check_targets([(output, "output raster")],
+                  [(segments, "segment raster"), (rat_file, "RAT file")], overwrite)

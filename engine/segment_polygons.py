@@ -14,7 +14,6 @@ still open plus one window, whatever the raster's size.
 
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +31,7 @@ from .raster_io import (
     plan_windows,
     raster_name,
 )
+from .rat import is_zarr_target
 from .rat_lookup import numeric_columns, open_segment_rat, read_lookup, segment_null_id
 
 #: Pixels per polygonized window.
@@ -245,77 +245,78 @@ class SegmentAttributes:
 
 
 def segment_polygons(segments, output, columns=None, *, rat=None, segment_band=1, rat_band=1,
-                     layer_name=None, window_size=None, progress=None,
+                     layer_name=None, overwrite=False, window_size=None, progress=None,
                      cancelled=None) -> SegmentPolygonsResult:
     """Write one multipolygon per segment to the GeoPackage ``output``.
 
     Fields: ``segment_id``, then ``columns`` of the RAT (``rat`` None: the
     segment file's own; a GDAL file; a ``.zarr`` store), as they are in the
     RAT (NaN as NULL). The file is written beside ``output`` and renamed when
-    complete; an existing ``output`` is replaced.
+    complete; an existing ``output`` is replaced only with ``overwrite``.
     """
     started = time.perf_counter()
     output = os.fspath(output)
     if not output.lower().endswith(".gpkg"):
         raise TesseraError(f"The output {output} must be a GeoPackage: give a name ending .gpkg.")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise TesseraError(f"Cannot write {output}: the folder {folder} does not exist or is "
-                           "not writable.")
-    if os.path.realpath(output) == os.path.realpath(raster_name(segments)):
-        raise TesseraError(f"The output {output} is the segment raster: choose another name.")
+    from .output_safety import Publication, TargetLock, check_targets
+
+    rat_file = None if rat in (None, "") or is_zarr_target(rat) else rat
+    check_targets([(output, "output layer")],
+                  [(raster_name(segments), "segment raster"), (rat_file, "RAT file")], overwrite)
     reporter = Progress(progress, cancelled)
     attributes = SegmentAttributes(segments, segment_band, rat, rat_band, columns)
     seg_ds = open_raster(segments)
     layer_name = layer_name or os.path.splitext(os.path.basename(output))[0]
-    temporary = os.path.join(folder, f".{os.path.basename(output)}.{uuid.uuid4().hex[:8]}.gpkg")
-    count = 0
-    try:
-        dataset = ogr.GetDriverByName("GPKG").CreateDataSource(temporary)
-        srs = None
-        if seg_ds.GetProjection():
-            srs = osr.SpatialReference()
-            srs.ImportFromWkt(seg_ds.GetProjection())
-            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        layer = dataset.CreateLayer(layer_name, srs, ogr.wkbMultiPolygon,
-                                    ["SPATIAL_INDEX=YES"])
-        layer.CreateField(ogr.FieldDefn(ID_FIELD, ogr.OFTInteger64))
-        for name, kind in zip(attributes.columns, attributes.kinds, strict=True):
-            layer.CreateField(ogr.FieldDefn(name, ogr.OFTInteger64 if kind == "integer"
-                                            else ogr.OFTReal))
-        definition = layer.GetLayerDefn()
-        layer.StartTransaction()
-        for batch in iter_segment_polygons(seg_ds, segment_band, window_size, reporter):
-            import shapely
-
-            wkbs = shapely.to_wkb(batch.geometries, output_dimension=2)
-            values = attributes.values(batch.ids)
-            for index, (sid, wkb) in enumerate(zip(batch.ids.tolist(), wkbs, strict=True)):
-                feature = ogr.Feature(definition)
-                feature.SetField(0, sid)
-                for column, column_values in enumerate(values, start=1):
-                    value = column_values[index]
-                    if value is None:
-                        feature.SetFieldNull(column)
-                    else:
-                        feature.SetField(column, value)
-                feature.SetGeometryDirectly(ogr.CreateGeometryFromWkb(wkb))
-                layer.CreateFeature(feature)
-                count += 1
-                if count % TRANSACTION_FEATURES == 0:
-                    layer.CommitTransaction()
-                    layer.StartTransaction()
-        layer.CommitTransaction()
-        layer = dataset = None
-        if os.path.exists(output):
-            ogr.GetDriverByName("GPKG").DeleteDataSource(output)
-        os.replace(temporary, output)
-    finally:
-        layer = dataset = None
-        for leftover in (temporary, temporary + "-wal", temporary + "-shm",
-                         temporary + "-journal"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+    with TargetLock(output, cancelled=cancelled), Publication() as publication:
+        temporary = publication.add(output)
+        count = _write_gpkg(temporary, layer_name, seg_ds, segment_band, attributes,
+                            window_size, reporter)
     return SegmentPolygonsResult(output, layer_name, count,
                                  [ID_FIELD, *attributes.columns],
                                  {"total": time.perf_counter() - started})
+
+
+def _write_gpkg(path, layer_name, seg_ds, segment_band, attributes, window_size, reporter):
+    """Write every segment's polygon to a new GeoPackage ``path``; the feature count."""
+    import shapely
+
+    dataset = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    if dataset is None:
+        raise TesseraError(f"Cannot create the GeoPackage {path}: {gdal.GetLastErrorMsg()}")
+    srs = None
+    if seg_ds.GetProjection():
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(seg_ds.GetProjection())
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    layer = dataset.CreateLayer(layer_name, srs, ogr.wkbMultiPolygon, ["SPATIAL_INDEX=YES"])
+    layer.CreateField(ogr.FieldDefn(ID_FIELD, ogr.OFTInteger64))
+    for name, kind in zip(attributes.columns, attributes.kinds, strict=True):
+        layer.CreateField(ogr.FieldDefn(name, ogr.OFTInteger64 if kind == "integer"
+                                        else ogr.OFTReal))
+    definition = layer.GetLayerDefn()
+    count = 0
+    layer.StartTransaction()
+    for batch in iter_segment_polygons(seg_ds, segment_band, window_size, reporter):
+        # 2-D WKB said explicitly: in QGIS desktop shapely may run on QGIS's older GEOS
+        wkbs = shapely.to_wkb(batch.geometries, output_dimension=2)
+        values = attributes.values(batch.ids)
+        for index, (sid, wkb) in enumerate(zip(batch.ids.tolist(), wkbs, strict=True)):
+            feature = ogr.Feature(definition)
+            feature.SetField(0, sid)
+            for column, column_values in enumerate(values, start=1):
+                value = column_values[index]
+                if value is None:
+                    feature.SetFieldNull(column)
+                else:
+                    feature.SetField(column, value)
+            feature.SetGeometryDirectly(ogr.CreateGeometryFromWkb(wkb))
+            if layer.CreateFeature(feature) != 0:
+                raise TesseraError(f"Writing {path} failed: {gdal.GetLastErrorMsg()}")
+            count += 1
+            if count % TRANSACTION_FEATURES == 0:
+                layer.CommitTransaction()
+                layer.StartTransaction()
+    if layer.CommitTransaction() != 0:
+        raise TesseraError(f"Writing {path} failed: {gdal.GetLastErrorMsg()}")
+    layer = dataset = None
+    return count

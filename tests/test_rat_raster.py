@@ -98,13 +98,19 @@ def test_user_mistakes_are_explained(tmp_path):
     write_gdal_rat(seg_path, columns)
     with pytest.raises(TesseraError, match="no column.*nope"):
         rat_to_raster(seg_path, tmp_path / "a.tif", "nope")
-    with pytest.raises(TesseraError, match="is an input"):
+    with pytest.raises(TesseraError, match="destroy an input"):
         rat_to_raster(seg_path, seg_path, "klass")
     with pytest.raises(TesseraError, match="must be a GeoTIFF"):
         rat_to_raster(seg_path, tmp_path / "a.img", "klass")
     with pytest.raises(TesseraError, match="missing value 0.5"):
         rat_to_raster(seg_path, tmp_path / "a.tif", "klass", missing_value=0.5)
     assert not (tmp_path / "a.tif").exists()
+    rat_to_raster(seg_path, tmp_path / "a.tif", "klass")
+    with pytest.raises(TesseraError, match="a.tif already exists"):
+        rat_to_raster(seg_path, tmp_path / "a.tif", "klass")
+    rat_to_raster(seg_path, tmp_path / "a.tif", "klass", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "segments.tif",
+                                                         "segments.tif.aux.xml"]
 
 
 def test_algorithm_writes_and_returns_the_raster(run_algorithm, tmp_path):

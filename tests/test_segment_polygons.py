@@ -108,7 +108,13 @@ def test_user_mistakes_are_explained(tmp_path):
     write_raster(tmp_path / "float.tif", seg.astype(np.float32))
     with pytest.raises(TesseraError, match="must be integers"):
         segment_polygons(tmp_path / "float.tif", tmp_path / "p.gpkg")
+    with pytest.raises(TesseraError, match="destroy an input"):
+        segment_polygons(seg_path, tmp_path / "p.gpkg", rat=str(tmp_path / "p.gpkg"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["float.tif", "segments.tif"]
+    segment_polygons(seg_path, tmp_path / "p.gpkg")
+    with pytest.raises(TesseraError, match="p.gpkg already exists"):
+        segment_polygons(seg_path, tmp_path / "p.gpkg")
+    segment_polygons(seg_path, tmp_path / "p.gpkg", overwrite=True)
 
 
 def test_algorithm_writes_a_sink_with_the_rat_fields(run_algorithm, tmp_path):
