@@ -111,7 +111,7 @@ RAT_TO_RASTER = """
 from tessera.engine.rat_raster import rat_to_raster
 import tessera.engine.rat_kernels  # numba and its cached kernels loaded (QGIS keeps them)
 started = time.perf_counter()
-rat_to_raster({seg!r}, {out!r}, [{column!r}], rat={store!r})
+rat_to_raster({seg!r}, {out!r}, [{column!r}], rat={store!r}, overwrite=True)
 print("SECONDS", time.perf_counter() - started)
 """
 
@@ -129,7 +129,7 @@ print("SECONDS", time.perf_counter() - started)
 SEGMENT_POLYGONS = """
 from tessera.engine.segment_polygons import segment_polygons
 started = time.perf_counter()
-result = segment_polygons({seg!r}, {out!r}, ["b1_mean"], rat={store!r})
+result = segment_polygons({seg!r}, {out!r}, ["b1_mean"], rat={store!r}, overwrite=True)
 print("SECONDS", time.perf_counter() - started)
 print("FEATURES", result.feature_count)
 """
