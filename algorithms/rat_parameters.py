@@ -41,17 +41,14 @@ def rat_source(algorithm, parameters, context):
     from ..engine.rat import is_zarr_target
 
     store = algorithm.parameterAsFile(parameters, "INPUT_STORE", context)
-    raster = parameters.get("INPUT_RASTER")
-    has_raster = raster not in (None, "")
+    has_raster = parameters.get("INPUT_RASTER") not in (None, "")
     if bool(store) == has_raster:
         raise QgsProcessingException(
             "Give either a raster with a RAT (INPUT_RASTER) or a Zarr RAT store (INPUT_STORE).")
     columns = algorithm.parameterAsString(parameters, "COLUMNS", context)
     columns = [name.strip() for name in columns.split(",") if name.strip()]
     band = algorithm.parameterAsInt(parameters, "INPUT_BAND", context) or 1
-    if isinstance(raster, str) and is_zarr_target(raster):  # a RAT location from a model
-        store = raster
-    elif store and not is_zarr_target(store) and os.path.isfile(store):
+    if store and not is_zarr_target(store) and os.path.isfile(store):
         return store, band, columns  # a raster file's RAT (e.g. segmentstats' OUTPUT_RAT)
     if store:  # a store whatever its name, not a raster
         from ..engine.store_location import store_location
