@@ -17,7 +17,7 @@ def add_report_parameter(algorithm, description, help_text):
 
 def report_path(algorithm, parameters, context):
     """The report's path (``.html`` added), or None; an existing file without OVERWRITE and
-    a missing folder are errors before any work."""
+    a folder that cannot be created are errors before any work."""
     path = algorithm.parameterAsFileOutput(parameters, "OUTPUT_HTML", context) or None
     if not path:
         return None
@@ -28,8 +28,7 @@ def report_path(algorithm, parameters, context):
     if os.path.exists(path) and not overwrite:
         raise QgsProcessingException(
             f"The report {path} exists already: turn on Overwrite, or choose another file.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise QgsProcessingException(
-            f"Cannot write the report {path}: the folder {folder} does not exist.")
+    from ..engine.output_safety import check_folder
+
+    check_folder(os.path.dirname(os.path.abspath(path)), "folder of the report", create=True)
     return path

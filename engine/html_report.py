@@ -94,15 +94,16 @@ class HtmlReport:
                 "<body>\n" + "\n".join(self.parts) + "\n</body></html>\n")
 
     def write(self, path):
-        """Write the report to ``path`` (under a temporary name beside it, renamed when
-        complete); returns it."""
+        """Write the report to ``path`` (its folder created when missing; under a temporary
+        name beside it, renamed when complete); returns it."""
         from .output_safety import Publication
 
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise TesseraError(f"Cannot write the report {path}: the folder {folder} does "
-                               "not exist.")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as error:
+            raise TesseraError(f"Cannot create the folder of the report {path}: "
+                               f"{error.strerror or error}") from None
         with Publication() as publication:
             temporary = publication.add(path)
             try:

@@ -117,7 +117,7 @@ def check_means(report, inputs, outputs):
 
 def test_global_regression_report(run_algorithm, tmp_path):
     inputs = two_scenes(tmp_path)
-    html = tmp_path / "report.html"
+    html = tmp_path / "out" / "report.html"  # in the output folder the run creates
     results = run_algorithm("globalregression", {
         "INPUTS": inputs, "OUTPUT_FOLDER": str(tmp_path / "out"), "OUTPUT_HTML": str(html)})
     assert results["OUTPUT_HTML"] == str(html)
