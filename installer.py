@@ -106,12 +106,14 @@ def _site_packages_index():
 
 
 def find_python():
-    """The Python interpreter QGIS runs on (inside QGIS, ``sys.executable`` is QGIS itself)."""
+    """The Python interpreter QGIS runs on (inside QGIS, ``sys.executable`` is QGIS itself
+    or whatever ``python3`` comes first on PATH, e.g. pyenv's): the first candidate of this
+    Python version whose ``sys.base_prefix`` is this one's."""
     executable = sys.executable or ""
-    if re.match(r"^python[0-9.]*(\.exe)?$", os.path.basename(executable).lower()):
-        return executable
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     candidates = []
+    if re.match(r"^python[0-9.]*(\.exe)?$", os.path.basename(executable).lower()):
+        candidates.append(executable)
     for prefix in dict.fromkeys([sys.exec_prefix, sys.base_exec_prefix, sys.prefix]):
         if sys.platform == "win32":  # OSGeo4W: apps\Python3x\python.exe; bin\python3.exe
             candidates += [os.path.join(prefix, "python.exe"), os.path.join(prefix, "python3.exe")]
@@ -127,22 +129,30 @@ def find_python():
                        os.path.join(macos, "bin", "python3")]
     candidates += [shutil.which(f"python{version}") or "", shutil.which("python3") or ""]
     for candidate in dict.fromkeys(candidates):
-        if candidate and os.path.isfile(candidate) and _runs_this_python(candidate):
+        if candidate and os.path.isfile(candidate) and _is_this_python(candidate):
             return candidate
     raise InstallError(
         f"Cannot find the Python {version} interpreter that QGIS runs on (looked for "
-        f"python{version} beside {sys.base_exec_prefix}). Run the installer from a shell with "
+        f"python{version} in {sys.base_exec_prefix}). Run the installer from a shell with "
         "that Python: python3 -m tessera.installer install (see Tessera's README).")
 
 
-def _runs_this_python(candidate):
+def _is_this_python(candidate):
+    """Whether ``candidate`` is this Python's version and installation (not another one of
+    the same version, such as pyenv's)."""
+    code = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.base_prefix)"
     try:
-        done = subprocess.run(
-            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=60, **_no_window())
+        done = subprocess.run([candidate, "-c", code], capture_output=True, text=True,
+                              timeout=60, **_no_window())
     except (OSError, subprocess.SubprocessError):
         return False
-    return done.returncode == 0 and done.stdout.strip() == _python_tag()
+    lines = done.stdout.splitlines()
+    return (done.returncode == 0 and len(lines) == 2 and lines[0] == _python_tag()
+            and _same_path(lines[1], sys.base_prefix))
+
+
+def _same_path(a, b):
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 def _no_window():
@@ -255,6 +265,7 @@ def install(requirements=None, *, target=None, python=None, extras=(), pip_args=
                               "--no-warn-script-location", "--progress-bar", "off", *pip_args,
                               *[f"{name}=={version}" for name, version in packages]],
                      output, cancelled, _child_env(search_path))
+        _verify(python, staging, wanted, search_path, output)
         record = {"python": _python_tag(), "installed": [list(p) for p in packages],
                   "requirements": wanted, "extras": extras, "time": time.time()}
         with open(os.path.join(staging, RECORD), "w", encoding="utf-8") as stream:
@@ -266,6 +277,22 @@ def install(requirements=None, *, target=None, python=None, extras=(), pip_args=
     output(f"Installed into {target}: " + (", ".join(f"{n} {v}" for n, v in packages)
                                            or "nothing was missing"))
     return packages
+
+
+def _verify(python, staging, requirements, search_path, output):
+    """Import each requirement with ``staging`` on the path, as the plugin will; an
+    InstallError (the folder is then dropped) when one fails."""
+    modules = [re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].replace("-", "_")
+               for r in requirements]
+    code = (f"import sys; sys.path.insert(0, {staging!r}); "
+            + "; ".join(f"import {module}" for module in modules))
+    env = _child_env(search_path)
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=env, **_no_window())
+    if done.returncode != 0:
+        raise InstallError("The installed packages do not import; nothing was changed.\n"
+                           + done.stderr[-2000:])
+    output("Checked: " + ", ".join(modules) + " import")
 
 
 def _swap_into_place(staging, target):

@@ -167,6 +167,21 @@ def test_find_python_inside_qgis_finds_the_interpreter(monkeypatch):
     assert done.stdout.strip() == str(sys.version_info[:2])
 
 
+def test_find_python_skips_another_python_of_the_same_version(monkeypatch, tmp_path):
+    """Inside QGIS, sys.executable may be the first python3 on PATH (pyenv's, say): same
+    version, other installation; pip must not run with it."""
+    other = tmp_path / "python3"
+    other.write_text("#!/bin/sh\necho %d.%d\necho /opt/other-python\n" % sys.version_info[:2])
+    other.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(other))
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    python = installer.find_python()
+    assert python != str(other)
+    done = subprocess.run([python, "-c", "import sys; print(sys.base_prefix)"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == sys.base_prefix
+
+
 def test_activate_puts_the_folder_before_site_packages_for_this_python_only(tmp_path,
                                                                            monkeypatch):
     site = str(tmp_path / "lib" / "site-packages")
