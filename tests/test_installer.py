@@ -171,7 +171,8 @@ def test_find_python_skips_another_python_of_the_same_version(monkeypatch, tmp_p
     """Inside QGIS, sys.executable may be the first python3 on PATH (pyenv's, say): same
     version, other installation; pip must not run with it."""
     other = tmp_path / "python3"
-    other.write_text("#!/bin/sh\necho %d.%d\necho /opt/other-python\n" % sys.version_info[:2])
+    major, minor = sys.version_info[:2]
+    other.write_text(f"#!/bin/sh\necho {major}.{minor}\necho /opt/other-python\n")
     other.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(other))
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
