@@ -82,9 +82,9 @@ class SetupAssistant:
     # --- dependencies ---------------------------------------------------------------
     def offer_install(self, missing):
         self._push("install",
-                   f"needs the Python package(s) {', '.join(missing)}; its algorithms cannot "
-                   "run without them. Install them into the QGIS profile (QGIS's own packages "
-                   "stay as they are)?", MESSAGE_WARNING,
+                   f"needs the Python package(s) {', '.join(missing)}: the algorithms that use "
+                   "them cannot run until they are installed. Install them into the QGIS "
+                   "profile (QGIS's own packages stay as they are)?", MESSAGE_WARNING,
                    buttons=[("Install", lambda: self.install())])
 
     def install(self):

@@ -74,13 +74,22 @@ def prepare(version, progress=None, cancelled=None):
                 progress(index / len(steps), message)
                 step(files, folder)
         progress(1.0, "The engine is ready")
-        stamp = os.path.join(cache_folder(), STAMP_NAME)
+        return _write_stamp(version)
+    finally:
+        _preparing.clear()
+
+
+def _write_stamp(version):
+    """The stamp beside numba's cache files; None when it cannot be written (the kernels
+    are cached all the same; the next start only checks them again)."""
+    stamp = os.path.join(cache_folder(), STAMP_NAME)
+    try:
         os.makedirs(os.path.dirname(stamp), exist_ok=True)
         with open(stamp, "w", encoding="utf-8") as stream:
             stream.write(stamp_text(version))
-        return stamp
-    finally:
-        _preparing.clear()
+    except OSError:
+        return None
+    return stamp
 
 
 def _sample_files(folder):
@@ -133,6 +142,8 @@ def _spatial_stats(files, folder):
 
 
 def _zonal_stats(files, folder):
+    from osgeo import ogr
+
     from .statistics import STATISTICS
     from .zonal_statistics import zonal_stats
 
@@ -140,8 +151,6 @@ def _zonal_stats(files, folder):
                     "500050 5599950))"),
                 (2, "POLYGON ((500100 5599900, 500400 5599900, 500400 5599600, "
                     "500100 5599600, 500100 5599900))")]
-    from osgeo import ogr
-
     shapes = [(fid, ogr.CreateGeometryFromWkt(wkt)) for fid, wkt in polygons]
     for rule in ("centre", "fraction"):
         zonal_stats(shapes, files["scene_0"], statistics=STATISTICS, bands=(1, 2),
