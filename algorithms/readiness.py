@@ -40,5 +40,6 @@ def announce_compilation(feedback, requires, version):
         return
     from ..engine import compilation
 
-    if compilation.is_preparing() or not compilation.is_prepared(version):
+    if compilation.is_preparing() or not (compilation.is_prepared(version)
+                                          or compilation.kernels_cached()):
         feedback.setProgressText(COMPILING)

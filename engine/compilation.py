@@ -13,6 +13,7 @@ Plain Python: the QGIS side (``desktop/engine_preparation.py``) runs
 say "compiling" in their progress text instead of hanging silently.
 """
 
+import glob
 import os
 import sys
 import tempfile
@@ -46,6 +47,19 @@ def is_prepared(version):
         with open(os.path.join(cache_folder(), STAMP_NAME), encoding="utf-8") as stream:
             return stream.read() == stamp_text(version)
     except (OSError, ImportError):
+        return False
+
+
+def kernels_cached():
+    """Whether numba's cache holds statistics kernels compiled from the current sources
+    (so a run outside the desktop, where :func:`prepare` never ran, is not a first run)."""
+    from . import stat_kernels
+
+    try:
+        source = os.path.getmtime(stat_kernels.__file__)
+        indexes = glob.glob(os.path.join(cache_folder(), "stat_kernels.*.nbi"))
+        return any(os.path.getmtime(index) >= source for index in indexes)
+    except OSError:
         return False
 
 

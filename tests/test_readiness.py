@@ -115,7 +115,11 @@ def test_algorithms_say_when_the_engine_compiles(monkeypatch):
     from tessera.engine import compilation
 
     monkeypatch.setattr(compilation, "is_prepared", lambda version: False)
+    monkeypatch.setattr(compilation, "kernels_cached", lambda: True)
     feedback = _Feedback()
+    readiness.announce_compilation(feedback, ("numba",), "0.2.0")  # compiled by earlier runs
+    assert feedback.texts == []
+    monkeypatch.setattr(compilation, "kernels_cached", lambda: False)
     readiness.announce_compilation(feedback, ("numba",), "0.2.0")
     assert feedback.texts == ["Compiling the engine (first run after install) …"]
     readiness.announce_compilation(feedback, (), "0.2.0")  # RAT tools compile nothing
@@ -134,6 +138,7 @@ def test_segmentstats_progress_says_compiling_before_the_engine_is_prepared(
     from tessera.engine import compilation
 
     monkeypatch.setattr(compilation, "is_prepared", lambda version: False)
+    monkeypatch.setattr(compilation, "kernels_cached", lambda: False)
     seg = write_raster(tmp_path / "seg.tif", (np.arange(64).reshape(8, 8) // 8 + 1)
                        .astype(np.uint16))
     image = write_raster(tmp_path / "img.tif", np.arange(64, dtype=np.uint16).reshape(8, 8))
@@ -158,7 +163,7 @@ def test_prepare_compiles_the_kernels_and_leaves_a_stamp(tmp_path):
     prelude = f"import sys\nsys.path.insert(0, {PLUGINS_DIR!r})\n"
     first = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent("""
         from tessera.engine import compilation
-        assert not compilation.is_prepared("9.9.9")
+        assert not compilation.is_prepared("9.9.9") and not compilation.kernels_cached()
         steps = []
         print("STAMP", compilation.prepare("9.9.9", progress=lambda f, m="": steps.append(m)))
         print("STEPS", len(set(steps)))
@@ -173,6 +178,7 @@ def test_prepare_compiles_the_kernels_and_leaves_a_stamp(tmp_path):
         from tessera.engine.raster_io import write_array
         from tessera.engine.stat_kernels import zone_statistics
         assert compilation.is_prepared("9.9.9") and not compilation.is_prepared("9.9.10")
+        assert compilation.kernels_cached()
         write_array("seg.tif", (np.arange(100).reshape(10, 10) // 10 + 1).astype("uint32"))
         write_array("img.tif", np.arange(300, dtype="uint16").reshape(3, 10, 10))
         segment_stats("seg.tif", "img.tif", statistics=["mean"])
