@@ -182,7 +182,8 @@ def numpy_constraint(python, env=None):
 
 
 def _child_env(search_path):
-    """Environment for pip: no user-site surprises; QGIS's own paths when given."""
+    """Environment for pip and the checks: unbuffered, never prompting; QGIS's own module
+    paths when given (so pip sees what QGIS sees)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
                PIP_NO_INPUT="1")
     if search_path:
@@ -266,7 +267,8 @@ def install(requirements=None, *, target=None, python=None, extras=(), pip_args=
                               *[f"{name}=={version}" for name, version in packages]],
                      output, cancelled, _child_env(search_path))
         _verify(python, staging, wanted, search_path, output)
-        record = {"python": _python_tag(), "installed": [list(p) for p in packages],
+        tag = _query(python, "import sys; print('%d.%d' % sys.version_info[:2])")
+        record = {"python": tag or _python_tag(), "installed": [list(p) for p in packages],
                   "requirements": wanted, "extras": extras, "time": time.time()}
         with open(os.path.join(staging, RECORD), "w", encoding="utf-8") as stream:
             json.dump(record, stream, indent=1)
