@@ -2,6 +2,7 @@
 ``sys.path``, and a background task that runs :mod:`tessera.installer` with pip's
 output in the log panel (tab Tessera) and the message bar."""
 
+import importlib
 import os
 import sys
 
@@ -29,6 +30,24 @@ def missing_required():
     from ..engine.dependencies import missing_packages
 
     return missing_packages(*REQUIRED)
+
+
+def import_problems(missing):
+    """``{module: error}`` for the ``missing`` modules that the packages folder holds yet
+    fail to import (e.g. another plugin loaded an older numpy before Tessera's folder was
+    on the path): installing again would not help, a restart may."""
+    target = packages_folder()
+    record = installer.read_record(target)
+    held = {name.lower().replace("-", "_") for name, _ in record.get("installed", [])}
+    problems = {}
+    for module in missing:
+        if module not in held:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # any import failure is worth reporting
+            problems[module] = f"{type(error).__name__}: {error}"
+    return problems
 
 
 class InstallTask(QgsTask):

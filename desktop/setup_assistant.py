@@ -14,7 +14,13 @@ from ..algorithms.qgis_compat import (
     TASK_COMPLETE,
     TASK_TERMINATED,
 )
-from .dependency_install import LOG_TAG, InstallTask, missing_required, packages_folder
+from .dependency_install import (
+    LOG_TAG,
+    InstallTask,
+    import_problems,
+    missing_required,
+    packages_folder,
+)
 from .engine_preparation import PrepareEngineTask
 
 try:  # Qt6 moved QAction to QtGui
@@ -81,6 +87,18 @@ class SetupAssistant:
 
     # --- dependencies ---------------------------------------------------------------
     def offer_install(self, missing):
+        problems = import_problems(missing)
+        if problems:
+            for module, error in problems.items():
+                QgsMessageLog.logMessage(f"{module} does not import: {error}", LOG_TAG,
+                                         MESSAGE_WARNING)
+            module, error = next(iter(problems.items()))
+            self._push("install",
+                       f"the packages installed in {packages_folder()} do not import ({module}: "
+                       f"{error[:160]}). Another plugin may have loaded an older numpy first: "
+                       "restart QGIS; if this persists, reinstall.", MESSAGE_WARNING,
+                       buttons=[("Reinstall", lambda: self.install())])
+            return
         self._push("install",
                    f"needs the Python package(s) {', '.join(missing)}: the algorithms that use "
                    "them cannot run until they are installed. Install them into the QGIS "

@@ -305,6 +305,35 @@ def test_failed_install_says_so_and_offers_to_try_again(qgis_app, monkeypatch, t
     assistant.stop()
 
 
+def test_installed_packages_that_fail_to_import_ask_for_a_restart(qgis_app, monkeypatch,
+                                                                 tmp_path):
+    import json
+
+    from tessera.desktop import dependency_install, setup_assistant
+
+    target = tmp_path / "tessera-packages"
+    target.mkdir()
+    (target / "tessera-packages.json").write_text(json.dumps(
+        {"python": "3.11", "installed": [["zarr", "3.1.5"], ["numpy", "1.26.4"]]}))
+    monkeypatch.setenv("TESSERA_PACKAGES", str(target))
+    monkeypatch.setattr(setup_assistant, "missing_required", lambda: ["zarr"])
+    real_import = dependency_install.importlib.import_module
+
+    def failing_import(name, *args):
+        if name == "zarr":
+            raise ImportError("numpy >= 1.25 required, 1.24.2 loaded")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(dependency_install.importlib, "import_module", failing_import)
+    iface = _Interface()
+    assistant = setup_assistant.SetupAssistant(iface)
+    assistant.offer_install(["zarr"])
+    [(text, buttons)] = _texts(iface)
+    assert "do not import" in text and "numpy >= 1.25 required" in text
+    assert "restart QGIS" in text and buttons == ["Reinstall"]
+    assistant.stop()
+
+
 def test_first_start_shows_the_engine_preparation_with_cancel(qgis_app, monkeypatch):
     from tessera.desktop import setup_assistant
     from tessera.engine import compilation
