@@ -123,11 +123,7 @@ class SetupAssistant:
                 except (AttributeError, RuntimeError):
                     pass
 
-        task.progressChanged.connect(show_progress)
-        task.taskCompleted.connect(lambda: self._installed(task))
-        task.taskTerminated.connect(lambda: self._install_failed(task))
-        self.install_task = task
-        QgsApplication.taskManager().addTask(task)
+        self.install_task = _start(task, show_progress, self._installed, self._install_failed)
 
     def _installed(self, task):
         self._pop("install")
@@ -170,11 +166,7 @@ class SetupAssistant:
             except RuntimeError:
                 pass
 
-        task.progressChanged.connect(show_progress)
-        task.taskCompleted.connect(lambda: self._prepared(task))
-        task.taskTerminated.connect(lambda: self._prepare_stopped(task))
-        self.prepare_task = task
-        QgsApplication.taskManager().addTask(task)
+        self.prepare_task = _start(task, show_progress, self._prepared, self._prepare_stopped)
 
     def _prepared(self, task):
         if task.needed:
@@ -195,3 +187,12 @@ def _active(task):
         return task.status() not in (TASK_COMPLETE, TASK_TERMINATED)
     except RuntimeError:  # the task manager deleted the C++ task
         return False
+
+
+def _start(task, show_progress, completed, terminated):
+    """Run ``task`` in QGIS's task manager, reporting to the given callables."""
+    task.progressChanged.connect(show_progress)
+    task.taskCompleted.connect(lambda: completed(task))
+    task.taskTerminated.connect(lambda: terminated(task))
+    QgsApplication.taskManager().addTask(task)
+    return task
