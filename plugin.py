@@ -11,6 +11,7 @@ class TesseraPlugin:
     def __init__(self, iface=None):
         self.iface = iface
         self.provider = None
+        self.setup = None  # desktop only: dependency install and engine preparation
 
     def initProcessing(self):  # noqa: N802 (QGIS API)
         if self.provider is not None:
@@ -23,8 +24,16 @@ class TesseraPlugin:
 
     def initGui(self):  # noqa: N802 (QGIS API)
         self.initProcessing()
+        if self.iface is not None and self.setup is None:
+            from .desktop.setup_assistant import SetupAssistant
+
+            self.setup = SetupAssistant(self.iface)
+            self.setup.start()
 
     def unload(self):
+        if self.setup is not None:
+            self.setup.stop()
+            self.setup = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -21,6 +21,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .qgis_compat import ADVANCED_FLAG
+from .readiness import announce_compilation, help_url, missing_requirements
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +37,7 @@ def static_enum(name, description, options, default, multiple=False, optional=Fa
 
 
 def plugin_icon():
-    return QIcon(os.path.join(PLUGIN_DIR, "resources", "icon.svg"))
+    return QIcon(os.path.join(PLUGIN_DIR, "resources", "icon.png"))
 
 
 def plugin_version():
@@ -84,6 +85,12 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
             lines.append("</dl>")
         return "\n".join(lines)
 
+    def helpUrl(self):  # noqa: N802 (QGIS API)
+        return help_url(self.NAME)
+
+    def canExecute(self):  # noqa: N802 (QGIS API)
+        return missing_requirements(self.DISPLAY_NAME, self.REQUIRES)
+
     def add(self, parameter, help_text="", advanced=False):
         """Add a parameter with its help text."""
         if help_text:
@@ -101,6 +108,7 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
             from ..engine.dependencies import require
 
             require(*self.REQUIRES, purpose=f"Tessera's '{self.DISPLAY_NAME}'")
+            announce_compilation(feedback, self.REQUIRES, plugin_version())
             return self.process(parameters, context, feedback)
         except TesseraError as error:
             raise QgsProcessingException(redact(str(error))) from None

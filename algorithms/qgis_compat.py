@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
+    QgsTask,
     QgsWkbTypes,
 )
 
@@ -60,3 +61,18 @@ def make_field(name, kind):
         types = {"string": QVariant.String, "double": QVariant.Double, "int": QVariant.Int,
                  "longlong": QVariant.LongLong}
     return QgsField(name, types[kind])
+
+
+def _scoped(owner, scope, name):
+    """``owner.<scope>.<name>`` when that resolves, else the old unscoped ``owner.<name>``."""
+    value = getattr(getattr(owner, scope, None), name, None)
+    return value if value is not None else getattr(owner, name)
+
+
+MESSAGE_INFO = _scoped(Qgis, "MessageLevel", "Info")
+MESSAGE_WARNING = _scoped(Qgis, "MessageLevel", "Warning")
+MESSAGE_CRITICAL = _scoped(Qgis, "MessageLevel", "Critical")
+MESSAGE_SUCCESS = _scoped(Qgis, "MessageLevel", "Success")
+TASK_CAN_CANCEL = _scoped(QgsTask, "Flag", "CanCancel")
+TASK_COMPLETE = _scoped(QgsTask, "TaskStatus", "Complete")
+TASK_TERMINATED = _scoped(QgsTask, "TaskStatus", "Terminated")

@@ -4,7 +4,9 @@ import importlib
 
 from .errors import TesseraError
 
-PIP_NAMES = {"numba": "numba", "zarr": "zarr>=3", "s3fs": "s3fs", "matplotlib": "matplotlib"}
+PIP_NAMES = {"numba": "numba", "zarr": "zarr>=3,<3.1.6", "shapely": "shapely>=2",
+             "s3fs": "s3fs", "matplotlib": "matplotlib"}
+OPTIONAL = ("s3fs", "matplotlib")
 
 
 def missing_packages(*modules):
@@ -21,14 +23,24 @@ def missing_packages(*modules):
     return missing
 
 
+def install_hint(missing):
+    """How to install the ``missing`` modules, for QGIS users and for plain Python."""
+    specs = " ".join(f'"{PIP_NAMES.get(m, m)}"' for m in missing)
+    extras = "".join(f" --with {m}" for m in missing if m in OPTIONAL)
+    return (
+        "In QGIS: Plugins > Tessera > Install Python dependencies (or the Install button of "
+        "the message bar); it installs into a folder of the QGIS profile and leaves QGIS's own "
+        "packages as they are. From a shell, with the Python QGIS runs on: "
+        f"python3 -m tessera.installer install{extras} (see the README). "
+        f"In plain Python: python -m pip install {specs}."
+    )
+
+
 def require(*modules, purpose="Tessera"):
     """Raise a :class:`TesseraError` telling how to install what is missing."""
     missing = missing_packages(*modules)
     if missing:
-        specs = " ".join(f'"{PIP_NAMES.get(m, m)}"' for m in missing)
         raise TesseraError(
             f"{purpose} needs the Python package(s) {', '.join(missing)}, which "
-            "cannot be imported in this Python. Install them into the Python that "
-            f"QGIS uses, for example: python3 -m pip install --user {specs} "
-            "(on Windows, run it in the OSGeo4W Shell), then restart QGIS."
+            f"cannot be imported in this Python. {install_hint(missing)}"
         )

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install what `make test` and `make demo` need, skipping what is already there:
 # Debian's QGIS/GDAL packages (as root, else the command is printed) and a venv
-# `.venv` on top of them with the pinned Python packages.
+# `.venv` on top of them with the pinned Python packages (requirements-dev.txt, which
+# takes the exact versions of requirements-lock.txt).
 set -e
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,8 @@ if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 stamp=.venv/requirements.installed
-if [ ! -f "$stamp" ] || ! cat requirements.txt requirements-dev.txt | cmp -s - "$stamp"; then
+requirements="requirements.txt requirements-lock.txt requirements-dev.txt"
+if [ ! -f "$stamp" ] || ! cat $requirements | cmp -s - "$stamp"; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-    cat requirements.txt requirements-dev.txt > "$stamp"
+    cat $requirements > "$stamp"
 fi

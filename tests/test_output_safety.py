@@ -78,16 +78,33 @@ def test_check_folder_refuses_a_file_and_a_missing_parent(tmp_path):
     assert not (tmp_path / "new").exists()  # checking creates nothing
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
-def test_check_folder_refuses_a_read_only_folder(tmp_path):
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(TesseraError, match="not writable"):
-            check_folder(folder)
-    finally:
-        folder.chmod(0o700)
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_check_folder_refuses_a_read_only_folder():
+    """Run as a user who may not write the folder (root writes anywhere: as root the check
+    runs in a process that became 'nobody')."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from conftest import REPO
+
+    with tempfile.TemporaryDirectory() as parent:
+        os.chmod(parent, 0o755)
+        folder = os.path.join(parent, "locked")
+        os.mkdir(folder, 0o555)
+        os.symlink(REPO, os.path.join(parent, "tessera"))  # importable by that user too
+        code = (f"import sys; sys.path.insert(0, {parent!r})\n"
+                "from tessera.engine.output_safety import check_folder\n"
+                f"check_folder({folder!r})\n")
+        drop = None
+        if os.geteuid() == 0:
+            def drop():
+                os.setgid(65534)
+                os.setuid(65534)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              preexec_fn=drop, cwd=parent)
+        assert done.returncode == 1, done.stderr
+        assert "TesseraError" in done.stderr and "locked is not writable" in done.stderr
 
 
 def test_publication_renames_together_or_not_at_all(tmp_path):
