@@ -189,6 +189,10 @@ def _recipes(files, out):
                             "OUTPUT": str(out / "segments_rat.zarr"), "OVERWRITE": "true"},
         "tessera:exportrat": {"INPUT_RASTER": files["segments"],
                               "OUTPUT": str(out / "segments_rat.csv")},
+        "tessera:rattoraster": {"SEGMENTS": files["segments"], "COLUMNS": "b1_mean,b1_median",
+                                "OUTPUT": str(out / "segment_means.tif")},
+        "tessera:segmentpolygons": {"SEGMENTS": files["segments"], "COLUMNS": "b1_mean",
+                                    "OUTPUT": str(out / "segments.gpkg")},
         "tessera:globalregression": {"INPUTS": scenes, "OUTPUT_FOLDER": str(out / "global")},
         "tessera:localblockadjustment": {"INPUTS": scenes, "BLOCKS": 4,
                                          "OUTPUT_FOLDER": str(out / "local")},
@@ -252,6 +256,8 @@ def test_packaged_plugin_lists_and_runs_every_algorithm_from_a_fresh_profile(
         assert code == 0 and result is not None, f"{algorithm_id}: {output[-3000:]}"
         assert "Traceback" not in output, output
     assert os.path.exists(tmp_path / "zones.gpkg")
+    assert os.path.exists(tmp_path / "segment_means.tif")
+    assert os.path.exists(tmp_path / "segments.gpkg")
     assert len([f for f in os.listdir(tmp_path / "local") if f.endswith(".tif")]) == 3
 
 

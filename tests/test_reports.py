@@ -212,3 +212,12 @@ def test_an_existing_report_is_refused_before_any_work(run_algorithm, tmp_path):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     run_algorithm("globalregression", {**parameters, "OVERWRITE": True})
     Report(tmp_path / "report.html").check_images(2)
+
+
+def test_reports_are_html_outputs_that_the_results_viewer_opens(tessera_provider):
+    from qgis.core import QgsApplication
+
+    for name in ("globalregression", "localblockadjustment", "segmentstats", "zonalstats"):
+        algorithm = QgsApplication.processingRegistry().algorithmById(f"tessera:{name}")
+        assert algorithm.outputDefinition("OUTPUT_HTML").type() == "outputHtml", name
+        assert algorithm.hasHtmlOutputs()
