@@ -6,7 +6,7 @@ caller asks for it (the dialog's "Open output file", ``runAndLoadResults``);
 QGIS does not know to be layers (corrected images written to a folder, block
 maps, CSV tables) are added with :func:`load_on_completion`: the dialog and
 ``runAndLoadResults`` load them, ``processing.run`` and ``qgis_process``
-ignore them.
+ignore them, and so do models (their steps' files are intermediate).
 
 Post-processors are Python objects QGIS calls after the algorithm: they are
 kept referenced here (the context does not own them).
@@ -121,7 +121,7 @@ def load_on_completion(context, path, name, output_name="", kind="raster", post_
     ``kind`` is ``raster``, ``vector`` or ``table`` (a CSV without geometry).
     """
     project = context.project()
-    if not path or project is None or not os.path.exists(path):
+    if not path or project is None or not os.path.exists(path) or in_model(context):
         return
     hint = (QgsProcessingUtils.LayerHint.Raster if kind == "raster"
             else QgsProcessingUtils.LayerHint.Vector)
@@ -130,6 +130,15 @@ def load_on_completion(context, path, name, output_name="", kind="raster", post_
     if post_processor is not None:
         details.setPostProcessor(_keep(post_processor))
     context.addLayerToLoadOnCompletion(path, details)
+
+
+def in_model(context):
+    """True when the algorithm runs as a step of a model (QGIS puts the model's scopes in
+    the context's expression context): a step's intermediate files are not added to the
+    project, only the model's outputs are (QGIS does that)."""
+    scopes = context.expressionContext()
+    return any(scopes.scope(i).name() in ("Model", "algorithm_inputs")
+               for i in range(scopes.scopeCount()))
 
 
 def layer_name(path):
