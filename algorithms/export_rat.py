@@ -14,6 +14,7 @@ from qgis.core import (
 )
 
 from .base import TesseraAlgorithm, check_outputs
+from .file_sink import FileSink
 from .qgis_compat import FAST_INSERT, NO_GEOMETRY, VECTOR, make_field
 from .rat_parameters import add_rat_source_parameters, rat_source
 
@@ -72,28 +73,14 @@ class ExportRatAlgorithm(TesseraAlgorithm):
             for name in chosen:
                 fields.append(make_field(name, _field_type(rat.column_kind(name),
                                                            rat.column_dtype(name))))
-            sink, destination = self.parameterAsSink(
-                parameters, "OUTPUT", context, fields, NO_GEOMETRY,
-                QgsCoordinateReferenceSystem())
-            if sink is None:
-                raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
             rows = 0
-            for block in iter_rat_blocks(rat, chosen, progress=progress, cancelled=cancelled):
-                for offset in range(0, len(block), FEATURE_BATCH):
-                    first = block.start + offset
-                    values = [_plain(block.columns[name][offset:offset + FEATURE_BATCH].tolist())
-                              for name in chosen]
-                    if id_field:
-                        values.insert(0, range(first, first + len(values[0])))
-                    features = []
-                    for row in zip(*values, strict=True):
-                        feature = QgsFeature(fields)
-                        feature.setAttributes(list(row))
-                        features.append(feature)
-                    if not sink.addFeatures(features, FAST_INSERT):
-                        raise QgsProcessingException(
-                            f"Writing the table failed: {sink.lastError()}")
-                rows += len(block)
+            with FileSink(self, parameters, "OUTPUT", context, fields, NO_GEOMETRY,
+                          QgsCoordinateReferenceSystem()) as output:
+                for block in iter_rat_blocks(rat, chosen, progress=progress,
+                                             cancelled=cancelled):
+                    rows += len(block)
+                    _add_rows(output.sink, fields, block, chosen, id_field)
+            destination = output.destination
         feedback.pushInfo(f"Exported {len(chosen)} column(s) x {rows} row(s) of {rat.name}.")
         return {"OUTPUT": destination, "ROW_COUNT": int(rows)}
 
@@ -110,3 +97,20 @@ def _field_type(kind, dtype):
 def _plain(values):
     """NaN as NULL (None); everything else as it is."""
     return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+
+
+def _add_rows(sink, fields, block, chosen, id_field):
+    """Add the rows of a RAT block to ``sink`` as features, a batch at a time."""
+    for offset in range(0, len(block), FEATURE_BATCH):
+        first = block.start + offset
+        values = [_plain(block.columns[name][offset:offset + FEATURE_BATCH].tolist())
+                  for name in chosen]
+        if id_field:
+            values.insert(0, range(first, first + len(values[0])))
+        features = []
+        for row in zip(*values, strict=True):
+            feature = QgsFeature(fields)
+            feature.setAttributes(list(row))
+            features.append(feature)
+        if not sink.addFeatures(features, FAST_INSERT):
+            raise QgsProcessingException(f"Writing the table failed: {sink.lastError()}")

@@ -12,6 +12,7 @@ from qgis.core import (
 )
 
 from .base import TesseraAlgorithm, check_outputs
+from .file_sink import FileSink
 from .layer_loading import PolygonStyle, style_output
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, make_field
 from .segment_rat_source import add_segment_rat_parameters, segment_rat_arguments
@@ -70,27 +71,27 @@ class SegmentPolygonsAlgorithm(TesseraAlgorithm):
         for name, kind in zip(attributes.columns, attributes.kinds, strict=True):
             fields.append(make_field(name, "longlong" if kind == "integer" else "double"))
         segments = self.parameterAsRasterLayer(parameters, "SEGMENTS", context)
-        sink, destination = self.parameterAsSink(parameters, "OUTPUT", context, fields,
-                                                 MULTI_POLYGON, segments.crs())
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
         count = 0
-        for batch in iter_segment_polygons(arguments["segments"], arguments["segment_band"],
-                                           progress=progress, cancelled=cancelled):
-            values = attributes.values(batch.ids)
-            features = []
-            # 2-D WKB said explicitly: in QGIS desktop shapely may run on QGIS's older GEOS
-            wkbs = shapely.to_wkb(batch.geometries, output_dimension=2)
-            for index, (sid, wkb) in enumerate(zip(batch.ids.tolist(), wkbs, strict=True)):
-                feature = QgsFeature(fields)
-                geometry = QgsGeometry()
-                geometry.fromWkb(wkb)
-                feature.setGeometry(geometry)
-                feature.setAttributes([sid] + [column[index] for column in values])
-                features.append(feature)
-            if not sink.addFeatures(features, FAST_INSERT):
-                raise QgsProcessingException(f"Writing the polygons failed: {sink.lastError()}")
-            count += len(features)
+        with FileSink(self, parameters, "OUTPUT", context, fields, MULTI_POLYGON,
+                      segments.crs()) as output:
+            for batch in iter_segment_polygons(arguments["segments"], arguments["segment_band"],
+                                               progress=progress, cancelled=cancelled):
+                values = attributes.values(batch.ids)
+                features = []
+                # 2-D WKB said explicitly: in QGIS desktop shapely may run on QGIS's older GEOS
+                wkbs = shapely.to_wkb(batch.geometries, output_dimension=2)
+                for index, (sid, wkb) in enumerate(zip(batch.ids.tolist(), wkbs, strict=True)):
+                    feature = QgsFeature(fields)
+                    geometry = QgsGeometry()
+                    geometry.fromWkb(wkb)
+                    feature.setGeometry(geometry)
+                    feature.setAttributes([sid] + [column[index] for column in values])
+                    features.append(feature)
+                if not output.sink.addFeatures(features, FAST_INSERT):
+                    raise QgsProcessingException(
+                        f"Writing the polygons failed: {output.sink.lastError()}")
+                count += len(features)
+        destination = output.destination
         feedback.pushInfo(f"Wrote {count} segment polygon(s).")
         style_output(context, destination, f"Segments of {segments.name()}",
                      PolygonStyle(attributes.columns[0] if attributes.columns else None))

@@ -19,6 +19,7 @@ from qgis.core import (
 
 from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
 from .base import TesseraAlgorithm, check_outputs, raster_source, static_enum
+from .file_sink import FileSink
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, WKT_PREFERRED_GDAL, make_field
 from .report_output import add_report_parameter, report_path
 
@@ -136,23 +137,24 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
                 "field name prefix.")
         for name, kind in result.columns:
             fields.append(_field(name, kind))
-        sink, dest_id = self.parameterAsSink(parameters, "OUTPUT", context, fields,
-                                             source.wkbType(), source.sourceCrs())
-        if sink is None:
-            raise QgsProcessingException("Cannot create the output layer.")
         integer = [kind == "integer" for _, kind in result.columns]
         row_of = {int(fid): row for row, fid in enumerate(result.fids)}
-        for done, feature in enumerate(source.getFeatures()):
-            if feedback.isCanceled():
-                raise CancelledError()
-            row = row_of[feature.id()]
-            stats = [_attribute(result.values[c, row], integer[c])
-                     for c in range(len(integer))]
-            feature.setFields(fields, False)
-            feature.setAttributes(list(feature.attributes()) + stats)
-            sink.addFeature(feature, FAST_INSERT)
-            if total:
-                feedback.setProgress(90.0 + 10.0 * (done + 1) / total)
+        with FileSink(self, parameters, "OUTPUT", context, fields, source.wkbType(),
+                      source.sourceCrs()) as output:
+            for done, feature in enumerate(source.getFeatures()):
+                if feedback.isCanceled():
+                    raise CancelledError()
+                row = row_of[feature.id()]
+                stats = [_attribute(result.values[c, row], integer[c])
+                         for c in range(len(integer))]
+                feature.setFields(fields, False)
+                feature.setAttributes(list(feature.attributes()) + stats)
+                if not output.sink.addFeature(feature, FAST_INSERT):
+                    raise QgsProcessingException(
+                        f"Writing the output layer failed: {output.sink.lastError()}")
+                if total:
+                    feedback.setProgress(90.0 + 10.0 * (done + 1) / total)
+        dest_id = output.destination
         feedback.pushInfo(f"Zonal statistics ({result.pixel_rule} rule) of {result.feature_count} "
                           f"feature(s) in {result.timings['total']:.2f} s.")
         outputs = {"OUTPUT": dest_id, "FEATURE_COUNT": int(result.feature_count)}

@@ -417,3 +417,39 @@ def test_exportrat_replaces_an_existing_table_only_with_overwrite(run_algorithm,
                                 "OVERWRITE": True})
     seg, _ = scene["arrays"]
     assert len(table.read_text().splitlines()) == 1 + seg.max() + 1
+
+
+@pytest.mark.parametrize("extension", [".gpkg", ".shp"])
+def test_an_output_layer_is_published_whole_or_not_at_all(run_algorithm, tmp_path, scene,
+                                                          extension):
+    """The output layer is written beside its file and renamed: a run cancelled while
+    writing it leaves the old file; a finished run replaces it whole (side files too)."""
+    from qgis.core import QgsProcessingFeedback, QgsVectorLayer
+
+    layer = cases.write_polygons(tmp_path / "zones.gpkg", cases.polygons())
+    output = str(tmp_path / f"stats{extension}")
+    run_algorithm("zonalstats", {"INPUT": layer, "RASTER": scene["image"], "OUTPUT": output,
+                                 "STATISTICS": ["min"]})
+    before = digest(tmp_path)
+
+    class CancelWhileWriting(QgsProcessingFeedback):
+        def setProgress(self, value):  # noqa: N802 (QGIS API)
+            super().setProgress(value)
+            if value > 90:  # the layer is being written
+                self.cancel()
+
+    with pytest.raises(Exception, match="[Cc]ancel"):
+        run_algorithm("zonalstats", {"INPUT": layer, "RASTER": scene["image"],
+                                     "OUTPUT": output, "STATISTICS": ["mean"],
+                                     "OVERWRITE": True}, feedback=CancelWhileWriting())
+    assert digest(tmp_path) == before
+    assert not [n for n in os.listdir(tmp_path) if TEMPORARY in n]
+    results = run_algorithm("zonalstats", {"INPUT": layer, "RASTER": scene["image"],
+                                           "OUTPUT": output, "STATISTICS": ["mean"],
+                                           "OVERWRITE": True})
+    written = QgsVectorLayer(results["OUTPUT"], "written", "ogr")
+    assert written.isValid() and written.featureCount() == len(cases.polygons())
+    assert "_mean" in written.fields().names() and "_min" not in written.fields().names()
+    if extension == ".gpkg":
+        assert [lyr.GetName() for lyr in ogr.Open(output)] == ["stats"]
+    assert not [n for n in os.listdir(tmp_path) if TEMPORARY in n]
