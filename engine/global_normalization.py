@@ -200,7 +200,7 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
     from .adjustment_file import save_adjustments as write_adjustments
     from .corrected_output import write_normalized
     from .normalization_kernels import linear_correction
-    from .overlap_statistics import image_statistics, pair_statistics
+    from .overlap_statistics import measure_statistics
     from .regression_model import solve_global_model
 
     timings = {}
@@ -208,16 +208,13 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
     images, names, bands = image_set.images, image_set.names, image_set.bands
     whole, pair_stats, reused, to_measure = reusable_statistics(loaded, image_set, overlaps,
                                                                 say)
-    reporter.phase(0.0, 0.2, "Whole-image statistics")
+    reporter.phase(0.0, 0.45, "Whole-image and overlap statistics")
     missing = [index for index, name in enumerate(names) if name not in whole]
-    measured = image_statistics([images[i] for i in missing], image_set.nodata,
-                                [masks[i] for i in missing], reporter, threads, window_size)
-    for index, moments in zip(missing, measured, strict=True):
-        whole[names[index]] = moments
-    reporter.phase(0.2, 0.45, "Overlap statistics")
-    measured = pair_statistics(images, to_measure, image_set.nodata, masks, reporter, threads,
-                               window_size)
-    for overlap, moments in zip(to_measure, measured, strict=True):
+    measured, pairs = measure_statistics(images, to_measure, image_set.nodata, masks,
+                                         reporter, threads, window_size, whole=missing)
+    for index in missing:
+        whole[names[index]] = measured[index]
+    for overlap, moments in zip(to_measure, pairs, strict=True):
         pair_stats[(names[overlap.i], names[overlap.j])] = moments
     timings["statistics"] = time.perf_counter() - started
     for name in model:
