@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .corrected_output import OutputOptions
+from .corrected_output import NORMALIZATION_CACHE_BYTES, OutputOptions
 from .dependencies import require
 from .errors import TesseraError
 from .image_set import image_name, open_image_set, output_dtype_for, output_paths
 from .progress import Progress
+from .raster_io import gdal_cache_limit
 
 MODEL_MODES = ("include", "exclude")
 GLOBAL_SUFFIX = "_Global"
@@ -129,7 +130,7 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     targets += [(save_adjustments, "adjustments file"), (profile_plot, "profile plot")]
     inputs = normalization_inputs(image_set, vector_mask, adjustments=load_adjustments)
     with RunOutputs(targets, inputs, [(output_folder, "output folder")], overwrite, say,
-                    cancelled) as run:
+                    cancelled) as run, gdal_cache_limit(NORMALIZATION_CACHE_BYTES):
         mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
         masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
         overlaps = find_overlaps(image_set.images)
@@ -238,8 +239,9 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
         scale = np.ascontiguousarray(solution.scales[index])
         offset = np.ascontiguousarray(solution.offsets[index])
 
-        def correct(window, tile, values, valid, sums, scale=scale, offset=offset):
-            linear_correction(tile, nodata_value, has_nodata, scale, offset, values, valid, sums)
+        def correct(window, tile, out, store, totals, scale=scale, offset=offset):
+            linear_correction(tile, nodata_value, has_nodata, scale, offset, out, store,
+                              *totals)
 
         corrections.append(correct)
     written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,

@@ -6,10 +6,11 @@ merge a window's exact count, mean and sum of squared deviations into
 running values (Chan et al.'s pairwise update); :func:`accumulate_blocks`
 adds a window's valid pixels to block sums and counts.
 
-Corrections write float64 values and a validity flag per pixel
-(:func:`linear_correction`, :func:`local_correction`); :func:`store_output`
-then rounds (integer outputs), clamps to the output type's range, moves
-valid results off the nodata value and writes nodata where the input had it.
+Corrections (:func:`linear_correction`, :func:`local_correction`) compute each
+valid pixel's float64 result and store it straight into the output type as
+:func:`store_output` stores an array of results: rounded (integer outputs),
+clamped to the output type's range, moved off the nodata value; nodata where
+the input had it.
 
 A pixel is valid when it is not NaN and not the nodata value; a ``mask``
 (uint8, 1 = use) limits the pixels that feed statistics when ``use_mask``.
@@ -133,8 +134,11 @@ def accumulate_blocks(tile, nodata, has_nodata, mask, use_mask, block_rows, bloc
 
 
 @njit(cache=True, nogil=True)
-def linear_correction(tile, nodata, has_nodata, scale, offset, values, valid, input_sums):
-    """``values = scale[b] * x + offset[b]`` for valid pixels; sums the valid inputs."""
+def linear_correction(tile, nodata, has_nodata, scale, offset, out, store, input_sums,
+                      output_sums, output_counts, clamped_counts):
+    """``scale[b] * x + offset[b]`` of the valid pixels of ``tile`` stored in ``out`` (the
+    output type) as :func:`store_output` does (``store``: its output-range arguments
+    ``lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down``); sums the valid inputs."""
     bands, rows, cols = tile.shape
     for b in range(bands):
         a = scale[b]
@@ -143,11 +147,11 @@ def linear_correction(tile, nodata, has_nodata, scale, offset, values, valid, in
             for c in range(cols):
                 v = tile[b, r, c]
                 if _valid(v, nodata, has_nodata):
-                    values[b, r, c] = a * v + o
-                    valid[b, r, c] = 1
                     input_sums[b] += v
+                    _store_value(out, b, r, c, a * v + o, store, output_sums, output_counts,
+                                 clamped_counts)
                 else:
-                    valid[b, r, c] = 0
+                    _store_nodata(out, b, r, c, store)
 
 
 @njit(cache=True, nogil=True)
@@ -182,8 +186,10 @@ def blend_columns(num, den, c0, c1, fc):
 
 @njit(cache=True, nogil=True)
 def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row_frac,
-                     col0, col1, col_frac, gamma, alpha, offsets, values, valid, input_sums):
-    """Local block correction of a tile.
+                     col0, col1, col_frac, gamma, alpha, offsets, out, store, input_sums,
+                     output_sums, output_counts, clamped_counts):
+    """Local block correction of a tile, stored in ``out`` as :func:`linear_correction`
+    stores its results.
 
     ``row0/row1/row_frac`` (per tile row) and ``col0/col1/col_frac`` (per tile
     column) locate each pixel centre between block centres; both block maps are
@@ -206,9 +212,8 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
             for c in range(cols):
                 v = tile[b, r, c]
                 if not _valid(v, nodata, has_nodata):
-                    valid[b, r, c] = 0
+                    _store_nodata(out, b, r, c, store)
                     continue
-                valid[b, r, c] = 1
                 input_sums[b] += v
                 x = np.float64(v)
                 result = x
@@ -230,7 +235,35 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
                         candidate = x * m_ref / m_local
                         if math.isfinite(candidate):
                             result = candidate
-                values[b, r, c] = result
+                _store_value(out, b, r, c, result, store, output_sums, output_counts,
+                             clamped_counts)
+
+
+@njit(cache=True, nogil=True)
+def _store_nodata(out, b, r, c, store):
+    out[b, r, c] = store[3] if store[4] else np.nan
+
+
+@njit(cache=True, nogil=True)
+def _store_value(out, b, r, c, raw, store, output_sums, output_counts, clamped_counts):
+    """Store one valid result as :func:`store_output` does."""
+    lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down = store
+    v = raw
+    if v != v:
+        v = lo
+    if is_int:
+        v = np.rint(v)
+    if v < lo:
+        v = lo
+        clamped_counts[b] += 1
+    elif v > hi:
+        v = hi
+        clamped_counts[b] += 1
+    out[b, r, c] = v
+    if has_nodata and out[b, r, c] == nodata:
+        out[b, r, c] = nodata_up if raw > nodata else nodata_down
+    output_sums[b] += out[b, r, c]
+    output_counts[b] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -240,27 +273,13 @@ def store_output(values, valid, out, lo, hi, is_int, nodata, has_nodata, nodata_
     integers rounded; everything clamped to [lo, hi]; a valid result equal to
     ``nodata`` becomes ``nodata_up`` (result above it) or ``nodata_down``. Sums
     and counts the valid outputs per band, and counts those clamped."""
+    store = (lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down)
     bands, rows, cols = values.shape
     for b in range(bands):
         for r in range(rows):
             for c in range(cols):
                 if not valid[b, r, c]:
-                    out[b, r, c] = nodata if has_nodata else np.nan
-                    continue
-                raw = values[b, r, c]
-                v = raw
-                if v != v:
-                    v = lo
-                if is_int:
-                    v = np.rint(v)
-                if v < lo:
-                    v = lo
-                    clamped_counts[b] += 1
-                elif v > hi:
-                    v = hi
-                    clamped_counts[b] += 1
-                out[b, r, c] = v
-                if has_nodata and out[b, r, c] == nodata:
-                    out[b, r, c] = nodata_up if raw > nodata else nodata_down
-                output_sums[b] += out[b, r, c]
-                output_counts[b] += 1
+                    _store_nodata(out, b, r, c, store)
+                else:
+                    _store_value(out, b, r, c, values[b, r, c], store, output_sums,
+                                 output_counts, clamped_counts)
