@@ -143,15 +143,22 @@ def linear_correction(tile, nodata, has_nodata, scale, offset, out, store, input
     for b in range(bands):
         a = scale[b]
         o = offset[b]
+        # running sums in registers (stores to `out` could alias them in memory)
+        s_in, s_out = input_sums[b], output_sums[b]
+        n, clamped = output_counts[b], clamped_counts[b]
         for r in range(rows):
             for c in range(cols):
                 v = tile[b, r, c]
                 if _valid(v, nodata, has_nodata):
-                    input_sums[b] += v
-                    _store_value(out, b, r, c, a * v + o, store, output_sums, output_counts,
-                                 clamped_counts)
+                    s_in += v
+                    stored, flag = _store_value(out, b, r, c, a * v + o, store)
+                    s_out += stored
+                    n += 1
+                    clamped += flag
                 else:
                     _store_nodata(out, b, r, c, store)
+        input_sums[b], output_sums[b] = s_in, s_out
+        output_counts[b], clamped_counts[b] = n, clamped
 
 
 @njit(cache=True, nogil=True)
@@ -206,6 +213,8 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
     loc_den = np.empty(block_cols)
     for b in range(bands):
         o = offsets[b]
+        s_in, s_out = input_sums[b], output_sums[b]
+        n, clamped = output_counts[b], clamped_counts[b]
         for r in range(rows):
             blend_rows(reference, b, row0[r], row1[r], row_frac[r], ref_num, ref_den)
             blend_rows(local, b, row0[r], row1[r], row_frac[r], loc_num, loc_den)
@@ -214,7 +223,7 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
                 if not _valid(v, nodata, has_nodata):
                     _store_nodata(out, b, r, c, store)
                     continue
-                input_sums[b] += v
+                s_in += v
                 x = np.float64(v)
                 result = x
                 ca = col0[c]
@@ -235,8 +244,12 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
                         candidate = x * m_ref / m_local
                         if math.isfinite(candidate):
                             result = candidate
-                _store_value(out, b, r, c, result, store, output_sums, output_counts,
-                             clamped_counts)
+                stored, flag = _store_value(out, b, r, c, result, store)
+                s_out += stored
+                n += 1
+                clamped += flag
+        input_sums[b], output_sums[b] = s_in, s_out
+        output_counts[b], clamped_counts[b] = n, clamped
 
 
 @njit(cache=True, nogil=True)
@@ -245,25 +258,26 @@ def _store_nodata(out, b, r, c, store):
 
 
 @njit(cache=True, nogil=True)
-def _store_value(out, b, r, c, raw, store, output_sums, output_counts, clamped_counts):
-    """Store one valid result as :func:`store_output` does."""
+def _store_value(out, b, r, c, raw, store):
+    """Store one valid result ``raw`` as :func:`store_output` does; returns (the value
+    stored, 1 if it was clamped else 0)."""
     lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down = store
     v = raw
     if v != v:
         v = lo
     if is_int:
         v = np.rint(v)
+    clamped = 0
     if v < lo:
         v = lo
-        clamped_counts[b] += 1
+        clamped = 1
     elif v > hi:
         v = hi
-        clamped_counts[b] += 1
+        clamped = 1
     out[b, r, c] = v
     if has_nodata and out[b, r, c] == nodata:
         out[b, r, c] = nodata_up if raw > nodata else nodata_down
-    output_sums[b] += out[b, r, c]
-    output_counts[b] += 1
+    return out[b, r, c], clamped
 
 
 @njit(cache=True, nogil=True)
@@ -280,6 +294,8 @@ def store_output(values, valid, out, lo, hi, is_int, nodata, has_nodata, nodata_
             for c in range(cols):
                 if not valid[b, r, c]:
                     _store_nodata(out, b, r, c, store)
-                else:
-                    _store_value(out, b, r, c, values[b, r, c], store, output_sums,
-                                 output_counts, clamped_counts)
+                    continue
+                stored, flag = _store_value(out, b, r, c, values[b, r, c], store)
+                output_sums[b] += stored
+                output_counts[b] += 1
+                clamped_counts[b] += flag
