@@ -135,7 +135,7 @@ import json, os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, {plugins!r})
 from osgeo import gdal
-from tessera.engine.corrected_output import CORRECTION_WINDOW_PIXELS, compression_options
+from tessera.engine.corrected_output import compression_options, correction_window_pixels
 from tessera.engine.raster_io import create_raster, plan_windows
 gdal.UseExceptions()
 paths, out = {paths!r}, {out!r}
@@ -149,7 +149,8 @@ def copy(path):
                            source.RasterYSize, source.RasterCount, dtype,
                            source.GetGeoTransform(), source.GetProjection(),
                            band.GetNoDataValue(), options=compression_options(dtype))
-    for w in plan_windows(target, 1, CORRECTION_WINDOW_PIXELS):
+    pixels = correction_window_pixels(source.RasterCount, dtype)
+    for w in plan_windows(target, 1, pixels, also=[(source, 1)]):
         target.WriteArray(source.ReadAsArray(w.xoff, w.yoff, w.xsize, w.ysize), w.xoff, w.yoff)
         target.FlushCache()
     target = None

@@ -27,14 +27,22 @@ from .raster_io import (
     create_raster,
     gdal_failures,
     gdal_quiet,
+    open_raster,
     plan_windows,
 )
 
-#: Pixels per window of the corrections (float64 work arrays for every band).
-CORRECTION_WINDOW_PIXELS = 1 << 20
-#: GDAL's block cache during a normalization run, at most (its windows are read once
-#: and written tiles flushed: the cache needs to hold a few windows, not the scenes).
-NORMALIZATION_CACHE_BYTES = 64 << 20
+#: Bytes of one window of the corrections (all bands of the input or of the output
+#: type, the larger): each thread holds a few (read ahead, written) at a time.
+CORRECTION_WINDOW_BYTES = 4 << 20
+#: GDAL's block cache during a normalization run, at most: windows are read once and
+#: written tiles flushed, so the cache needs to hold a few windows, not the scenes.
+NORMALIZATION_CACHE_BYTES = 32 << 20
+
+
+def correction_window_pixels(bands, *dtypes):
+    """Pixels per correction window for ``bands`` bands of the largest of ``dtypes``."""
+    largest = max(np.dtype(dtype).itemsize for dtype in dtypes)
+    return max(1 << 16, CORRECTION_WINDOW_BYTES // (bands * largest))
 
 
 def compression_options(dtype, driver="GTiff"):
@@ -241,7 +249,11 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
         owners = []
         parts = max(1, math.ceil(threads / max(1, len(jobs))))
         for index, (job, output) in enumerate(zip(jobs, outputs, strict=True)):
-            windows = plan_windows(output.dataset, 1, CORRECTION_WINDOW_PIXELS, window_size)
+            pixels = correction_window_pixels(job.image.bands, job.image.dtype, dtype)
+            # windows follow the input's blocks too where they can (a striped input)
+            source = open_raster(job.image.path)
+            windows = plan_windows(output.dataset, 1, pixels, window_size, also=[(source, 1)])
+            source = None
             for run in split_evenly(windows, parts):
                 weight = sum(w.xsize * w.ysize for w in run)
                 tasks.append((_correction_task(job, output, run, value_range), weight))
