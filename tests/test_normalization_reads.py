@@ -94,3 +94,107 @@ def test_outputs_are_bit_identical_to_before(tmp_path, case):
     result = function(paths, tmp_path / "out", **options)
     got = [digest(path) for path in result.outputs]
     assert got == REFERENCE[case]
+
+
+class CountedReads:
+    """Every window the engine reads (``read_window``: statistics and corrections), by
+    file: pixels read and the band lists asked for."""
+
+    def __init__(self, monkeypatch):
+        from tessera.engine import overlap_statistics, raster_io
+
+        self.pixels, self.bands = {}, {}
+        original = raster_io.read_window
+
+        def counting(dataset, bands, window, *args, **kwargs):
+            name = dataset.GetDescription()
+            self.pixels[name] = self.pixels.get(name, 0) + window.xsize * window.ysize
+            self.bands.setdefault(name, set()).add(tuple(bands))
+            return original(dataset, bands, window, *args, **kwargs)
+
+        monkeypatch.setattr(raster_io, "read_window", counting)
+        monkeypatch.setattr(overlap_statistics, "read_window", counting)
+
+
+def pixel_count(path):
+    dataset = gdal.Open(str(path))
+    return dataset.RasterXSize * dataset.RasterYSize
+
+
+@pytest.mark.parametrize("function", [global_regression, local_block_adjustment])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_input_pixel_is_read_once_for_statistics_and_once_for_the_correction(
+        tmp_path, monkeypatch, function, threads):
+    paths = chain(tmp_path / "in")
+    reads = CountedReads(monkeypatch)
+    function(paths, tmp_path / "out", threads=threads, window_size=48)
+    # only the inputs are read (no overlap VRT), each pixel twice, all bands at a time
+    assert sorted(reads.pixels) == sorted(paths)
+    for path in paths:
+        assert reads.pixels[path] == 2 * pixel_count(path), path
+        assert reads.bands[path] == {(1, 2, 3)}
+
+
+def test_only_pairs_whose_grids_do_not_line_up_are_read_again(tmp_path, monkeypatch):
+    from tessera.engine.image_set import open_image_set
+    from tessera.engine.overlap import find_overlaps
+
+    paths = chain(tmp_path / "in", dtype=np.float32, nodata=-9999, shift=0.5)
+    reads = CountedReads(monkeypatch)
+    global_regression(paths, tmp_path / "out", threads=2)
+    for path in paths:
+        assert reads.pixels[path] == 2 * pixel_count(path), path
+    images = open_image_set(paths).images
+    resampled = [o for o in find_overlaps(images) if "c3" in (images[o.i].name,
+                                                               images[o.j].name)]
+    assert len(resampled) == 1  # c2-c3; c1-c2 line up and are read with the images
+    others = sum(n for name, n in reads.pixels.items() if name not in paths)
+    assert others == 2 * sum(o.window.xsize * o.window.ysize for o in resampled)
+
+
+@pytest.mark.parametrize("function", [global_regression, local_block_adjustment])
+def test_gdal_cache_is_capped_during_a_run_and_restored_after(tmp_path, function):
+    from tessera.engine import CancelledError
+    from tessera.engine.corrected_output import NORMALIZATION_CACHE_BYTES
+
+    paths = chain(tmp_path / "in")
+    seen = []
+    previous = gdal.GetCacheMax()
+    try:
+        gdal.SetCacheMax(777 << 20)
+        function(paths, tmp_path / "out", progress=lambda f, m: seen.append(gdal.GetCacheMax()))
+        assert seen and max(seen) <= NORMALIZATION_CACHE_BYTES
+        assert gdal.GetCacheMax() == 777 << 20
+        # a smaller setting is kept, and restored after a cancelled run too
+        gdal.SetCacheMax(8 << 20)
+        seen.clear()
+        with pytest.raises(CancelledError):
+            function(paths, tmp_path / "again", cancelled=lambda: len(seen) > 3,
+                     progress=lambda f, m: seen.append(gdal.GetCacheMax()))
+        assert max(seen) == 8 << 20
+        assert gdal.GetCacheMax() == 8 << 20
+    finally:
+        gdal.SetCacheMax(previous)
+
+
+def test_statistics_windows_hold_a_bounded_number_of_bytes_for_any_scenes():
+    """The pieces one window of the statistics pass holds stay within its byte budget
+    (up to whole blocks) however many and however large the scenes."""
+    from tessera.engine.overlap_statistics import REGION_WINDOW_BYTES, _Placed, union_windows
+
+    pixel_bytes = 4 * 2
+    layouts = {
+        "chain of 40 large scenes": [_Placed(k, k * 30000, 0, k * 30000 + 60000, 60000)
+                                     for k in range(40)],
+        "40 scenes stacked": [_Placed(k, k * 7, k * 5, k * 7 + 20000, k * 5 + 20000)
+                              for k in range(40)],
+        "three scenes chain": [_Placed(k, k * 2000, 0, k * 2000 + 4000, 4000)
+                               for k in range(3)],
+    }
+    for name, placed in layouts.items():
+        width, height = max(p.x1 for p in placed), max(p.y1 for p in placed)
+        windows = union_windows(placed, width, height, (256, 256), pixel_bytes)
+        assert sum(w.xsize * w.ysize for w in windows) == width * height, name
+        largest = max(sum((lambda c: c.xsize * c.ysize if c else 0)(p.clip(w))
+                          for p in placed) for w in windows)
+        assert largest * pixel_bytes <= 2 * REGION_WINDOW_BYTES, (name, largest)
