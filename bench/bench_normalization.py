@@ -128,20 +128,23 @@ def run(function, paths, threads, out, options):
 
 # The I/O floor: what any normalization must do at least. Every input is read once, window
 # by window (the engine's correction windows, all bands at once), and written unchanged to
-# an output with the engine's creation options; images run on `threads` threads. GDAL's
-# cache is left at its default: the floor is not held to the memory target.
+# an output with the engine's creation options, in the engine's pieces on `threads`
+# threads. GDAL's cache is left at its default: the floor is not held to the memory target.
 FLOOR_CHILD = """
-import json, os, sys, time
+import json, math, os, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, {plugins!r})
 from osgeo import gdal
-from tessera.engine.corrected_output import compression_options, correction_window_pixels
+from tessera.engine.corrected_output import (PIECES_PER_THREAD, compression_options,
+                                             correction_window_pixels)
+from tessera.engine.parallel import split_evenly
 from tessera.engine.raster_io import create_raster, plan_windows
 gdal.UseExceptions()
-paths, out = {paths!r}, {out!r}
+paths, out, threads = {paths!r}, {out!r}, {threads}
 os.makedirs(out, exist_ok=True)
-
-def copy(path):
+started = time.perf_counter()
+tasks, targets = [], []
+for path in paths:
     source = gdal.Open(path)
     band = source.GetRasterBand(1)
     dtype = source.ReadAsArray(0, 0, 1, 1).dtype
@@ -149,15 +152,25 @@ def copy(path):
                            source.RasterYSize, source.RasterCount, dtype,
                            source.GetGeoTransform(), source.GetProjection(),
                            band.GetNoDataValue(), options=compression_options(dtype))
-    pixels = correction_window_pixels(source.RasterCount, dtype)
-    for w in plan_windows(target, 1, pixels, also=[(source, 1)]):
-        target.WriteArray(source.ReadAsArray(w.xoff, w.yoff, w.xsize, w.ysize), w.xoff, w.yoff)
-        target.FlushCache()
-    target = None
+    lock = threading.Lock()
+    targets.append(target)
+    windows = plan_windows(target, 1, correction_window_pixels(source.RasterCount, dtype),
+                           also=[(source, 1)])
+    parts = 1 if threads <= 1 else math.ceil(PIECES_PER_THREAD * threads / len(paths))
+    tasks += [(path, target, lock, run) for run in split_evenly(windows, parts)]
 
-started = time.perf_counter()
-with ThreadPoolExecutor({threads}) as pool:
-    list(pool.map(copy, paths))
+def copy(task):  # like the engine: own read handle, writes under the output's lock
+    path, target, lock, run = task
+    source = gdal.Open(path)
+    for w in run:
+        block = source.ReadAsArray(w.xoff, w.yoff, w.xsize, w.ysize)
+        with lock:
+            target.WriteArray(block, w.xoff, w.yoff)
+            target.FlushCache()
+
+with ThreadPoolExecutor(threads) as pool:
+    list(pool.map(copy, tasks))
+tasks = targets = target = None  # closing writes the last tiles and the headers
 wall = time.perf_counter() - started
 sys.path.insert(0, {here!r})
 from peak_memory import peak_rss_mb

@@ -34,6 +34,8 @@ from .raster_io import (
 #: Bytes of one window of the corrections (all bands of the input or of the output
 #: type, the larger): each thread holds a few (read ahead, written) at a time.
 CORRECTION_WINDOW_BYTES = 4 << 20
+#: Pieces of work per thread in the correction pass (consecutive windows of one image).
+PIECES_PER_THREAD = 8
 #: GDAL's block cache during a normalization run, at most: windows are read once and
 #: written tiles flushed, so the cache needs to hold a few windows, not the scenes.
 NORMALIZATION_CACHE_BYTES = 32 << 20
@@ -236,8 +238,8 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
                            window_size=None):
     """Correct every job's image into its output path; returns :class:`CorrectedImage` list.
 
-    Work is cut into pieces of consecutive windows (several per image when
-    there are fewer images than threads) run on ``threads`` threads. Each
+    Work is cut into pieces of consecutive windows of one image (about
+    :data:`PIECES_PER_THREAD` per thread in all) run on ``threads`` threads. Each
     output is read back once written; on any error every output is removed.
     """
     value_range = output_range(dtype, nodata)
@@ -247,7 +249,9 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
             outputs.append(OutputRaster(job.output_path, job.image, value_range, cog))
         tasks = []
         owners = []
-        parts = max(1, math.ceil(threads / max(1, len(jobs))))
+        # several pieces per thread, so that threads finish together (3 images on 2
+        # threads: 6 pieces each, not 1 image left to one thread at the end)
+        parts = 1 if threads <= 1 else math.ceil(PIECES_PER_THREAD * threads / len(jobs))
         for index, (job, output) in enumerate(zip(jobs, outputs, strict=True)):
             pixels = correction_window_pixels(job.image.bands, job.image.dtype, dtype)
             # windows follow the input's blocks too where they can (a striped input)
