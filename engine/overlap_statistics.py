@@ -1,11 +1,18 @@
 """Exact whole-image and overlap statistics for global regression.
 
-One windowed, multi-band pass per image gives each band's count, mean and
-population standard deviation of the valid pixels; one pass per overlapping
-pair over its overlap window gives the same for the co-located pixel pairs
-valid in both images (per band), the second image read on the first's grid.
-Passes run in parallel (several pieces per image when threads outnumber
-images); pieces are merged exactly (Chan et al.'s pairwise update).
+Per band: the count, mean and population standard deviation of each image's
+valid pixels, and of the co-located pixel pairs of each overlapping pair valid
+in both images, the second image read on the first's grid.
+
+:func:`measure_statistics` reads each input pixel once: images whose grids
+line up are read together window by window over their union
+(:func:`region_statistics`), all bands at a time, and the pixels of a window
+feed both the whole-image moments and those of every pair overlapping there.
+Only pairs whose grids do not line up are read again, the second image
+resampled through a VRT (:func:`pair_statistics`); :func:`image_statistics`
+is the plain per-image pass (the coefficient of variation of local block
+adjustment). Windows run in parallel; pieces are merged exactly (Chan et al.'s
+pairwise update).
 """
 
 import math
