@@ -373,7 +373,8 @@ def region_statistics(images, group, wanted, overlaps, nodata, masks, reporter, 
     block = open_raster(first_image.path).GetRasterBand(1).GetBlockSize()
     block = (max(1, min(block[0], first_image.width)), max(1, min(block[1],
                                                                    first_image.height)))
-    pixel_bytes = first_image.bands * np.dtype(first_image.dtype).itemsize
+    pixel_bytes = first_image.bands * max(np.dtype(images[p.index].dtype).itemsize
+                                          for p in placed)
     windows = union_windows(placed, width, height, block, pixel_bytes, window_size)
     # each overlap's rectangle on the common grid (image i's pixels inside image j)
     rectangles = [Window(where[o.i].x0 + o.window.xoff, where[o.i].y0 + o.window.yoff,
