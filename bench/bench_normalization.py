@@ -14,7 +14,12 @@ The I/O floor (also a fresh interpreter, --threads threads over the images) read
 input window by window, all bands at once, and writes it back unchanged to as many
 outputs with the engine's creation options (tiled ZSTD with a predictor): no
 normalization can take less. Each algorithm's parallel wall time is printed as a
-multiple of it (``--runs`` runs of each, best kept: the machine may be shared).
+multiple of it (``--runs`` runs of each, best kept: the machine may be shared), with
+the CPU seconds (user + system) of its process, which a busy machine disturbs less.
+
+With ``--baseline CHECKOUT`` (another Tessera checkout, e.g. ``git worktree add
+/tmp/before <commit>``) that checkout's engine runs in turn with this one's on the same
+scenes, so both see the same load: before/after figures from one command.
 
 With ``--spectralmatch PYTHON`` (an interpreter that can ``import spectralmatch``: the peer,
 not part of Tessera), each algorithm is then also run by spectralmatch in that interpreter,
@@ -24,8 +29,8 @@ threads; the script prints its wall time and peak RSS, the ratios spectralmatch 
 Tessera's global regression then weights overlaps by 1, as spectralmatch 1.6 does.
 
     .venv/bin/python bench/bench_normalization.py [global|local|both] [--size 8000]
-        [--layout grid|chain] [--threads 2] [--runs 1] [--serial/--no-serial]
-        [--spectralmatch /work/peers/spectralmatch-env/bin/python]
+        [--layout grid|chain] [--threads 2] [--runs 1] [--no-serial]
+        [--baseline CHECKOUT] [--spectralmatch /work/peers/spectralmatch-env/bin/python]
 """
 
 import argparse
@@ -36,6 +41,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -109,7 +115,7 @@ sys.path.insert(0, {plugins!r})
 from tessera.engine import {function}
 paths = {paths!r}
 started = time.perf_counter()
-{function}(paths, {out!r}, threads={threads}, overwrite=True, **{options!r})
+{function}(paths, {out!r}, threads={threads}, **{options!r})
 wall = time.perf_counter() - started
 sys.path.insert(0, {here!r})
 from peak_memory import peak_rss_mb
@@ -117,13 +123,34 @@ print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb()}}))
 """
 
 
-def run(function, paths, threads, out, options):
-    code = CHILD.format(plugins=plugin_folder(), here=HERE, function=function, paths=paths,
+@functools.lru_cache
+def plugins_of(repo=None):
+    """A folder where the Tessera checkout ``repo`` (default: this one) is ``tessera``."""
+    if repo is None:
+        return plugin_folder()
+    folder = tempfile.mkdtemp(prefix="tessera-baseline-")
+    os.symlink(os.path.abspath(repo), os.path.join(folder, "tessera"))
+    return folder
+
+
+def children_cpu():
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(function, paths, threads, out, options, repo=None):
+    """Wall time, peak RSS and CPU seconds of ``function`` of the Tessera checkout
+    ``repo`` (default: this one) in a fresh interpreter."""
+    code = CHILD.format(plugins=plugins_of(repo), here=HERE, function=function, paths=paths,
                         out=out, threads=threads, options=options)
+    cpu = children_cpu()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{function} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["cpu"] = children_cpu() - cpu
+    return figures
 
 
 # The I/O floor: what any normalization must do at least. Every input is read once, window
@@ -181,23 +208,40 @@ print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb()}}))
 def run_floor(paths, threads, out):
     """Wall time and peak RSS of the I/O floor (:data:`FLOOR_CHILD`) in a fresh process."""
     shutil.rmtree(out, ignore_errors=True)
-    code = FLOOR_CHILD.format(plugins=plugin_folder(), here=HERE, paths=paths, out=out,
+    code = FLOOR_CHILD.format(plugins=plugins_of(), here=HERE, paths=paths, out=out,
                               threads=threads)
+    cpu = children_cpu()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"I/O floor failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["cpu"] = children_cpu() - cpu
+    return figures
 
 
-def best_of(runs, measure):
-    """The run with the smallest wall time of ``runs`` runs of ``measure()``, with the
-    largest peak RSS seen (the machine may be shared: the fastest run is the least
-    disturbed; memory does not depend on the others)."""
-    figures = [measure() for _ in range(max(1, runs))]
-    best = dict(min(figures, key=lambda f: f["wall"]))
-    best["walls"] = [f["wall"] for f in figures]
-    best["peak_mb"] = max(f["peak_mb"] for f in figures)
-    return best
+def best_of(runs, *measures):
+    """For each of ``measures`` (run in turn, ``runs`` times: a shared machine disturbs
+    them alike), the run with the smallest wall time, with the largest peak RSS and the
+    smallest CPU time seen (the fastest run is the least disturbed; memory does not
+    depend on the others)."""
+    figures = [[] for _ in measures]
+    for _ in range(max(1, runs)):
+        for measure, seen in zip(measures, figures, strict=True):
+            seen.append(measure())
+    bests = []
+    for seen in figures:
+        best = dict(min(seen, key=lambda f: f["wall"]))
+        best["walls"] = [f["wall"] for f in seen]
+        best["peak_mb"] = max(f["peak_mb"] for f in seen)
+        best["cpu"] = min(f["cpu"] for f in seen)
+        bests.append(best)
+    return bests if len(measures) > 1 else bests[0]
+
+
+def figures_row(label, threads, figures, megapixels, floor):
+    return (f"{label:<24}{threads:>8}{figures['wall']:>10.1f}{megapixels / figures['wall']:>10.1f}"
+            f"{figures['peak_mb']:>14.0f}{figures['cpu']:>8.1f}{figures['wall'] / floor:>10.2f}"
+            f"   (runs: {', '.join(f'{w:.1f}' for w in figures['walls'])} s)")
 
 
 # spectralmatch settings equivalent to Tessera's defaults. Beyond the images, one output
@@ -364,10 +408,10 @@ def compare_adjustments(tessera_json, peer_json):
             f"max |offset difference| {offset:.3f} DN")
 
 
-def warm_up(function, layout="grid"):
+def warm_up(function, layout="grid", repo=None):
     """Compile (and cache) the numba kernels on tiny scenes so timings exclude it."""
     paths = write_scenes(256, layout)
-    run(function, paths, 1, os.path.join(OUTPUT, "warm_up"), {})
+    run(function, paths, 1, os.path.join(OUTPUT, "warm_up"), {"overwrite": True}, repo)
 
 
 def main():
@@ -384,6 +428,9 @@ def main():
                         help="skip the one-thread runs")
     parser.add_argument("--spectralmatch", metavar="PYTHON",
                         help="an interpreter that can import spectralmatch (peer, optional)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="another Tessera checkout (e.g. a git worktree of an earlier "
+                             "commit) whose engine runs in turn with this one's")
     args = parser.parse_args()
     if args.spectralmatch and not os.access(args.spectralmatch, os.X_OK):
         parser.error(f"--spectralmatch {args.spectralmatch}: not an executable interpreter")
@@ -400,29 +447,35 @@ def main():
               f"image_threads={args.threads}; Tessera options {TESSERA_AS_SPECTRALMATCH}")
     tag = "" if args.layout == "grid" else f"{args.layout}_"
     print(f"\n{'algorithm':<24}{'threads':>8}{'wall s':>10}{'Mpx/s':>10}{'peak RSS MB':>14}"
-          f"{'x floor':>10}")
-    floor = best_of(args.runs, lambda: run_floor(paths, args.threads,
-                                                 os.path.join(OUTPUT, f"floor_{tag}{args.size}")))
-    print(f"{'I/O floor':<24}{args.threads:>8}{floor['wall']:>10.1f}"
-          f"{megapixels / floor['wall']:>10.1f}{floor['peak_mb']:>14.0f}{1:>10.2f}", flush=True)
+          f"{'CPU s':>8}{'x floor':>10}")
+    floor = best_of(args.runs, lambda: run_floor(
+        paths, args.threads, os.path.join(OUTPUT, f"floor_{tag}{args.size}")))
+    print(figures_row("I/O floor", args.threads, floor, megapixels, floor["wall"]), flush=True)
     for which in chosen:
         function = functions[which]
         warm_up(function, args.layout)
+        if args.baseline:
+            warm_up(function, args.layout, args.baseline)
         out = os.path.join(OUTPUT, f"{which}_out_{tag}{args.size}")
-        options = {}
+        options = {"overwrite": True}
         if args.spectralmatch:
-            options = dict(TESSERA_AS_SPECTRALMATCH.get(function, {}))
+            options.update(TESSERA_AS_SPECTRALMATCH.get(function, {}))
             if which == "global":
                 options["save_adjustments"] = os.path.join(out, "adjustments.json")
         timings = {}
         for threads in ((1, args.threads) if args.serial else (args.threads,)):
-            figures = best_of(args.runs, functools.partial(run, function, paths, threads, out,
-                                                           options))
-            timings[threads] = figures
-            print(f"{function:<24}{threads:>8}{figures['wall']:>10.1f}"
-                  f"{megapixels / figures['wall']:>10.1f}{figures['peak_mb']:>14.0f}"
-                  f"{figures['wall'] / floor['wall']:>10.2f}   (runs: "
-                  f"{', '.join(f'{w:.1f}' for w in figures['walls'])} s)", flush=True)
+            measures = [functools.partial(run, function, paths, threads, out, options)]
+            if args.baseline:
+                measures.append(functools.partial(run, function, paths, threads,
+                                                  out + "_baseline", options, args.baseline))
+            figures = best_of(args.runs, *measures)
+            figures = figures if args.baseline else [figures]
+            timings[threads] = figures[0]
+            print(figures_row(function, threads, figures[0], megapixels, floor["wall"]),
+                  flush=True)
+            if args.baseline:
+                print(figures_row("  baseline", threads, figures[1], megapixels,
+                                  floor["wall"]), flush=True)
         if args.serial:
             ratio = timings[1]["wall"] / timings[args.threads]["wall"]
             print(f"{function}: serial / parallel wall time = {ratio:.2f}")
