@@ -17,6 +17,11 @@ normalization can take less. Each algorithm's parallel wall time is printed as a
 multiple of it (``--runs`` runs of each, best kept: the machine may be shared), with
 the CPU seconds (user + system) of its process, which a busy machine disturbs less.
 
+The kernels are also timed alone on one window in memory (CPU seconds per value); the
+arithmetic each algorithm must do (every value through its statistics and correction
+kernels, overlaps through the pair kernel) scaled to the scenes and divided by the
+threads, added to the I/O floor, is a second yardstick: I/O floor + arithmetic.
+
 With ``--baseline CHECKOUT`` (another Tessera checkout, e.g. ``git worktree add
 /tmp/before <commit>``) that checkout's engine runs in turn with this one's on the same
 scenes, so both see the same load: before/after figures from one command.
@@ -217,6 +222,90 @@ def run_floor(paths, threads, out):
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     figures["cpu"] = children_cpu() - cpu
     return figures
+
+
+# The arithmetic each algorithm must do, timed alone on one window of the first scene held
+# in memory (no I/O, one thread): CPU seconds per value of each kernel. Scaled to the scenes'
+# values and divided by the threads, it is what the I/O floor leaves out.
+KERNELS_CHILD = """
+import json, sys, time
+import numpy as np
+sys.path.insert(0, {plugins!r})
+from osgeo import gdal
+from tessera.engine import normalization_kernels as k
+from tessera.engine.corrected_output import output_range
+dataset = gdal.Open({path!r})
+tile = dataset.ReadAsArray(0, 0, min(4000, dataset.RasterXSize), min(256, dataset.RasterYSize))
+second = tile[:, ::-1].copy()
+bands, rows, cols = tile.shape
+mask, store = np.ones((1, 1), np.uint8), output_range(tile.dtype, 0).store
+out, totals = np.empty_like(tile), np.zeros((4, bands))
+grid = np.linspace(800.0, 3000.0, bands * 20 * 30).reshape(bands, 20, 30)
+fr = np.linspace(0, 19, 2000)[:rows]  # block rows 0-2 in this window
+r0 = np.floor(fr).astype(np.int64)
+fc = np.linspace(0, 29, cols)
+c0 = np.floor(fc).astype(np.int64)
+block_rows, block_cols = r0, (np.arange(cols) // 200).astype(np.int64)
+scale, shift = np.full(bands, 1.1), np.zeros(bands)
+
+def moments():
+    k.accumulate_moments(tile, 0.0, True, mask, False, np.zeros(bands, np.int64),
+                         np.zeros(bands), np.zeros(bands))
+
+def pair():  # per value of one image of the pair
+    k.accumulate_pair_moments(tile[:, :, :cols // 2], second[:, :, cols // 2:], 0.0, True,
+                              mask, False, np.zeros(bands, np.int64), np.zeros(bands),
+                              np.zeros(bands), np.zeros(bands), np.zeros(bands))
+
+def linear():
+    k.linear_correction(tile, 0.0, True, scale, shift, out, store, *totals)
+
+def blocks():
+    k.accumulate_blocks(tile, 0.0, True, mask, False, block_rows, block_cols,
+                        np.zeros((bands, 20, 30)), np.zeros((bands, 20, 30), np.int64),
+                        np.full(bands, np.inf))
+
+def gamma():
+    k.local_correction(tile, 0.0, True, grid, grid[:, ::-1, :].copy(), r0,
+                       np.minimum(r0 + 1, 19), fr - r0, c0, np.minimum(c0 + 1, 29), fc - c0,
+                       True, 1.0, shift, out, store, *totals)
+
+seconds = {{}}
+for name, kernel, values in (("moments", moments, tile.size), ("pair", pair, tile.size // 2),
+                             ("linear", linear, tile.size), ("blocks", blocks, tile.size),
+                             ("gamma", gamma, tile.size)):
+    kernel()
+    started = time.process_time()
+    for _ in range(5):
+        kernel()
+    seconds[name] = (time.process_time() - started) / 5 / values
+print(json.dumps(seconds))
+"""
+
+
+def kernel_seconds(paths):
+    """CPU seconds per value of each normalization kernel (:data:`KERNELS_CHILD`)."""
+    code = KERNELS_CHILD.format(plugins=plugins_of(), path=paths[0])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"kernel timing failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def arithmetic_seconds(which, per_value, paths, threads):
+    """Wall seconds of the arithmetic ``which`` must do on ``paths`` with ``threads``
+    threads: every value once through the statistics kernel(s) and once through the
+    correction (global regression: each overlap's values through the pair kernel too)."""
+    from osgeo import gdal
+
+    values = sum(gdal.Open(p).RasterXSize * gdal.Open(p).RasterYSize for p in paths) * BANDS
+    if which == "global":
+        overlap = sum(cols * rows for *_, cols, rows in window_pairs(paths)) * BANDS
+        total = values * (per_value["moments"] + per_value["linear"])
+        total += overlap * per_value["pair"]
+    else:
+        total = values * (per_value["blocks"] + per_value["gamma"])
+    return total / threads
 
 
 def best_of(runs, *measures):
@@ -451,6 +540,9 @@ def main():
     floor = best_of(args.runs, lambda: run_floor(
         paths, args.threads, os.path.join(OUTPUT, f"floor_{tag}{args.size}")))
     print(figures_row("I/O floor", args.threads, floor, megapixels, floor["wall"]), flush=True)
+    per_value = kernel_seconds(paths)
+    print("kernels alone, ns per value: " + ", ".join(f"{name} {1e9 * value:.1f}"
+                                                       for name, value in per_value.items()))
     for which in chosen:
         function = functions[which]
         warm_up(function, args.layout)
@@ -473,6 +565,11 @@ def main():
             timings[threads] = figures[0]
             print(figures_row(function, threads, figures[0], megapixels, floor["wall"]),
                   flush=True)
+            arithmetic = arithmetic_seconds(which, per_value, paths, threads)
+            method_floor = floor["wall"] + arithmetic
+            print(f"  I/O floor + its arithmetic ({arithmetic:.1f} s on {threads} thread(s)) = "
+                  f"{method_floor:.1f} s: {function} takes "
+                  f"{figures[0]['wall'] / method_floor:.2f} x that", flush=True)
             if args.baseline:
                 print(figures_row("  baseline", threads, figures[1], megapixels,
                                   floor["wall"]), flush=True)
