@@ -38,7 +38,7 @@ CORRECTION_WINDOW_BYTES = 4 << 20
 PIECES_PER_THREAD = 8
 #: GDAL's block cache during a normalization run, at most: windows are read once and
 #: written tiles flushed, so the cache needs to hold a few windows, not the scenes.
-NORMALIZATION_CACHE_BYTES = 32 << 20
+NORMALIZATION_CACHE_BYTES = 24 << 20
 
 
 def correction_window_pixels(bands, *dtypes):

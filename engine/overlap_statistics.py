@@ -27,8 +27,8 @@ from .raster_io import TileReader, Window, open_raster, plan_windows, read_windo
 #: Pixels per statistics window.
 STATISTICS_WINDOW_PIXELS = 1 << 20
 #: Bytes of the images' pieces of one window of :func:`region_statistics` (all bands, the
-#: pixels' own type), at most: two statistics windows of 4-band 16-bit pixels.
-REGION_WINDOW_BYTES = 16 << 20
+#: pixels' own type), at most: one and a half statistics windows of 4-band 16-bit pixels.
+REGION_WINDOW_BYTES = 12 << 20
 
 
 @dataclass
