@@ -163,7 +163,7 @@ def run(function, paths, threads, out, options, repo=None):
 # an output with the engine's creation options, in the engine's pieces on `threads`
 # threads. GDAL's cache is left at its default: the floor is not held to the memory target.
 FLOOR_CHILD = """
-import json, math, os, sys, threading, time
+import itertools, json, math, os, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, {plugins!r})
 from osgeo import gdal
@@ -189,7 +189,9 @@ for path in paths:
     windows = plan_windows(target, 1, correction_window_pixels(source.RasterCount, dtype),
                            also=[(source, 1)])
     parts = 1 if threads <= 1 else math.ceil(PIECES_PER_THREAD * threads / len(paths))
-    tasks += [(path, target, lock, run) for run in split_evenly(windows, parts)]
+    tasks.append([(path, target, lock, run) for run in split_evenly(windows, parts)])
+# image after image, as the engine takes them
+tasks = [task for turn in itertools.zip_longest(*tasks) for task in turn if task is not None]
 
 def copy(task):  # like the engine: own read handle, writes under the output's lock
     path, target, lock, run = task

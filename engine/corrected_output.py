@@ -9,6 +9,7 @@ targets with the run's other outputs only when every one was written and read
 back. A failed or cancelled run removes what it wrote.
 """
 
+import itertools
 import math
 import os
 import threading
@@ -247,21 +248,25 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
     try:
         for job in jobs:
             outputs.append(OutputRaster(job.output_path, job.image, value_range, cog))
-        tasks = []
-        owners = []
         # several pieces per thread, so that threads finish together (3 images on 2
-        # threads: 6 pieces each, not 1 image left to one thread at the end)
+        # threads: 6 pieces each, not 1 image left to one thread at the end), taken
+        # image after image so that threads write different files (each output is
+        # compressed under its lock)
         parts = 1 if threads <= 1 else math.ceil(PIECES_PER_THREAD * threads / len(jobs))
+        pieces = []
         for index, (job, output) in enumerate(zip(jobs, outputs, strict=True)):
             pixels = correction_window_pixels(job.image.bands, job.image.dtype, dtype)
             # windows follow the input's blocks too where they can (a striped input)
             source = open_raster(job.image.path)
             windows = plan_windows(output.dataset, 1, pixels, window_size, also=[(source, 1)])
             source = None
-            for run in split_evenly(windows, parts):
-                weight = sum(w.xsize * w.ysize for w in run)
-                tasks.append((_correction_task(job, output, run, value_range), weight))
-                owners.append(index)
+            pieces.append([(index, _correction_task(job, output, run, value_range),
+                            sum(w.xsize * w.ysize for w in run))
+                           for run in split_evenly(windows, parts)])
+        ordered = [piece for turn in itertools.zip_longest(*pieces) for piece in turn
+                   if piece is not None]
+        owners = [index for index, _, _ in ordered]
+        tasks = [(task, weight) for _, task, weight in ordered]
         totals = run_in_threads(tasks, threads, reporter)
         reporter.check()
         results = []
