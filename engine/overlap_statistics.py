@@ -15,6 +15,7 @@ adjustment). Windows run in parallel; pieces are merged exactly (Chan et al.'s
 pairwise update).
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -360,80 +361,100 @@ def region_statistics(images, group, wanted, overlaps, nodata, masks, reporter, 
     contiguous runs of windows, each with its own file handles; partial moments are
     merged exactly.
     """
-    from .normalization_kernels import accumulate_moments, accumulate_pair_moments
-
-    value, has = _nodata_args(nodata)
     placed, width, height = place_on_grid(images, group)
     where = {p.index: p for p in placed}
     needed = set(wanted) | {o.i for o in overlaps} | {o.j for o in overlaps}
     placed = [p for p in placed if p.index in needed]
     if not placed:
         return {}, []
-    first_image = images[placed[0].index]
-    block = open_raster(first_image.path).GetRasterBand(1).GetBlockSize()
-    block = (max(1, min(block[0], first_image.width)), max(1, min(block[1],
-                                                                   first_image.height)))
-    pixel_bytes = first_image.bands * max(np.dtype(images[p.index].dtype).itemsize
-                                          for p in placed)
+    first = images[placed[0].index]
+    block = open_raster(first.path).GetRasterBand(1).GetBlockSize()
+    block = (max(1, min(block[0], first.width)), max(1, min(block[1], first.height)))
+    pixel_bytes = first.bands * max(np.dtype(images[p.index].dtype).itemsize for p in placed)
     windows = union_windows(placed, width, height, block, pixel_bytes, window_size)
-    # each overlap's rectangle on the common grid (image i's pixels inside image j)
-    rectangles = [Window(where[o.i].x0 + o.window.xoff, where[o.i].y0 + o.window.yoff,
-                         o.window.xsize, o.window.ysize) for o in overlaps]
-    bands = list(range(1, first_image.bands + 1))
-    wanted = set(wanted)
-
-    def measure(run):
-        def task(tick):
-            handles = {p.index: open_raster(images[p.index].path) for p in placed}
-            moments = {i: Moments.empty(len(bands)) for i in wanted}
-            pairs = [(Moments.empty(len(bands)), Moments.empty(len(bands))) for _ in overlaps]
-            for window in run:
-                tick(0)
-                pieces = {}
-                for p in placed:
-                    part = p.clip(window)
-                    if part is None:
-                        continue
-                    local = p.local(part)
-                    tile = read_window(handles[p.index], bands, local)
-                    pieces[p.index] = (part, tile)
-                    if p.index in wanted:
-                        pixels, use = window_mask(masks[p.index],
-                                                  images[p.index].geotransform, local)
-                        m = moments[p.index]
-                        accumulate_moments(tile, value, has, pixels, use, m.counts, m.means,
-                                           m.m2)
-                for overlap, rectangle, (a, b) in zip(overlaps, rectangles, pairs,
-                                                      strict=True):
-                    if overlap.i not in pieces or overlap.j not in pieces:
-                        continue
-                    common = where[overlap.i].clip(_intersection(rectangle, window))
-                    if common is None:
-                        continue
-                    tile_i = _cut(pieces[overlap.i], common)
-                    tile_j = _cut(pieces[overlap.j], common)
-                    pixels, use = _pair_mask(masks[overlap.i], masks[overlap.j],
-                                             images[overlap.i].geotransform,
-                                             where[overlap.i].local(common))
-                    accumulate_pair_moments(tile_i, tile_j, value, has, pixels, use,
-                                            a.counts, a.means, a.m2, b.means, b.m2)
-                    b.counts[:] = a.counts
-                tick(window.xsize * window.ysize)
-            return moments, pairs
-
-        return task
-
+    region = _Region(images, placed, where, set(wanted), overlaps, nodata, masks)
     runs = split_evenly(windows, threads)
-    pieces = run_in_threads([(measure(run), sum(w.xsize * w.ysize for w in run))
-                             for run in runs], threads, reporter)
-    moments = {i: Moments.empty(len(bands)) for i in wanted}
-    pairs = [(Moments.empty(len(bands)), Moments.empty(len(bands))) for _ in overlaps]
+    pieces = run_in_threads([(functools.partial(region.measure, run),
+                              sum(w.xsize * w.ysize for w in run)) for run in runs],
+                            threads, reporter)
+    moments, pairs = region.empty()
     for piece_moments, piece_pairs in pieces:
         for index, m in piece_moments.items():
             moments[index] = moments[index].merge(m)
         pairs = [(a.merge(c), b.merge(d)) for (a, b), (c, d) in zip(pairs, piece_pairs,
                                                                    strict=True)]
     return moments, pairs
+
+
+class _Region:
+    """What the threads of :func:`region_statistics` share: the images placed on the
+    common grid, which of them need whole-image moments, the overlaps to measure."""
+
+    def __init__(self, images, placed, where, wanted, overlaps, nodata, masks):
+        self.images, self.placed, self.where = images, placed, where
+        self.wanted, self.overlaps, self.masks = wanted, overlaps, masks
+        self.nodata = _nodata_args(nodata)
+        self.bands = list(range(1, images[placed[0].index].bands + 1))
+        # each overlap's rectangle on the common grid (image i's pixels inside image j)
+        self.rectangles = [Window(where[o.i].x0 + o.window.xoff, where[o.i].y0 + o.window.yoff,
+                                  o.window.xsize, o.window.ysize) for o in overlaps]
+
+    def empty(self):
+        """({index: Moments} of the wanted images, [(Moments, Moments)] per overlap), zero."""
+        bands = len(self.bands)
+        return ({i: Moments.empty(bands) for i in self.wanted},
+                [(Moments.empty(bands), Moments.empty(bands)) for _ in self.overlaps])
+
+    def measure(self, run, tick):
+        """The moments of the windows ``run`` (one thread, its own file handles)."""
+        handles = {p.index: open_raster(self.images[p.index].path) for p in self.placed}
+        moments, pairs = self.empty()
+        for window in run:
+            tick(0)
+            pieces = self._read(window, handles, moments)
+            self._pairs(window, pieces, pairs)
+            tick(window.xsize * window.ysize)
+        return moments, pairs
+
+    def _read(self, window, handles, moments):
+        """Read every image's part of ``window`` once, all bands, and add it to the
+        image's moments; returns {index: (part on the common grid, array)}."""
+        from .normalization_kernels import accumulate_moments
+
+        pieces = {}
+        for p in self.placed:
+            part = p.clip(window)
+            if part is None:
+                continue
+            local = p.local(part)
+            tile = read_window(handles[p.index], self.bands, local)
+            pieces[p.index] = (part, tile)
+            if p.index in self.wanted:
+                pixels, use = window_mask(self.masks[p.index],
+                                          self.images[p.index].geotransform, local)
+                m = moments[p.index]
+                accumulate_moments(tile, *self.nodata, pixels, use, m.counts, m.means, m.m2)
+        return pieces
+
+    def _pairs(self, window, pieces, pairs):
+        """Add the co-located pixels of every overlap inside ``window`` to its moments,
+        from the ``pieces`` already read."""
+        from .normalization_kernels import accumulate_pair_moments
+
+        for overlap, rectangle, (a, b) in zip(self.overlaps, self.rectangles, pairs,
+                                              strict=True):
+            if overlap.i not in pieces or overlap.j not in pieces:
+                continue
+            first = self.where[overlap.i]
+            common = first.clip(_intersection(rectangle, window))
+            if common is None:
+                continue
+            pixels, use = _pair_mask(self.masks[overlap.i], self.masks[overlap.j],
+                                     self.images[overlap.i].geotransform, first.local(common))
+            accumulate_pair_moments(_cut(pieces[overlap.i], common),
+                                    _cut(pieces[overlap.j], common), *self.nodata, pixels, use,
+                                    a.counts, a.means, a.m2, b.means, b.m2)
+            b.counts[:] = a.counts
 
 
 def _intersection(a, b):
