@@ -1,11 +1,30 @@
-"""Benchmark: global regression and local block adjustment, parallel against serial.
+"""Benchmark: global regression and local block adjustment, parallel against serial,
+and against the I/O floor.
 
-Generates (once, under bench/output/) four overlapping uint16 scenes of --size x --size
-pixels and 4 bands (a 2 x 2 layout overlapping by a quarter of a scene each way), each with
-its own gain and offset, as tiled uncompressed GeoTIFFs. Then runs each algorithm's engine
-function in a fresh interpreter with 1 thread (serial) and with --threads threads
-(parallel), and prints wall time, peak RSS of that interpreter and the ratio serial /
-parallel. Outputs are compressed tiled GeoTIFFs under bench/output/.
+Generates (once, under bench/output/) overlapping uint16 scenes of --size x --size
+pixels and 4 bands, each with its own gain and offset, as tiled uncompressed GeoTIFFs:
+``--layout grid`` (default) four scenes in a 2 x 2 layout overlapping by a quarter of a
+scene each way, ``--layout chain`` three scenes in a row overlapping by half. Then runs
+each algorithm's engine function in a fresh interpreter with 1 thread (serial) and with
+--threads threads (parallel), and prints wall time, peak RSS of that interpreter
+(VmHWM) and the ratio serial / parallel. Outputs are compressed tiled GeoTIFFs under
+bench/output/.
+
+The I/O floor (also a fresh interpreter, --threads threads over the images) reads every
+input window by window, all bands at once, and writes it back unchanged to as many
+outputs with the engine's creation options (tiled ZSTD with a predictor): no
+normalization can take less. Each algorithm's parallel wall time is printed as a
+multiple of it (``--runs`` runs of each, best kept: the machine may be shared), with
+the CPU seconds (user + system) of its process, which a busy machine disturbs less.
+
+The kernels are also timed alone on one window in memory (CPU seconds per value); the
+arithmetic each algorithm must do (every value through its statistics and correction
+kernels, overlaps through the pair kernel) scaled to the scenes and divided by the
+threads, added to the I/O floor, is a second yardstick: I/O floor + arithmetic.
+
+With ``--baseline CHECKOUT`` (another Tessera checkout, e.g. ``git worktree add
+/tmp/before <commit>``) that checkout's engine runs in turn with this one's on the same
+scenes, so both see the same load: before/after figures from one command.
 
 With ``--spectralmatch PYTHON`` (an interpreter that can ``import spectralmatch``: the peer,
 not part of Tessera), each algorithm is then also run by spectralmatch in that interpreter,
@@ -15,7 +34,8 @@ threads; the script prints its wall time and peak RSS, the ratios spectralmatch 
 Tessera's global regression then weights overlaps by 1, as spectralmatch 1.6 does.
 
     .venv/bin/python bench/bench_normalization.py [global|local|both] [--size 8000]
-        [--threads 2] [--spectralmatch /work/peers/spectralmatch-env/bin/python]
+        [--layout grid|chain] [--threads 2] [--runs 1] [--no-serial]
+        [--baseline CHECKOUT] [--spectralmatch /work/peers/spectralmatch-env/bin/python]
 """
 
 import argparse
@@ -26,6 +46,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -42,25 +63,34 @@ GAINS = [1.0, 1.15, 0.9, 1.05]
 OFFSETS = [0, 120, -80, 40]
 
 
-def scene_paths(size):
-    folder = os.path.join(OUTPUT, f"scenes_{size}")
-    return folder, [os.path.join(folder, f"scene_{k + 1}.tif") for k in range(4)]
+def layout_corners(size, layout):
+    """(row, col) of each scene's top-left pixel."""
+    if layout == "chain":  # three in a row, neighbours overlapping by half
+        return [(0, 0), (0, size // 2), (0, size)]
+    step = size * 3 // 4  # 2 x 2, neighbours overlap by a quarter of a scene
+    return [(0, 0), (0, step), (step, 0), (step, step)]
 
 
-def write_scenes(size):
+def scene_paths(size, layout="grid"):
+    tag = "" if layout == "grid" else f"{layout}_"
+    folder = os.path.join(OUTPUT, f"scenes_{tag}{size}")
+    count = len(layout_corners(size, layout))
+    return folder, [os.path.join(folder, f"scene_{k + 1}.tif") for k in range(count)]
+
+
+def write_scenes(size, layout="grid"):
     from osgeo import osr
 
     sys.path.insert(0, plugin_folder())
     from tessera.engine.raster_io import create_raster
 
-    folder, paths = scene_paths(size)
+    folder, paths = scene_paths(size, layout)
     if all(os.path.exists(p) for p in paths):
         return paths
     os.makedirs(folder, exist_ok=True)
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32633)
-    step = size * 3 // 4  # neighbours overlap by a quarter of a scene
-    corners = [(0, 0), (0, step), (step, 0), (step, step)]
+    corners = layout_corners(size, layout)
     rng = np.random.default_rng(7)
     noise = rng.normal(0, 60, (BANDS, STRIP, size)).astype(np.float32)
     started = time.perf_counter()
@@ -79,7 +109,8 @@ def write_scenes(size):
                 plane = np.clip(values, 1, 65535).astype(np.uint16)
                 dataset.GetRasterBand(band + 1).WriteArray(plane, 0, y0)
         dataset = None
-        print(f"  scene {k + 1}/4 written ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(f"  scene {k + 1}/{len(paths)} written ({time.perf_counter() - started:.0f} s)",
+              flush=True)
     return paths
 
 
@@ -89,7 +120,7 @@ sys.path.insert(0, {plugins!r})
 from tessera.engine import {function}
 paths = {paths!r}
 started = time.perf_counter()
-{function}(paths, {out!r}, threads={threads}, overwrite=True, **{options!r})
+{function}(paths, {out!r}, threads={threads}, **{options!r})
 wall = time.perf_counter() - started
 sys.path.insert(0, {here!r})
 from peak_memory import peak_rss_mb
@@ -97,13 +128,211 @@ print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb()}}))
 """
 
 
-def run(function, paths, threads, out, options):
-    code = CHILD.format(plugins=plugin_folder(), here=HERE, function=function, paths=paths,
+@functools.lru_cache
+def plugins_of(repo=None):
+    """A folder where the Tessera checkout ``repo`` (default: this one) is ``tessera``."""
+    if repo is None:
+        return plugin_folder()
+    folder = tempfile.mkdtemp(prefix="tessera-baseline-")
+    os.symlink(os.path.abspath(repo), os.path.join(folder, "tessera"))
+    return folder
+
+
+def children_cpu():
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(function, paths, threads, out, options, repo=None):
+    """Wall time, peak RSS and CPU seconds of ``function`` of the Tessera checkout
+    ``repo`` (default: this one) in a fresh interpreter."""
+    code = CHILD.format(plugins=plugins_of(repo), here=HERE, function=function, paths=paths,
                         out=out, threads=threads, options=options)
+    cpu = children_cpu()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{function} failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["cpu"] = children_cpu() - cpu
+    return figures
+
+
+# The I/O floor: what any normalization must do at least. Every input is read once, window
+# by window (the engine's correction windows, all bands at once), and written unchanged to
+# an output with the engine's creation options, in the engine's pieces on `threads`
+# threads. GDAL's cache is left at its default: the floor is not held to the memory target.
+FLOOR_CHILD = """
+import itertools, json, math, os, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+sys.path.insert(0, {plugins!r})
+from osgeo import gdal
+from tessera.engine.corrected_output import (PIECES_PER_THREAD, compression_options,
+                                             correction_window_pixels)
+from tessera.engine.parallel import split_evenly
+from tessera.engine.raster_io import create_raster, plan_windows
+gdal.UseExceptions()
+paths, out, threads = {paths!r}, {out!r}, {threads}
+os.makedirs(out, exist_ok=True)
+started = time.perf_counter()
+tasks, targets = [], []
+for path in paths:
+    source = gdal.Open(path)
+    band = source.GetRasterBand(1)
+    dtype = source.ReadAsArray(0, 0, 1, 1).dtype
+    target = create_raster(os.path.join(out, os.path.basename(path)), source.RasterXSize,
+                           source.RasterYSize, source.RasterCount, dtype,
+                           source.GetGeoTransform(), source.GetProjection(),
+                           band.GetNoDataValue(), options=compression_options(dtype))
+    lock = threading.Lock()
+    targets.append(target)
+    windows = plan_windows(target, 1, correction_window_pixels(source.RasterCount, dtype),
+                           also=[(source, 1)])
+    parts = 1 if threads <= 1 else math.ceil(PIECES_PER_THREAD * threads / len(paths))
+    tasks.append([(path, target, lock, run) for run in split_evenly(windows, parts)])
+# image after image, as the engine takes them
+tasks = [task for turn in itertools.zip_longest(*tasks) for task in turn if task is not None]
+
+def copy(task):  # like the engine: own read handle, writes under the output's lock
+    path, target, lock, run = task
+    source = gdal.Open(path)
+    for w in run:
+        block = source.ReadAsArray(w.xoff, w.yoff, w.xsize, w.ysize)
+        with lock:
+            target.WriteArray(block, w.xoff, w.yoff)
+            target.FlushCache()
+
+with ThreadPoolExecutor(threads) as pool:
+    list(pool.map(copy, tasks))
+tasks = targets = target = None  # closing writes the last tiles and the headers
+wall = time.perf_counter() - started
+sys.path.insert(0, {here!r})
+from peak_memory import peak_rss_mb
+print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb()}}))
+"""
+
+
+def run_floor(paths, threads, out):
+    """Wall time and peak RSS of the I/O floor (:data:`FLOOR_CHILD`) in a fresh process."""
+    shutil.rmtree(out, ignore_errors=True)
+    code = FLOOR_CHILD.format(plugins=plugins_of(), here=HERE, paths=paths, out=out,
+                              threads=threads)
+    cpu = children_cpu()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"I/O floor failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["cpu"] = children_cpu() - cpu
+    return figures
+
+
+# The arithmetic each algorithm must do, timed alone on one window of the first scene held
+# in memory (no I/O, one thread): CPU seconds per value of each kernel. Scaled to the scenes'
+# values and divided by the threads, it is what the I/O floor leaves out.
+KERNELS_CHILD = """
+import json, sys, time
+import numpy as np
+sys.path.insert(0, {plugins!r})
+from osgeo import gdal
+from tessera.engine import normalization_kernels as k
+from tessera.engine.corrected_output import output_range
+dataset = gdal.Open({path!r})
+tile = dataset.ReadAsArray(0, 0, min(4000, dataset.RasterXSize), min(256, dataset.RasterYSize))
+second = tile[:, ::-1].copy()
+bands, rows, cols = tile.shape
+mask, store = np.ones((1, 1), np.uint8), output_range(tile.dtype, 0).store
+out, totals = np.empty_like(tile), np.zeros((4, bands))
+grid = np.linspace(800.0, 3000.0, bands * 20 * 30).reshape(bands, 20, 30)
+fr = np.linspace(0, 19, 2000)[:rows]  # block rows 0-2 in this window
+r0 = np.floor(fr).astype(np.int64)
+fc = np.linspace(0, 29, cols)
+c0 = np.floor(fc).astype(np.int64)
+block_rows, block_cols = r0, (np.arange(cols) // 200).astype(np.int64)
+scale, shift = np.full(bands, 1.1), np.zeros(bands)
+
+def moments():
+    k.accumulate_moments(tile, 0.0, True, mask, False, np.zeros(bands, np.int64),
+                         np.zeros(bands), np.zeros(bands))
+
+def pair():  # per value of one image of the pair
+    k.accumulate_pair_moments(tile[:, :, :cols // 2], second[:, :, cols // 2:], 0.0, True,
+                              mask, False, np.zeros(bands, np.int64), np.zeros(bands),
+                              np.zeros(bands), np.zeros(bands), np.zeros(bands))
+
+def linear():
+    k.linear_correction(tile, 0.0, True, scale, shift, out, store, *totals)
+
+def blocks():
+    k.accumulate_blocks(tile, 0.0, True, mask, False, block_rows, block_cols,
+                        np.zeros((bands, 20, 30)), np.zeros((bands, 20, 30), np.int64),
+                        np.full(bands, np.inf))
+
+def gamma():
+    k.local_correction(tile, 0.0, True, grid, grid[:, ::-1, :].copy(), r0,
+                       np.minimum(r0 + 1, 19), fr - r0, c0, np.minimum(c0 + 1, 29), fc - c0,
+                       True, 1.0, shift, out, store, *totals)
+
+seconds = {{}}
+for name, kernel, values in (("moments", moments, tile.size), ("pair", pair, tile.size // 2),
+                             ("linear", linear, tile.size), ("blocks", blocks, tile.size),
+                             ("gamma", gamma, tile.size)):
+    kernel()
+    started = time.process_time()
+    for _ in range(5):
+        kernel()
+    seconds[name] = (time.process_time() - started) / 5 / values
+print(json.dumps(seconds))
+"""
+
+
+def kernel_seconds(paths):
+    """CPU seconds per value of each normalization kernel (:data:`KERNELS_CHILD`)."""
+    code = KERNELS_CHILD.format(plugins=plugins_of(), path=paths[0])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"kernel timing failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def arithmetic_seconds(which, per_value, paths, threads):
+    """Wall seconds of the arithmetic ``which`` must do on ``paths`` with ``threads``
+    threads: every value once through the statistics kernel(s) and once through the
+    correction (global regression: each overlap's values through the pair kernel too)."""
+    from osgeo import gdal
+
+    values = sum(gdal.Open(p).RasterXSize * gdal.Open(p).RasterYSize for p in paths) * BANDS
+    if which == "global":
+        overlap = sum(cols * rows for *_, cols, rows in window_pairs(paths)) * BANDS
+        total = values * (per_value["moments"] + per_value["linear"])
+        total += overlap * per_value["pair"]
+    else:
+        total = values * (per_value["blocks"] + per_value["gamma"])
+    return total / threads
+
+
+def best_of(runs, *measures):
+    """For each of ``measures`` (run in turn, ``runs`` times: a shared machine disturbs
+    them alike), the run with the smallest wall time, with the largest peak RSS and the
+    smallest CPU time seen (the fastest run is the least disturbed; memory does not
+    depend on the others)."""
+    figures = [[] for _ in measures]
+    for _ in range(max(1, runs)):
+        for measure, seen in zip(measures, figures, strict=True):
+            seen.append(measure())
+    bests = []
+    for seen in figures:
+        best = dict(min(seen, key=lambda f: f["wall"]))
+        best["walls"] = [f["wall"] for f in seen]
+        best["peak_mb"] = max(f["peak_mb"] for f in seen)
+        best["cpu"] = min(f["cpu"] for f in seen)
+        bests.append(best)
+    return bests if len(measures) > 1 else bests[0]
+
+
+def figures_row(label, threads, figures, megapixels, floor):
+    return (f"{label:<24}{threads:>8}{figures['wall']:>10.1f}{megapixels / figures['wall']:>10.1f}"
+            f"{figures['peak_mb']:>14.0f}{figures['cpu']:>8.1f}{figures['wall'] / floor:>10.2f}"
+            f"   (runs: {', '.join(f'{w:.1f}' for w in figures['walls'])} s)")
 
 
 # spectralmatch settings equivalent to Tessera's defaults. Beyond the images, one output
@@ -270,50 +499,85 @@ def compare_adjustments(tessera_json, peer_json):
             f"max |offset difference| {offset:.3f} DN")
 
 
-def warm_up(function):
+def warm_up(function, layout="grid", repo=None):
     """Compile (and cache) the numba kernels on tiny scenes so timings exclude it."""
-    paths = write_scenes(256)
-    run(function, paths, 1, os.path.join(OUTPUT, "warm_up"), {})
+    paths = write_scenes(256, layout)
+    run(function, paths, 1, os.path.join(OUTPUT, "warm_up"), {"overwrite": True}, repo)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("which", nargs="?", default="both", choices=["global", "local", "both"])
     parser.add_argument("--size", type=int, default=8000)
+    parser.add_argument("--layout", default="grid", choices=["grid", "chain"],
+                        help="grid: four scenes 2 x 2 overlapping by a quarter; chain: three "
+                             "in a row overlapping by half")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs of each measurement, the fastest kept (shared machines)")
+    parser.add_argument("--no-serial", dest="serial", action="store_false",
+                        help="skip the one-thread runs")
     parser.add_argument("--spectralmatch", metavar="PYTHON",
                         help="an interpreter that can import spectralmatch (peer, optional)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="another Tessera checkout (e.g. a git worktree of an earlier "
+                             "commit) whose engine runs in turn with this one's")
     args = parser.parse_args()
     if args.spectralmatch and not os.access(args.spectralmatch, os.X_OK):
         parser.error(f"--spectralmatch {args.spectralmatch}: not an executable interpreter")
-    print(f"Generating four {args.size} x {args.size} x {BANDS}-band uint16 scenes "
-          f"(once, in {OUTPUT})", flush=True)
-    paths = write_scenes(args.size)
-    megapixels = 4 * args.size * args.size / 1e6
+    count = len(layout_corners(args.size, args.layout))
+    print(f"Generating {count} {args.size} x {args.size} x {BANDS}-band uint16 scenes, "
+          f"{args.layout} layout (once, in {OUTPUT})", flush=True)
+    paths = write_scenes(args.size, args.layout)
+    megapixels = count * args.size * args.size / 1e6
     functions = {"global": "global_regression", "local": "local_block_adjustment"}
     suffixes = {"global": "_Global", "local": "_Local"}
     chosen = ["global", "local"] if args.which == "both" else [args.which]
     if args.spectralmatch:
         print(f"spectralmatch peer: {args.spectralmatch}, options {SPECTRALMATCH_OPTIONS}, "
               f"image_threads={args.threads}; Tessera options {TESSERA_AS_SPECTRALMATCH}")
-    print(f"\n{'algorithm':<24}{'threads':>8}{'wall s':>10}{'Mpx/s':>10}{'peak RSS MB':>14}")
+    tag = "" if args.layout == "grid" else f"{args.layout}_"
+    print(f"\n{'algorithm':<24}{'threads':>8}{'wall s':>10}{'Mpx/s':>10}{'peak RSS MB':>14}"
+          f"{'CPU s':>8}{'x floor':>10}")
+    floor = best_of(args.runs, lambda: run_floor(
+        paths, args.threads, os.path.join(OUTPUT, f"floor_{tag}{args.size}")))
+    print(figures_row("I/O floor", args.threads, floor, megapixels, floor["wall"]), flush=True)
+    per_value = kernel_seconds(paths)
+    print("kernels alone, ns per value: " + ", ".join(f"{name} {1e9 * value:.1f}"
+                                                       for name, value in per_value.items()))
     for which in chosen:
         function = functions[which]
-        warm_up(function)
-        out = os.path.join(OUTPUT, f"{which}_out_{args.size}")
-        options = {}
+        warm_up(function, args.layout)
+        if args.baseline:
+            warm_up(function, args.layout, args.baseline)
+        out = os.path.join(OUTPUT, f"{which}_out_{tag}{args.size}")
+        options = {"overwrite": True}
         if args.spectralmatch:
-            options = dict(TESSERA_AS_SPECTRALMATCH.get(function, {}))
+            options.update(TESSERA_AS_SPECTRALMATCH.get(function, {}))
             if which == "global":
                 options["save_adjustments"] = os.path.join(out, "adjustments.json")
         timings = {}
-        for threads in (1, args.threads):
-            figures = run(function, paths, threads, out, options)
-            timings[threads] = figures
-            print(f"{function:<24}{threads:>8}{figures['wall']:>10.1f}"
-                  f"{megapixels / figures['wall']:>10.1f}{figures['peak_mb']:>14.0f}", flush=True)
-        ratio = timings[1]["wall"] / timings[args.threads]["wall"]
-        print(f"{function}: serial / parallel wall time = {ratio:.2f}")
+        for threads in ((1, args.threads) if args.serial else (args.threads,)):
+            measures = [functools.partial(run, function, paths, threads, out, options)]
+            if args.baseline:
+                measures.append(functools.partial(run, function, paths, threads,
+                                                  out + "_baseline", options, args.baseline))
+            figures = best_of(args.runs, *measures)
+            figures = figures if args.baseline else [figures]
+            timings[threads] = figures[0]
+            print(figures_row(function, threads, figures[0], megapixels, floor["wall"]),
+                  flush=True)
+            arithmetic = arithmetic_seconds(which, per_value, paths, threads)
+            method_floor = floor["wall"] + arithmetic
+            print(f"  I/O floor + its arithmetic ({arithmetic:.1f} s on {threads} thread(s)) = "
+                  f"{method_floor:.1f} s: {function} takes "
+                  f"{figures[0]['wall'] / method_floor:.2f} x that", flush=True)
+            if args.baseline:
+                print(figures_row("  baseline", threads, figures[1], megapixels,
+                                  floor["wall"]), flush=True)
+        if args.serial:
+            ratio = timings[1]["wall"] / timings[args.threads]["wall"]
+            print(f"{function}: serial / parallel wall time = {ratio:.2f}")
         if args.spectralmatch:
             compare_with_spectralmatch(args, which, function, paths, out, suffixes[which],
                                        timings[args.threads], megapixels)
@@ -324,7 +588,8 @@ def main():
 def compare_with_spectralmatch(args, which, function, paths, tessera_out, suffix, tessera,
                                megapixels):
     """Run the peer on the same scenes, print its figures, ratios and agreement."""
-    out = os.path.join(OUTPUT, f"{which}_spectralmatch_{args.size}")
+    tag = "" if args.layout == "grid" else f"{args.layout}_"
+    out = os.path.join(OUTPUT, f"{which}_spectralmatch_{tag}{args.size}")
     options = dict(SPECTRALMATCH_OPTIONS[function])
     if which == "global":
         options["save_adjustments"] = os.path.join(out, "adjustments.json")

@@ -1,14 +1,15 @@
 """Writing corrected images: windowed, parallel over images and windows.
 
-:func:`write_corrected_images` reads every image window by window, lets a
-correction fill float64 values, converts them to the output type with
-:func:`~.normalization_kernels.store_output` (rounding, clamping, nodata kept;
-clamped values counted) and writes them to the paths it is given: the
+:func:`write_corrected_images` reads every image window by window (all bands at
+once), lets a correction store its results in the output type as
+:func:`~.normalization_kernels.store_output` does (rounding, clamping, nodata
+kept; clamped values counted) and writes them to the paths it is given: the
 temporary names of a :class:`~.output_safety.Publication`, renamed over the
 targets with the run's other outputs only when every one was written and read
 back. A failed or cancelled run removes what it wrote.
 """
 
+import itertools
 import math
 import os
 import threading
@@ -27,11 +28,24 @@ from .raster_io import (
     create_raster,
     gdal_failures,
     gdal_quiet,
+    open_raster,
     plan_windows,
 )
 
-#: Pixels per window of the corrections (float64 work arrays for every band).
-CORRECTION_WINDOW_PIXELS = 1 << 20
+#: Bytes of one window of the corrections (all bands of the input or of the output
+#: type, the larger): each thread holds a few (read ahead, written) at a time.
+CORRECTION_WINDOW_BYTES = 4 << 20
+#: Pieces of work per thread in the correction pass (consecutive windows of one image).
+PIECES_PER_THREAD = 8
+#: GDAL's block cache during a normalization run, at most: windows are read once and
+#: written tiles flushed, so the cache needs to hold a few windows, not the scenes.
+NORMALIZATION_CACHE_BYTES = 24 << 20
+
+
+def correction_window_pixels(bands, *dtypes):
+    """Pixels per correction window for ``bands`` bands of the largest of ``dtypes``."""
+    largest = max(np.dtype(dtype).itemsize for dtype in dtypes)
+    return max(1 << 16, CORRECTION_WINDOW_BYTES // (bands * largest))
 
 
 def compression_options(dtype, driver="GTiff"):
@@ -60,6 +74,13 @@ class OutputRange:
     nodata_up: float
     nodata_down: float
 
+    @property
+    def store(self):
+        """The arguments of the correction kernels' ``store``: ``(lo, hi, is_int, nodata,
+        has_nodata, nodata_up, nodata_down)``."""
+        return (self.lo, self.hi, self.is_int, self.nodata, self.has_nodata, self.nodata_up,
+                self.nodata_down)
+
 
 def output_range(dtype, nodata):
     """The :class:`OutputRange` of ``dtype`` with ``nodata`` (None: no nodata)."""
@@ -87,9 +108,12 @@ def output_range(dtype, nodata):
 
 @dataclass
 class CorrectionJob:
-    """One image to correct: ``correct(window, tile, values, valid, input_sums)``
-    fills ``values`` (float64) and ``valid`` (uint8) of shape (bands, rows, cols)
-    and adds each band's valid input values to ``input_sums``."""
+    """One image to correct: ``correct(window, tile, out, store, totals)`` fills ``out``
+    (the output type, shape (bands, rows, cols)) with the corrected ``tile`` stored as
+    :func:`~.normalization_kernels.store_output` stores results (``store``: the
+    :class:`OutputRange` as its arguments, see :meth:`OutputRange.store`) and adds to the
+    rows of ``totals`` (bands columns) each band's valid input values, valid output
+    values, valid pixel count and clamped values."""
 
     image: object
     output_path: str
@@ -215,27 +239,34 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
                            window_size=None):
     """Correct every job's image into its output path; returns :class:`CorrectedImage` list.
 
-    Work is cut into pieces of consecutive windows (several per image when
-    there are fewer images than threads) run on ``threads`` threads. Each
+    Work is cut into pieces of consecutive windows of one image (about
+    :data:`PIECES_PER_THREAD` per thread in all) run on ``threads`` threads. Each
     output is read back once written; on any error every output is removed.
     """
-    from .normalization_kernels import store_output
-
     value_range = output_range(dtype, nodata)
     outputs = []
     try:
         for job in jobs:
             outputs.append(OutputRaster(job.output_path, job.image, value_range, cog))
-        tasks = []
-        owners = []
-        parts = max(1, math.ceil(threads / max(1, len(jobs))))
+        # several pieces per thread, so that threads finish together (3 images on 2
+        # threads: 6 pieces each, not 1 image left to one thread at the end), taken
+        # image after image so that threads write different files (each output is
+        # compressed under its lock)
+        parts = 1 if threads <= 1 else math.ceil(PIECES_PER_THREAD * threads / len(jobs))
+        pieces = []
         for index, (job, output) in enumerate(zip(jobs, outputs, strict=True)):
-            windows = plan_windows(output.dataset, 1, CORRECTION_WINDOW_PIXELS, window_size)
-            for run in split_evenly(windows, parts):
-                weight = sum(w.xsize * w.ysize for w in run)
-                tasks.append((_correction_task(job, output, run, value_range, store_output),
-                              weight))
-                owners.append(index)
+            pixels = correction_window_pixels(job.image.bands, job.image.dtype, dtype)
+            # windows follow the input's blocks too where they can (a striped input)
+            source = open_raster(job.image.path)
+            windows = plan_windows(output.dataset, 1, pixels, window_size, also=[(source, 1)])
+            source = None
+            pieces.append([(index, _correction_task(job, output, run, value_range),
+                            sum(w.xsize * w.ysize for w in run))
+                           for run in split_evenly(windows, parts)])
+        ordered = [piece for turn in itertools.zip_longest(*pieces) for piece in turn
+                   if piece is not None]
+        owners = [index for index, _, _ in ordered]
+        tasks = [(task, weight) for _, task, weight in ordered]
         totals = run_in_threads(tasks, threads, reporter)
         reporter.check()
         results = []
@@ -319,9 +350,9 @@ def report_clamping(names, corrected, dtype, log):
     return shares
 
 
-def _correction_task(job, output, windows, value_range, store_output):
+def _correction_task(job, output, windows, value_range):
     bands = list(range(1, job.image.bands + 1))
-    r = value_range
+    store = value_range.store
 
     def task(tick):
         # input sums, output sums, valid counts, clamped counts per band
@@ -329,13 +360,8 @@ def _correction_task(job, output, windows, value_range, store_output):
         with TileReader([(job.image.path, bands, None)], windows, threads=1, depth=2) as reader:
             for window, (tile,) in reader:
                 tick(0)
-                shape = tile.shape
-                values = np.empty(shape, np.float64)
-                valid = np.empty(shape, np.uint8)
-                job.correct(window, tile, values, valid, totals[0])
-                out = np.empty(shape, r.dtype)
-                store_output(values, valid, out, r.lo, r.hi, r.is_int, r.nodata, r.has_nodata,
-                             r.nodata_up, r.nodata_down, totals[1], totals[2], totals[3])
+                out = np.empty(tile.shape, value_range.dtype)
+                job.correct(window, tile, out, store, totals)
                 output.write(window, out)
                 tick(window.xsize * window.ysize)
         return totals

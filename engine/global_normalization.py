@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .corrected_output import OutputOptions
+from .corrected_output import NORMALIZATION_CACHE_BYTES, OutputOptions
 from .dependencies import require
 from .errors import TesseraError
 from .image_set import image_name, open_image_set, output_dtype_for, output_paths
 from .progress import Progress
+from .raster_io import gdal_cache_limit
 
 MODEL_MODES = ("include", "exclude")
 GLOBAL_SUFFIX = "_Global"
@@ -129,7 +130,7 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     targets += [(save_adjustments, "adjustments file"), (profile_plot, "profile plot")]
     inputs = normalization_inputs(image_set, vector_mask, adjustments=load_adjustments)
     with RunOutputs(targets, inputs, [(output_folder, "output folder")], overwrite, say,
-                    cancelled) as run:
+                    cancelled) as run, gdal_cache_limit(NORMALIZATION_CACHE_BYTES):
         mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
         masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
         overlaps = find_overlaps(image_set.images)
@@ -200,7 +201,7 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
     from .adjustment_file import save_adjustments as write_adjustments
     from .corrected_output import write_normalized
     from .normalization_kernels import linear_correction
-    from .overlap_statistics import image_statistics, pair_statistics
+    from .overlap_statistics import measure_statistics
     from .regression_model import solve_global_model
 
     timings = {}
@@ -208,16 +209,13 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
     images, names, bands = image_set.images, image_set.names, image_set.bands
     whole, pair_stats, reused, to_measure = reusable_statistics(loaded, image_set, overlaps,
                                                                 say)
-    reporter.phase(0.0, 0.2, "Whole-image statistics")
+    reporter.phase(0.0, 0.45, "Whole-image and overlap statistics")
     missing = [index for index, name in enumerate(names) if name not in whole]
-    measured = image_statistics([images[i] for i in missing], image_set.nodata,
-                                [masks[i] for i in missing], reporter, threads, window_size)
-    for index, moments in zip(missing, measured, strict=True):
-        whole[names[index]] = moments
-    reporter.phase(0.2, 0.45, "Overlap statistics")
-    measured = pair_statistics(images, to_measure, image_set.nodata, masks, reporter, threads,
-                               window_size)
-    for overlap, moments in zip(to_measure, measured, strict=True):
+    measured, pairs = measure_statistics(images, to_measure, image_set.nodata, masks,
+                                         reporter, threads, window_size, whole=missing)
+    for index in missing:
+        whole[names[index]] = measured[index]
+    for overlap, moments in zip(to_measure, pairs, strict=True):
         pair_stats[(names[overlap.i], names[overlap.j])] = moments
     timings["statistics"] = time.perf_counter() - started
     for name in model:
@@ -241,8 +239,9 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
         scale = np.ascontiguousarray(solution.scales[index])
         offset = np.ascontiguousarray(solution.offsets[index])
 
-        def correct(window, tile, values, valid, sums, scale=scale, offset=offset):
-            linear_correction(tile, nodata_value, has_nodata, scale, offset, values, valid, sums)
+        def correct(window, tile, out, store, totals, scale=scale, offset=offset):
+            linear_correction(tile, nodata_value, has_nodata, scale, offset, out, store,
+                              *totals)
 
         corrections.append(correct)
     written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .corrected_output import OutputOptions
+from .corrected_output import NORMALIZATION_CACHE_BYTES, OutputOptions
 from .dependencies import require
 from .errors import TesseraError
 from .global_normalization import default_threads
 from .image_set import open_image_set, output_dtype_for, output_paths
 from .progress import Progress
-from .raster_io import same_crs
+from .raster_io import gdal_cache_limit, same_crs
 from .vector_mask import VectorMask
 
 METHODS = ("gamma", "linear")
@@ -113,7 +113,8 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     targets.append((profile_plot, "profile plot"))
     inputs = normalization_inputs(image_set, vector_mask, reference_map=load_reference_map)
     folders = [(output_folder, "output folder"), (save_block_maps, "block map folder")]
-    with RunOutputs(targets, inputs, folders, overwrite, say, cancelled) as run:
+    with RunOutputs(targets, inputs, folders, overwrite, say, cancelled) as run, \
+            gdal_cache_limit(NORMALIZATION_CACHE_BYTES):
         mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
         masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
         if load_reference_map:
@@ -233,13 +234,13 @@ def _adjust(run, image_set, outputs, options, grid, loaded_reference, masks, cor
         local = np.ascontiguousarray(local_maps[image.name])
         shift = np.array(offsets[image.name], np.float64)
 
-        def correct(window, tile, values, valid, sums, r0=r0, r1=r1, fr=fr, c0=c0, c1=c1,
+        def correct(window, tile, out, store, totals, r0=r0, r1=r1, fr=fr, c0=c0, c1=c1,
                     fc=fc, local=local, shift=shift):
             rows = slice(window.yoff, window.yoff + window.ysize)
             cols = slice(window.xoff, window.xoff + window.xsize)
             local_correction(tile, nodata_value, has_nodata, ref, local, r0[rows], r1[rows],
                              fr[rows], c0[cols], c1[cols], fc[cols], method == "gamma", alpha,
-                             shift, values, valid, sums)
+                             shift, out, store, *totals)
 
         corrections.append(correct)
     written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,

@@ -6,10 +6,11 @@ merge a window's exact count, mean and sum of squared deviations into
 running values (Chan et al.'s pairwise update); :func:`accumulate_blocks`
 adds a window's valid pixels to block sums and counts.
 
-Corrections write float64 values and a validity flag per pixel
-(:func:`linear_correction`, :func:`local_correction`); :func:`store_output`
-then rounds (integer outputs), clamps to the output type's range, moves
-valid results off the nodata value and writes nodata where the input had it.
+Corrections (:func:`linear_correction`, :func:`local_correction`) compute each
+valid pixel's float64 result and store it straight into the output type as
+:func:`store_output` stores an array of results: rounded (integer outputs),
+clamped to the output type's range, moved off the nodata value; nodata where
+the input had it.
 
 A pixel is valid when it is not NaN and not the nodata value; a ``mask``
 (uint8, 1 = use) limits the pixels that feed statistics when ``use_mask``.
@@ -133,21 +134,31 @@ def accumulate_blocks(tile, nodata, has_nodata, mask, use_mask, block_rows, bloc
 
 
 @njit(cache=True, nogil=True)
-def linear_correction(tile, nodata, has_nodata, scale, offset, values, valid, input_sums):
-    """``values = scale[b] * x + offset[b]`` for valid pixels; sums the valid inputs."""
+def linear_correction(tile, nodata, has_nodata, scale, offset, out, store, input_sums,
+                      output_sums, output_counts, clamped_counts):
+    """``scale[b] * x + offset[b]`` of the valid pixels of ``tile`` stored in ``out`` (the
+    output type) as :func:`store_output` does (``store``: its output-range arguments
+    ``lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down``); sums the valid inputs."""
     bands, rows, cols = tile.shape
     for b in range(bands):
         a = scale[b]
         o = offset[b]
+        # running sums in registers (stores to `out` could alias them in memory)
+        s_in, s_out = input_sums[b], output_sums[b]
+        n, clamped = output_counts[b], clamped_counts[b]
         for r in range(rows):
             for c in range(cols):
                 v = tile[b, r, c]
                 if _valid(v, nodata, has_nodata):
-                    values[b, r, c] = a * v + o
-                    valid[b, r, c] = 1
-                    input_sums[b] += v
+                    s_in += v
+                    stored, flag = _store_value(out, b, r, c, a * v + o, store)
+                    s_out += stored
+                    n += 1
+                    clamped += flag
                 else:
-                    valid[b, r, c] = 0
+                    _store_nodata(out, b, r, c, store)
+        input_sums[b], output_sums[b] = s_in, s_out
+        output_counts[b], clamped_counts[b] = n, clamped
 
 
 @njit(cache=True, nogil=True)
@@ -182,8 +193,10 @@ def blend_columns(num, den, c0, c1, fc):
 
 @njit(cache=True, nogil=True)
 def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row_frac,
-                     col0, col1, col_frac, gamma, alpha, offsets, values, valid, input_sums):
-    """Local block correction of a tile.
+                     col0, col1, col_frac, gamma, alpha, offsets, out, store, input_sums,
+                     output_sums, output_counts, clamped_counts):
+    """Local block correction of a tile, stored in ``out`` as :func:`linear_correction`
+    stores its results.
 
     ``row0/row1/row_frac`` (per tile row) and ``col0/col1/col_frac`` (per tile
     column) locate each pixel centre between block centres; both block maps are
@@ -200,16 +213,17 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
     loc_den = np.empty(block_cols)
     for b in range(bands):
         o = offsets[b]
+        s_in, s_out = input_sums[b], output_sums[b]
+        n, clamped = output_counts[b], clamped_counts[b]
         for r in range(rows):
             blend_rows(reference, b, row0[r], row1[r], row_frac[r], ref_num, ref_den)
             blend_rows(local, b, row0[r], row1[r], row_frac[r], loc_num, loc_den)
             for c in range(cols):
                 v = tile[b, r, c]
                 if not _valid(v, nodata, has_nodata):
-                    valid[b, r, c] = 0
+                    _store_nodata(out, b, r, c, store)
                     continue
-                valid[b, r, c] = 1
-                input_sums[b] += v
+                s_in += v
                 x = np.float64(v)
                 result = x
                 ca = col0[c]
@@ -230,7 +244,40 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
                         candidate = x * m_ref / m_local
                         if math.isfinite(candidate):
                             result = candidate
-                values[b, r, c] = result
+                stored, flag = _store_value(out, b, r, c, result, store)
+                s_out += stored
+                n += 1
+                clamped += flag
+        input_sums[b], output_sums[b] = s_in, s_out
+        output_counts[b], clamped_counts[b] = n, clamped
+
+
+@njit(cache=True, nogil=True)
+def _store_nodata(out, b, r, c, store):
+    out[b, r, c] = store[3] if store[4] else np.nan
+
+
+@njit(cache=True, nogil=True)
+def _store_value(out, b, r, c, raw, store):
+    """Store one valid result ``raw`` as :func:`store_output` does; returns (the value
+    stored, 1 if it was clamped else 0)."""
+    lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down = store
+    v = raw
+    if v != v:
+        v = lo
+    if is_int:
+        v = np.rint(v)
+    clamped = 0
+    if v < lo:
+        v = lo
+        clamped = 1
+    elif v > hi:
+        v = hi
+        clamped = 1
+    out[b, r, c] = v
+    if has_nodata and out[b, r, c] == nodata:
+        out[b, r, c] = nodata_up if raw > nodata else nodata_down
+    return out[b, r, c], clamped
 
 
 @njit(cache=True, nogil=True)
@@ -240,27 +287,15 @@ def store_output(values, valid, out, lo, hi, is_int, nodata, has_nodata, nodata_
     integers rounded; everything clamped to [lo, hi]; a valid result equal to
     ``nodata`` becomes ``nodata_up`` (result above it) or ``nodata_down``. Sums
     and counts the valid outputs per band, and counts those clamped."""
+    store = (lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down)
     bands, rows, cols = values.shape
     for b in range(bands):
         for r in range(rows):
             for c in range(cols):
                 if not valid[b, r, c]:
-                    out[b, r, c] = nodata if has_nodata else np.nan
+                    _store_nodata(out, b, r, c, store)
                     continue
-                raw = values[b, r, c]
-                v = raw
-                if v != v:
-                    v = lo
-                if is_int:
-                    v = np.rint(v)
-                if v < lo:
-                    v = lo
-                    clamped_counts[b] += 1
-                elif v > hi:
-                    v = hi
-                    clamped_counts[b] += 1
-                out[b, r, c] = v
-                if has_nodata and out[b, r, c] == nodata:
-                    out[b, r, c] = nodata_up if raw > nodata else nodata_down
-                output_sums[b] += out[b, r, c]
+                stored, flag = _store_value(out, b, r, c, values[b, r, c], store)
+                output_sums[b] += stored
                 output_counts[b] += 1
+                clamped_counts[b] += flag

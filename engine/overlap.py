@@ -2,9 +2,11 @@
 
 :func:`find_overlaps` lists the pairs (i < j in the image set's name order)
 whose bounds intersect, with the window of image i's pixels whose centres
-lie inside image j. :func:`colocated_sources` gives two rasters on exactly
+lie inside image j. :class:`ColocatedPair` gives two rasters on exactly
 that window: image i's pixels and image j's pixels on image i's grid (a
-plain window when the grids line up, bilinear resampling otherwise).
+plain window when the grids line up, bilinear resampling otherwise); the
+statistics use it only for pairs whose grids do not line up
+(:func:`grids_line_up`), reading the others straight from the files.
 """
 
 import itertools

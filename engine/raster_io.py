@@ -431,3 +431,28 @@ def write_array(path, array, geotransform=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), crs_w
     dataset.FlushCache()
     dataset = None
     return os.fspath(path)
+
+
+_cache_lock = threading.Lock()
+_cache_users = [0, None]  # runs inside gdal_cache_limit, the setting they found
+
+
+@contextlib.contextmanager
+def gdal_cache_limit(limit):
+    """Cap GDAL's block cache (process-wide) at ``limit`` bytes while the block runs,
+    never raising it, and restore the setting found once the last of the runs sharing the
+    cap has ended (runs may overlap in threads). Blocks beyond the cap are dropped at once.
+    """
+    with _cache_lock:
+        if _cache_users[0] == 0:
+            _cache_users[1] = gdal.GetCacheMax()
+        _cache_users[0] += 1
+        if gdal.GetCacheMax() > limit:
+            gdal.SetCacheMax(int(limit))
+    try:
+        yield
+    finally:
+        with _cache_lock:
+            _cache_users[0] -= 1
+            if _cache_users[0] == 0:
+                gdal.SetCacheMax(_cache_users[1])
