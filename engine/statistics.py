@@ -169,13 +169,20 @@ def markdown_table():
     """The README's table of statistics."""
     lines = ["| statistic | definition | column type | under `fraction` |",
              "| --- | --- | --- | --- |"]
-    kinds = {COUNT: "Integer", PIXEL: "the image's kind", SPAN: "the image's kind",
-             RANK: "the image's kind (Real for `linear`)", NUMBER: "Integer", REAL: "Real"}
+    kinds = {COUNT: "Integer", PIXEL: "the image's kind¹", SPAN: "Integer for 8/16-bit "
+             "integer images, else Real", RANK: "the image's kind¹ (Real for `linear`)",
+             NUMBER: "Integer", REAL: "Real"}
     for statistic in (*CATALOGUE, PERCENTILE_STATISTIC):
-        name = statistic.label.format(name=statistic.name, parameter="<p>" if
-                                      statistic is PERCENTILE_STATISTIC else "<value>")
-        lines.append(f"| `{name}` | {statistic.definition} | {kinds[statistic.values]} | "
+        name = f"`{statistic.name}`"
+        if statistic.label != "{name}":
+            column = statistic.label.format(name=statistic.name, parameter="<p>" if
+                                            statistic is PERCENTILE_STATISTIC else "<value>")
+            name += f" (columns `{column}`)"
+        lines.append(f"| {name} | {statistic.definition} | {kinds[statistic.values]} | "
                      f"{statistic.weighted or 'the same'} |")
+    lines.append("")
+    lines.append("¹ Integer for integer images whose values fit 32 bits (uint32: Real), Real for "
+                 "float images.")
     return "\n".join(lines)
 
 
