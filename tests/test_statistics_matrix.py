@@ -344,3 +344,36 @@ def test_the_readme_table_is_the_catalogue():
         assert markdown_table() in stream.read()
     assert len(CATALOGUE) == len(STATISTICS) and list(PIXEL_RULES) == [
         "centre", "all_touched", "fraction"]
+
+
+@pytest.mark.parametrize("rule", ["fraction", "all_touched"])
+def test_frac_and_cv_equal_exactextract(tmp_path, rule):
+    from exactextract import exact_extract
+
+    data = np.nan_to_num(cases.image(), nan=-1.0).astype(np.int16)  # band 2: 12 classes
+    image_file = cases.write_image(tmp_path / "classes.tif", data[1:])
+    layer = cases.write_polygons(tmp_path / "zones.gpkg", cases.polygons())
+    suffix = "" if rule == "fraction" else "(coverage_weight=none)"
+    theirs = [f["properties"] for f in exact_extract(
+        image_file, layer, [f"unique{suffix}", f"frac{suffix}",
+                            f"coefficient_of_variation{suffix}"], include_cols=["name"])]
+    ours = zonal_stats(layer, image_file, statistics=["cv", "frac"], pixel_rule=rule)
+    # exactextract sums some coverage fractions in float32 (agreement to ~1e-8 on slivers)
+    rtol = 1e-7 if rule == "fraction" else 1e-9
+    compared = 0
+    for index, props in enumerate(theirs):
+        shares = dict(zip(np.asarray(props["unique"]).tolist(),
+                          np.asarray(props["frac"]).tolist(), strict=True))
+        for name in ours.names:
+            if name.startswith("_frac_"):
+                got = ours.column(name)[index]
+                expected = shares.get(float(name[len("_frac_"):]), 0.0)
+                if not shares:
+                    assert np.isnan(got), (name, index)
+                else:
+                    assert got == pytest.approx(expected, rel=rtol, abs=1e-12), (name, index)
+                    compared += 1
+        cv = ours.column("_cv")[index]
+        expected = props["coefficient_of_variation"]
+        assert (np.isnan(cv) and np.isnan(expected)) or cv == pytest.approx(expected, rel=rtol)
+    assert compared > 200
