@@ -4,7 +4,7 @@ from what a kernel prepared for a zone (numba).
 Both kernels (:func:`.stat_kernels.zone_statistics`, plain, and
 :func:`.weighted_kernels.weighted_zone_statistics`, coverage-weighted) prepare,
 for each zone and band, the quantities its statistics need (the ``NEED_*``
-bits of :mod:`.statistics`) in a ``prepared`` array (slots below) and the
+bits of :mod:`.statistics`) in a ``prepared`` tuple (slots below) and the
 values of the asked quantiles; :func:`column_value` then turns them into any
 column, the same way for both. An unknown statistic code raises.
 
@@ -24,15 +24,18 @@ MEAN, STDDEV, VARIANCE, RANGE = (STAT_CODES[s] for s in ("mean", "stddev", "vari
 MEDIAN, MODE, MINORITY, VARIETY = (STAT_CODES[s] for s in ("median", "mode", "minority", "variety"))
 CV, SKEWNESS, KURTOSIS, FRAC = (STAT_CODES[s] for s in ("cv", "skewness", "kurtosis", "frac"))
 
-#: Slots of a zone's ``prepared`` quantities: valid pixels, pixcount (valid pixels, or
-#: Σw), min, max, sum (Σv or Σw·v), mean, variance, the third and fourth central
-#: moments (Σ(v − mean)ᵏ / N, weighted alike), mode, minority, variety.
+#: Slots of a zone's ``prepared`` quantities, a tuple of floats (a tuple rather than an
+#: array: it stays in registers, and the dispatch, inlined, reads only what a column
+#: needs): valid pixels, pixcount (valid pixels, or Σw), min, max, sum (Σv or Σw·v),
+#: mean, variance, the third and fourth central moments (Σ(v − mean)ᵏ / N, weighted
+#: alike), mode, minority, variety. A slot a zone's statistics do not need may hold 0.
+PREPARED = ("valid", "pixcount", "min", "max", "sum", "mean", "variance", "m3", "m4", "mode",
+            "minority", "variety")
 (P_VALID, P_COUNT, P_MIN, P_MAX, P_SUM, P_MEAN, P_VARIANCE, P_M3, P_M4, P_MODE, P_MINORITY,
- P_VARIETY) = range(12)
-PREPARED_SLOTS = 12
+ P_VARIETY) = range(len(PREPARED))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")  # called per column and zone: no call cost
 def column_value(code, prepared, quantile_values, percentile_index, missing):
     """The value of statistic ``code`` of a zone from its ``prepared`` quantities;
     ``quantile_values[i]`` is percentile ``i`` of the plan, the last one the median.

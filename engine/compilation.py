@@ -169,8 +169,7 @@ def _zonal_stats(files, folder):
     shapes = [(fid, ogr.CreateGeometryFromWkt(wkt)) for fid, wkt in polygons]
     for rule in ("centre", "fraction"):
         zonal_stats(shapes, files["scene_0"], statistics=[s for s in STATISTICS if s != "frac"],
-                    bands=(1, 2),
-                    percentiles=(50,), pixel_rule=rule)
+                    bands=(1, 2), percentiles=(50,), pixel_rule=rule)
 
 
 def _normalization(files, folder):

@@ -15,31 +15,14 @@ Result rows are gathered for blocks of zones before they are stored.
 """
 
 import math
-import threading
 
 import numpy as np
 from numba import njit
 
-from .column_values import (
-    P_COUNT,
-    P_M3,
-    P_M4,
-    P_MAX,
-    P_MEAN,
-    P_MIN,
-    P_MINORITY,
-    P_MODE,
-    P_SUM,
-    P_VALID,
-    P_VARIANCE,
-    P_VARIETY,
-    PREPARED_SLOTS,
-    add_class_share,
-    check_codes,
-    column_value,
-)
+from .column_values import add_class_share, check_codes, column_value
 from .statistics import (
     NEED_CLASSES,
+    NEED_MEDIAN,
     NEED_MINORITY,
     NEED_MODE,
     NEED_MOMENTS,
@@ -47,7 +30,7 @@ from .statistics import (
     NEED_RUNS,
     NEED_SHAPE,
     NEED_VARIETY,
-    check_class_count,
+    ClassShares,
 )
 
 #: Integer values are counted rather than sorted when max - min < 4 n + this.
@@ -139,7 +122,6 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     by_quantile[0::2] = 2 * np.argsort(np.append(quantiles, 0.5), kind="mergesort")
     by_quantile[1::2] = by_quantile[0::2] + 1
     ranks = (quantiles, linear, weight, wanted, order, wanted_value, by_quantile)
-    prepared = np.zeros(PREPARED_SLOTS, np.float64)
     quantile_values = np.zeros(n_q + 1, np.float64)
     pairs = np.empty((0, 4), np.float64)
     n_pairs = 0
@@ -169,29 +151,20 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                     n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
                         values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
                         counts)
-                prepared[P_VALID] = n
-                prepared[P_COUNT] = n
-                if n > 0:
-                    mean = total / n
-                    prepared[P_MIN] = lo
-                    prepared[P_MAX] = hi
-                    prepared[P_SUM] = total
-                    prepared[P_MEAN] = mean
-                    prepared[P_VARIANCE] = variance
-                    prepared[P_MODE] = mode
-                    prepared[P_MINORITY] = minority
-                    prepared[P_VARIETY] = variety
-                    if needs & NEED_SHAPE:
-                        m3, m4 = central_moments(values, b, start, stop, band_nodata, mean, n)
-                        prepared[P_M3] = m3
-                        prepared[P_M4] = m4
-                    if needs & NEED_ORDER:
-                        for i in range(n_q + 1):
-                            quantile_values[i] = lerp(wanted_value[2 * i],
-                                                      wanted_value[2 * i + 1], weight[i])
-                    if needs & NEED_CLASSES:
-                        pairs, n_pairs = class_shares(values, b, start, stop, band_nodata,
-                                                      scratch, ids[z], pairs, n_pairs)
+                mean = total / n if n > 0 else 0.0
+                m3 = m4 = 0.0
+                if n > 0 and needs & NEED_SHAPE:
+                    m3, m4 = central_moments(values, b, start, stop, band_nodata, mean, n)
+                if n > 0 and needs & NEED_ORDER:
+                    for i in range(n_q + 1 if needs & NEED_MEDIAN else n_q):
+                        quantile_values[i] = lerp(wanted_value[2 * i], wanted_value[2 * i + 1],
+                                                  weight[i])
+                if n > 0 and needs & NEED_CLASSES:
+                    pairs, n_pairs = class_shares(values, b, start, stop, band_nodata, scratch,
+                                                  ids[z], pairs, n_pairs)
+                # (a tuple: held in registers, see column_values.PREPARED)
+                prepared = (float(n), float(n), lo, hi, total, mean, variance, m3, m4, mode,
+                            minority, float(variety))
                 for k in range(band_columns[b, 0]):
                     c = band_columns[b, k + 1]
                     block[row, c] = column_value(table[c, 1], prepared, quantile_values,
@@ -570,7 +543,6 @@ class ZoneStatsRunner:
     MAX_PENDING = 8
 
     def __init__(self, plan, nodata, results, missing, threads=2):
-        self.plan = plan
         self.nodata = np.array([np.nan if v is None else v for v in nodata], np.float64)
         self.has_nodata = np.array([v is not None for v in nodata], np.bool_)
         self.is_int = plan.image_dtype.kind in "iu"
@@ -580,11 +552,8 @@ class ZoneStatsRunner:
         self.needs = plan.band_needs()
         self.results = results
         self.missing = float(missing)
-        #: class shares (``frac``) of the zones computed: arrays of rows (zone, band index,
-        #: value, share), see :func:`.statistics.with_class_columns`
-        self.class_shares = []
-        self._classes = [np.zeros(0, np.float64) for _ in plan.bands]
-        self._lock = threading.Lock()
+        #: class shares (``frac``) of the zones computed
+        self.class_shares = ClassShares(plan)
         self._pending = []
         self._pool = None
         if threads > 0:
@@ -611,18 +580,7 @@ class ZoneStatsRunner:
         pairs = zone_statistics(ids, starts, lengths, values, self.nodata, self.has_nodata,
                                 self.is_int, self.table, self.quantiles, self.linear,
                                 self.needs, self.results, self.missing)
-        if len(pairs):
-            self._add_class_shares(pairs)
-
-    def _add_class_shares(self, pairs):
-        """Keep class shares; refuse a band with more classes than a categorical image has
-        as soon as they are seen (not after reading the whole image)."""
-        with self._lock:
-            self.class_shares.append(pairs)
-            for index, band in enumerate(self.plan.bands):
-                seen = np.union1d(self._classes[index], pairs[pairs[:, 1] == index, 2])
-                check_class_count(len(seen), band)
-                self._classes[index] = seen
+        self.class_shares.add(pairs)
 
     def add(self, ids, starts, lengths, values):
         """Compute the statistics of zones ``ids`` (pixels ``values[:, start:start+length]``);

@@ -20,6 +20,7 @@ This module holds no numba: it is imported by the algorithms and by the kernels.
 """
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,10 +30,10 @@ from .errors import TesseraError
 #: What a statistic needs the kernels to prepare for each zone (bits of
 #: :meth:`StatPlan.band_needs`): moments (mean, variance), higher central moments
 #: (third and fourth), values at ranks (median, percentiles), runs of equal values
-#: (mode, minority, variety) and which of mode, variety and minority, and the share
-#: of every class value (frac).
+#: (mode, minority, variety) and which of mode, variety and minority, the share of
+#: every class value (frac), and the median among the values at ranks.
 NEED_MOMENTS, NEED_ORDER, NEED_RUNS, NEED_MODE, NEED_VARIETY, NEED_MINORITY = 1, 2, 4, 8, 16, 32
-NEED_SHAPE, NEED_CLASSES = 64, 128
+NEED_SHAPE, NEED_CLASSES, NEED_MEDIAN = 64, 128, 256
 
 #: Where a statistic applies: per segment, per polygon (centre, all_touched), and
 #: per polygon with coverage weights (fraction).
@@ -76,7 +77,8 @@ CATALOGUE = (
     Statistic("variance", REAL, NEED_MOMENTS, "variance (population)",
               "Σ(v − mean)² / N (ddof = 0)", "Σw·(v − mean)² / Σw"),
     Statistic("range", SPAN, 0, "max − min", "max − min", "over the pixels touched"),
-    Statistic("median", RANK, NEED_ORDER, "median (percentile 50 by the percentile method)",
+    Statistic("median", RANK, NEED_ORDER | NEED_MEDIAN,
+              "median (percentile 50 by the percentile method)",
               "percentile 50", "exactextract's weighted quantile (real)"),
     Statistic("mode", PIXEL, NEED_RUNS | NEED_MODE,
               "most frequent value (ties to the smallest)",
@@ -399,6 +401,7 @@ def with_class_columns(plan, results, pairs, missing, allocate=None):
     """
     if not plan.has_classes:
         return list(plan.columns), results
+    pairs = pairs.parts if isinstance(pairs, ClassShares) else pairs
     pairs = np.concatenate(pairs) if len(pairs) else np.zeros((0, 4), np.float64)
     by_band = {}
     for index in range(len(plan.bands)):
@@ -424,6 +427,28 @@ def with_class_columns(plan, results, pairs, missing, allocate=None):
         chosen = mine[bounds[k]:bounds[k + 1]]
         row[chosen[:, 0].astype(np.int64)] = chosen[:, 3]
     return columns, table
+
+
+class ClassShares:
+    """The class shares (``frac``) the kernels return, batch by batch (from several threads):
+    rows of (zone, band index, class value, share). A band holding more class values than
+    :data:`MAX_CLASSES` is refused as soon as they are seen, not after the whole image."""
+
+    def __init__(self, plan):
+        self.bands = list(plan.bands)
+        self.parts = []
+        self._seen = [np.zeros(0, np.float64) for _ in self.bands]
+        self._lock = threading.Lock()
+
+    def add(self, pairs):
+        if not len(pairs):
+            return
+        with self._lock:
+            self.parts.append(pairs)
+            for index, band in enumerate(self.bands):
+                seen = np.union1d(self._seen[index], pairs[pairs[:, 1] == index, 2])
+                check_class_count(len(seen), band)
+                self._seen[index] = seen
 
 
 def check_class_count(count, band):

@@ -27,26 +27,12 @@ Invalid pixels (NaN, or the band's nodata) are skipped; all sums in float64.
 import numpy as np
 from numba import njit
 
-from .column_values import (
-    P_COUNT,
-    P_M3,
-    P_M4,
-    P_MAX,
-    P_MEAN,
-    P_MIN,
-    P_MINORITY,
-    P_MODE,
-    P_SUM,
-    P_VALID,
-    P_VARIANCE,
-    P_VARIETY,
-    PREPARED_SLOTS,
-    add_class_share,
-    check_codes,
-    column_value,
-)
+from .column_values import add_class_share, check_codes, column_value
 from .statistics import (
     NEED_CLASSES,
+    NEED_MEDIAN,
+    NEED_MINORITY,
+    NEED_MODE,
     NEED_MOMENTS,
     NEED_ORDER,
     NEED_RUNS,
@@ -97,7 +83,6 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
     distinct = np.empty(longest, np.float64)
     distinct_w = np.empty(longest, np.float64)
     n_q = quantiles.shape[0]
-    prepared = np.zeros(PREPARED_SLOTS, np.float64)
     quantile_values = np.zeros(n_q + 1, np.float64)
     pairs = np.empty((0, 4), np.float64)
     n_pairs = 0
@@ -127,39 +112,40 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                 sum_w += w
                 sum_wv += w * fv
                 n += 1
-            prepared[P_VALID] = n
-            prepared[P_COUNT] = sum_w
-            prepared[P_MIN] = lo
-            prepared[P_MAX] = hi
-            prepared[P_SUM] = sum_wv
+            mean = variance = m3 = m4 = mode = minority = variety = 0.0
             if n > 0 and needs & NEED_MOMENTS:
                 mean = sum_wv / sum_w
                 squares = 0.0
-                cubes = 0.0
-                fourths = 0.0
                 for i in range(n):
                     d = scratch[i] - mean
                     squares += scratch_w[i] * d * d
-                    if needs & NEED_SHAPE:
+                variance = squares / sum_w
+                if needs & NEED_SHAPE:  # a loop of its own: the one above stays lean
+                    cubes = 0.0
+                    fourths = 0.0
+                    for i in range(n):
+                        d = scratch[i] - mean
                         cubes += scratch_w[i] * d * d * d
                         fourths += scratch_w[i] * d * d * d * d
-                prepared[P_MEAN] = mean
-                prepared[P_VARIANCE] = squares / sum_w
-                prepared[P_M3] = cubes / sum_w
-                prepared[P_M4] = fourths / sum_w
+                    m3 = cubes / sum_w
+                    m4 = fourths / sum_w
             if n > 0 and needs & NEED_DISTINCT:
                 n_distinct = distinct_values(scratch, scratch_w, n, distinct, distinct_w)
-                prepared[P_VARIETY] = n_distinct
-                prepared[P_MODE] = _by_weight(distinct, distinct_w, n_distinct, True)
-                prepared[P_MINORITY] = _by_weight(distinct, distinct_w, n_distinct, False)
+                variety = float(n_distinct)
+                if needs & NEED_MODE:
+                    mode = _by_weight(distinct, distinct_w, n_distinct, True)
+                if needs & NEED_MINORITY:
+                    minority = _by_weight(distinct, distinct_w, n_distinct, False)
                 if needs & NEED_ORDER:
-                    for i in range(n_q + 1):
+                    for i in range(n_q + 1 if needs & NEED_MEDIAN else n_q):
                         quantile_values[i] = weighted_quantile(
                             distinct, distinct_w, n_distinct, quantiles[i] if i < n_q else 0.5)
                 if needs & NEED_CLASSES:
                     for i in range(n_distinct):
                         pairs, n_pairs = add_class_share(pairs, n_pairs, zone, b, distinct[i],
                                                          distinct_w[i] / sum_w)
+            prepared = (float(n), sum_w, lo, hi, sum_wv, mean, variance, m3, m4, mode, minority,
+                        variety)
             for c in range(n_columns):
                 if table[c, 0] == b:
                     results[c, zone] = column_value(table[c, 1], prepared, quantile_values,

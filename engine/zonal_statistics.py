@@ -54,6 +54,7 @@ from .statistics import (
     PIXEL_RULES,
     WEIGHTED,
     ZONES,
+    ClassShares,
     StatPlan,
     column_label,
     with_class_columns,
@@ -236,13 +237,13 @@ class _TileGrid:
 def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missing, reporter,
              window_size, read_threads, compute_threads):
     """Gather every polygon's pixels tile by tile and fill ``values``; returns the class
-    shares (``frac``) found, a list of arrays (see :func:`.statistics.with_class_columns`)."""
+    shares (``frac``) found, a :class:`.statistics.ClassShares`."""
     from .stat_kernels import zone_statistics
     from .weighted_kernels import weighted_zone_statistics
 
     grid = _TileGrid(raster_ds, bands[0], bounds, window_size)
     work = list(grid.tiles())
-    class_shares = []
+    class_shares = ClassShares(plan)
     if not work:
         return class_shares
     nodata = [band_nodata(b) for b in (raster_ds.GetRasterBand(n) for n in bands)]
@@ -264,8 +265,7 @@ def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missin
             pairs = zone_statistics(ids, starts, lengths, pixel_values, nodata_values,
                                     has_nodata, is_int, table, quantiles, linear, needs, values,
                                     missing)
-        if len(pairs):
-            class_shares.append(pairs)  # (list.append is atomic: gatherers run in threads)
+        class_shares.add(pairs)
 
     gatherers = [_Gatherer(shapes, bounds, grid, len(bands), dtype, rule, finish)
                  for _ in range(max(1, int(compute_threads)))]

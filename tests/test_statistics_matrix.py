@@ -294,13 +294,13 @@ def test_frac_is_refused_on_float_images_and_too_many_classes(scene, tmp_path):
 
 
 def test_unknown_statistics_and_codes_raise():
-    from tessera.engine.column_values import PREPARED_SLOTS, column_value
+    from tessera.engine.column_values import PREPARED, column_value
     from tessera.engine.stat_kernels import zone_statistics
     from tessera.engine.weighted_kernels import weighted_zone_statistics
 
     with pytest.raises(TesseraError, match="Unknown statistic"):
         StatPlan(["mean", "average"], [1], "float32")
-    prepared = np.ones(PREPARED_SLOTS)
+    prepared = (1.0,) * len(PREPARED)
     with pytest.raises(ValueError, match="unknown statistic code"):
         column_value(999, prepared, np.zeros(1), -1, -9999.0)
     values = np.ones((1, 4), np.float32)
