@@ -10,6 +10,10 @@ column, the same way for both. An unknown statistic code raises.
 
 Class shares (``frac``) are not columns the kernels know in advance: they are
 emitted as (zone, band index, value, share) rows by :func:`add_class_share`.
+
+numba caches the kernels by their own source files: after editing this module
+(or the catalogue's codes), touch ``stat_kernels.py`` and ``weighted_kernels.py``
+so that their cached machine code is rebuilt.
 """
 
 import math
