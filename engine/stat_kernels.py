@@ -12,6 +12,11 @@ the moments, and for order statistics, mode, minority and variety one pass
 counting values in a table of the whole type. Other integers are counted
 when their span is small next to their count; other values are sorted.
 Result rows are gathered for blocks of zones before they are stored.
+
+What a zone needs is prepared once per band (the ``NEED_*`` bits the
+catalogue declares for the statistics asked), and every column is then
+computed by :func:`.column_values.column_value`, the dispatch the weighted
+kernel shares; class shares (``frac``) are returned as rows.
 """
 
 import math
