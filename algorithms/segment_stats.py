@@ -7,7 +7,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
+from ..engine.statistics import (
+    DEFAULT_STATISTICS,
+    PERCENTILE_METHODS,
+    STATISTICS,
+    statistics_help,
+)
 from .base import raster_source, static_enum
 from .qgis_compat import DOUBLE
 from .report_output import add_report_parameter, report_path
@@ -40,10 +45,7 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
                  "Bands to summarise (default: all); each tile is read once for all of them.")
         self.add(static_enum("STATISTICS", "Statistics", STATISTICS, list(DEFAULT_STATISTICS),
                              multiple=True),
-                 "pixcount: valid pixels; min, max, sum, mean; stddev and variance "
-                 "(population); range; median (percentile 50 by the percentile method); mode "
-                 "and minority (ties to the smallest value); variety (distinct values). From "
-                 "qgis_process: STATISTICS=mean,median.")
+                 statistics_help() + " frac columns: b&lt;band&gt;_frac_&lt;value&gt;.")
         self.add(QgsProcessingParameterString("PERCENTILES", "Percentiles", "", optional=True),
                  "Comma-separated percentiles in 0..100, e.g. 25,75 or 2.5,97.5; column "
                  "b&lt;band&gt;_p&lt;p&gt;.")

@@ -17,13 +17,18 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..engine.statistics import DEFAULT_STATISTICS, PERCENTILE_METHODS, STATISTICS
+from ..engine.statistics import (
+    DEFAULT_STATISTICS,
+    PERCENTILE_METHODS,
+    PIXEL_RULE_CATALOGUE,
+    PIXEL_RULES,
+    STATISTICS,
+    statistics_help,
+)
 from .base import TesseraAlgorithm, check_outputs, raster_source, static_enum
 from .file_sink import FileSink
 from .qgis_compat import FAST_INSERT, VECTOR_POLYGON, WKT_PREFERRED_GDAL, make_field
 from .report_output import add_report_parameter, report_path
-
-PIXEL_RULES = ("centre", "all_touched", "fraction")
 
 
 class ZonalStatsAlgorithm(TesseraAlgorithm):
@@ -43,8 +48,9 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
         "ignored. Pixel rules: centre (a pixel counts when its centre is inside, as QGIS's "
         "zonal statistics and rasterstats), all_touched (every pixel the polygon covers with a "
         "non-zero area), fraction (each pixel weighted by the exact fraction of its area "
-        "inside the polygon, as exactextract: weighted pixcount, sum, mean, stddev, median and "
-        "percentiles; min, max and variety over the pixels touched). A polygon without any "
+        "inside the polygon, as exactextract: weighted pixcount, sum, mean, stddev, median, "
+        "percentiles, cv, skewness, kurtosis and class fractions; min, max and variety over the "
+        "pixels touched). A polygon without any "
         "pixel (outside the raster, or too small to hold a pixel centre under centre) gets "
         "pixcount 0 and NULL in the other fields: unlike QGIS's own zonal statistics, the rule "
         "is never switched silently. The raster is read tile by tile, so rasters larger than "
@@ -62,16 +68,12 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
                  "Raster bands to summarise (default band 1); one read of each tile serves all.")
         self.add(static_enum("STATISTICS", "Statistics", STATISTICS, list(DEFAULT_STATISTICS),
                              multiple=True),
-                 "pixcount: valid pixels (under fraction: their covered area in "
-                 "pixels); min, max, sum, mean; stddev and variance (population); range; median; "
-                 "mode and minority (ties to the smallest value); variety (distinct values). "
-                 "From qgis_process: STATISTICS=mean,median.")
+                 statistics_help(weighted=True) + " frac fields: &lt;prefix&gt;frac_3.")
         self.add(QgsProcessingParameterString("PERCENTILES", "Percentiles", "", optional=True),
                  "Comma-separated percentiles in 0..100, e.g. 25,75; field &lt;prefix&gt;p25.")
-        rule = static_enum("PIXEL_RULE", "Pixel rule", PIXEL_RULES, PIXEL_RULES[0])
-        self.add(rule, "centre: pixels whose centre is inside; all_touched: every pixel covered "
-                 "with a non-zero area; fraction: every such pixel weighted by its covered "
-                 "fraction (exact, as exactextract).")
+        rule = static_enum("PIXEL_RULE", "Pixel rule", list(PIXEL_RULES),
+                           PIXEL_RULE_CATALOGUE[0].name)
+        self.add(rule, "; ".join(f"{r.name}: {r.help}" for r in PIXEL_RULE_CATALOGUE) + ".")
         method = static_enum("PERCENTILE_METHOD", "Percentile method", PERCENTILE_METHODS,
                              PERCENTILE_METHODS[0])
         self.add(method, "centre and all_touched rules: inverted_cdf gives an actual pixel value; "

@@ -40,9 +40,8 @@ import math
 import numpy as np
 from numba import njit
 
-#: Pixel rules, as the algorithm lists them.
-CENTRE, ALL_TOUCHED, FRACTION = 0, 1, 2
-PIXEL_RULES = {"centre": CENTRE, "all_touched": ALL_TOUCHED, "fraction": FRACTION}
+from .statistics import ALL_TOUCHED, CENTRE, FRACTION  # the pixel rules (one catalogue)
+
 #: Covered fractions closer than this to 0 or 1 are taken as 0 or 1.
 SNAP = 1e-9
 

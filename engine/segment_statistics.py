@@ -31,7 +31,7 @@ from .raster_io import (
 )
 from .rat import GdalRat
 from .rat_output import RatOutput, allocate_results, write_table
-from .statistics import DEFAULT_STATISTICS, StatPlan, default_column_name
+from .statistics import DEFAULT_STATISTICS, StatPlan, default_column_name, with_class_columns
 
 #: Largest segment id Tessera accepts (GDAL RAT row counts are 32-bit).
 MAX_SEGMENT_ID = 2**31 - 2
@@ -141,8 +141,12 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
         stats.wait()
     collector = None  # its arena is not needed for writing
     present = present_ids(totals, null_id)
+    # class columns (frac) are known now: checked against the target when it is written
+    all_columns, results = with_class_columns(plan, results, stats.class_shares, missing,
+                                              lambda n: allocate_results(row_count, n))
+    columns = output.columns = [(c.name, c.kind) for c in all_columns]
     fill_absent_rows(results, present, [0.0 if c.stat == "pixcount" else missing
-                                        for c in plan.columns])
+                                        for c in all_columns])
     timings["statistics"] = time.perf_counter() - compute_started
     seg_ds = img_ds = None  # release read handles before writing the segment file
     return write_segment_results(output, results, columns, present, null_id, row_count,
@@ -212,8 +216,8 @@ def write_segment_results(output, results, columns, present, null_id, row_count,
 def _namer(prefix, names):
     names = dict(names or {})
 
-    def name_for(band, stat, percentile):
-        default = default_column_name(band, stat, percentile)
+    def name_for(band, stat, parameter):
+        default = default_column_name(band, stat, parameter)
         return names.get(default, f"{prefix or ''}{default}")
 
     return name_for

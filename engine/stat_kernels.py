@@ -12,6 +12,11 @@ the moments, and for order statistics, mode, minority and variety one pass
 counting values in a table of the whole type. Other integers are counted
 when their span is small next to their count; other values are sorted.
 Result rows are gathered for blocks of zones before they are stored.
+
+What a zone needs is prepared once per band (the ``NEED_*`` bits the
+catalogue declares for the statistics asked), and every column is then
+computed by :func:`.column_values.column_value`, the dispatch the weighted
+kernel shares; class shares (``frac``) are returned as rows.
 """
 
 import math
@@ -19,19 +24,20 @@ import math
 import numpy as np
 from numba import njit
 
+from .column_values import add_class_share, check_codes, column_value
 from .statistics import (
+    NEED_CLASSES,
+    NEED_MEDIAN,
     NEED_MINORITY,
     NEED_MODE,
     NEED_MOMENTS,
     NEED_ORDER,
     NEED_RUNS,
+    NEED_SHAPE,
     NEED_VARIETY,
-    STAT_CODES,
+    ClassShares,
 )
 
-PIXCOUNT, MIN, MAX, SUM = (STAT_CODES[s] for s in ("pixcount", "min", "max", "sum"))
-MEAN, STDDEV, VARIANCE, RANGE = (STAT_CODES[s] for s in ("mean", "stddev", "variance", "range"))
-MEDIAN, MODE, MINORITY, VARIETY = (STAT_CODES[s] for s in ("median", "mode", "minority", "variety"))
 #: Integer values are counted rather than sorted when max - min < 4 n + this.
 COUNTING_SLACK = 4096
 #: Zones whose result rows are gathered before they are stored.
@@ -46,30 +52,6 @@ KEY_MASK = (1 << KEY_BITS) - 1
 #: An int64 that no 8- or 16-bit pixel equals.
 NO_VALUE = np.int64(1 << 40)
 VARIANCE_EXACT_LIMIT = np.iinfo(np.int64).max
-
-
-@njit(cache=True, nogil=True)
-def is_moment(code):
-    """Whether statistic ``code`` is one :func:`moment_value` gives."""
-    return code in (MIN, MAX, SUM, MEAN, STDDEV, VARIANCE, RANGE)
-
-
-@njit(cache=True, nogil=True)
-def moment_value(code, lo, hi, total, mean, variance):
-    """min, max, sum, mean, stddev, variance or range from a zone's moments."""
-    if code == MIN:
-        return lo
-    if code == MAX:
-        return hi
-    if code == SUM:
-        return total
-    if code == MEAN:
-        return mean
-    if code == STDDEV:
-        return math.sqrt(variance)
-    if code == VARIANCE:
-        return variance
-    return hi - lo
 
 
 @njit(cache=True, nogil=True)
@@ -117,8 +99,11 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     Invalid pixels (NaN, or equal to the band's nodata) are skipped. Zones
     without a valid pixel get ``missing`` in every column but pixcount (0).
     ``table`` rows are (band index, statistic code, percentile index);
-    ``quantiles`` are the percentiles / 100. Returns the number of zones.
+    ``quantiles`` are the percentiles / 100; ``band_needs`` the NEED_* bits of
+    each band. Returns the class shares (rows of zone, band index, value, share)
+    of the bands needing them (NEED_CLASSES), else an empty (0, 4) array.
     """
+    check_codes(table)
     n_columns = table.shape[0]
     n_bands = values.shape[0]
     longest = 0
@@ -142,6 +127,9 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     by_quantile[0::2] = 2 * np.argsort(np.append(quantiles, 0.5), kind="mergesort")
     by_quantile[1::2] = by_quantile[0::2] + 1
     ranks = (quantiles, linear, weight, wanted, order, wanted_value, by_quantile)
+    quantile_values = np.zeros(n_q + 1, np.float64)
+    pairs = np.empty((0, 4), np.float64)
+    n_pairs = 0
     # the columns of each band
     band_columns = np.zeros((n_bands, n_columns + 1), np.int64)  # count, then columns
     for c in range(n_columns):
@@ -168,30 +156,63 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                     n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
                         values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
                         counts)
+                mean = total / n if n > 0 else 0.0
+                m3 = m4 = 0.0
+                if n > 0 and needs & NEED_SHAPE:
+                    m3, m4 = central_moments(values, b, start, stop, band_nodata, mean, n)
+                if n > 0 and needs & NEED_ORDER:
+                    for i in range(n_q + 1 if needs & NEED_MEDIAN else n_q):
+                        quantile_values[i] = lerp(wanted_value[2 * i], wanted_value[2 * i + 1],
+                                                  weight[i])
+                if n > 0 and needs & NEED_CLASSES:
+                    pairs, n_pairs = class_shares(values, b, start, stop, band_nodata, scratch,
+                                                  ids[z], pairs, n_pairs)
+                # (a tuple: held in registers, see column_values.PREPARED)
+                prepared = (float(n), float(n), lo, hi, total, mean, variance, m3, m4, mode,
+                            minority, float(variety))
                 for k in range(band_columns[b, 0]):
                     c = band_columns[b, k + 1]
-                    code = table[c, 1]
-                    if code == PIXCOUNT:
-                        value = float(n)
-                    elif n == 0:
-                        value = missing
-                    elif is_moment(code):
-                        value = moment_value(code, lo, hi, total, total / n, variance)
-                    elif code == MODE:
-                        value = mode
-                    elif code == MINORITY:
-                        value = minority
-                    elif code == VARIETY:
-                        value = float(variety)
-                    else:
-                        i = n_q if code == MEDIAN else table[c, 2]
-                        value = lerp(wanted_value[2 * i], wanted_value[2 * i + 1], weight[i])
-                    block[row, c] = value
+                    block[row, c] = column_value(table[c, 1], prepared, quantile_values,
+                                                 table[c, 2], missing)
         for z in range(block_start, block_stop):
             zone = ids[z]
             for c in range(n_columns):
                 results[c, zone] = block[z - block_start, c]
-    return ids.shape[0]
+    return pairs[:n_pairs]
+
+
+@njit(cache=True, nogil=True)
+def central_moments(values, band, start, stop, nodata, mean, n):
+    """The third and fourth central moments Σ(v − mean)ᵏ / n of the valid pixels."""
+    m3 = 0.0
+    m4 = 0.0
+    for i in range(start, stop):
+        v = values[band, i]
+        if v != v or v == nodata:
+            continue
+        d = float(v) - mean
+        d3 = d * d * d
+        m3 += d3
+        m4 += d3 * d
+    return m3 / n, m4 / n
+
+
+@njit(cache=True, nogil=True)
+def class_shares(values, band, start, stop, nodata, scratch, zone, pairs, n_pairs):
+    """Append (zone, band, value, share of the valid pixels) for every distinct valid
+    value of ``values[band, start:stop]`` to ``pairs``; returns (pairs, rows used)."""
+    n = copy_valid(values, band, start, stop, True, nodata, scratch)
+    ordered = scratch[:n]
+    ordered.sort()
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and ordered[j] == ordered[i]:
+            j += 1
+        pairs, n_pairs = add_class_share(pairs, n_pairs, zone, band, float(ordered[i]),
+                                         (j - i) / n)
+        i = j
+    return pairs, n_pairs
 
 
 @njit(cache=True, nogil=True, inline='always')
@@ -536,6 +557,8 @@ class ZoneStatsRunner:
         self.needs = plan.band_needs()
         self.results = results
         self.missing = float(missing)
+        #: class shares (``frac``) of the zones computed
+        self.class_shares = ClassShares(plan)
         self._pending = []
         self._pool = None
         if threads > 0:
@@ -559,9 +582,10 @@ class ZoneStatsRunner:
         self._pending = []
 
     def _run(self, ids, starts, lengths, values):
-        zone_statistics(ids, starts, lengths, values, self.nodata, self.has_nodata, self.is_int,
-                        self.table, self.quantiles, self.linear, self.needs, self.results,
-                        self.missing)
+        pairs = zone_statistics(ids, starts, lengths, values, self.nodata, self.has_nodata,
+                                self.is_int, self.table, self.quantiles, self.linear,
+                                self.needs, self.results, self.missing)
+        self.class_shares.add(pairs)
 
     def add(self, ids, starts, lengths, values):
         """Compute the statistics of zones ``ids`` (pixels ``values[:, start:start+length]``);

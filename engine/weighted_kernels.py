@@ -14,8 +14,12 @@ equal exactextract's (and GDAL's ``zonal-stats`` fractional mode):
   are equal);
 - mode / minority: the value with the largest / smallest summed weight, ties
   to the smallest value (exactextract breaks mode ties to the largest);
-- variety: the number of distinct values with w > 0.
+- variety: the number of distinct values with w > 0;
+- cv, skewness, kurtosis: from the weighted mean and central moments
+  Σw·(v − mean)ᵏ / Σw (cv as exactextract's ``coefficient_of_variation``);
+- frac: Σw of each value / Σw (exactextract's ``frac``).
 
+Columns are computed by :func:`.column_values.column_value`, as in the plain kernel.
 Invalid pixels (NaN, or the band's nodata) are skipped; all sums in float64.
 """
 
@@ -23,15 +27,20 @@ Invalid pixels (NaN, or the band's nodata) are skipped; all sums in float64.
 import numpy as np
 from numba import njit
 
-from .stat_kernels import (
-    MEDIAN,
-    MODE,
-    PIXCOUNT,
-    VARIETY,
-    is_moment,
-    moment_value,
+from .column_values import add_class_share, check_codes, column_value
+from .statistics import (
+    NEED_CLASSES,
+    NEED_MEDIAN,
+    NEED_MINORITY,
+    NEED_MODE,
+    NEED_MOMENTS,
+    NEED_ORDER,
+    NEED_RUNS,
+    NEED_SHAPE,
 )
-from .statistics import NEED_MOMENTS, NEED_ORDER, PERCENTILE
+
+#: What needs the distinct values and their summed weights.
+NEED_DISTINCT = NEED_ORDER | NEED_RUNS | NEED_CLASSES
 
 
 @njit(cache=True, nogil=True)
@@ -61,7 +70,9 @@ def weighted_quantile(values, weights, n, q):
 @njit(cache=True, nogil=True)
 def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_nodata, table,
                              quantiles, band_needs, results, missing):
-    """Weighted statistics of every zone ``ids[z]`` (see the module docstring)."""
+    """Weighted statistics of every zone ``ids[z]`` (see the module docstring); returns
+    the class shares as :func:`.stat_kernels.zone_statistics` does."""
+    check_codes(table)
     n_columns = table.shape[0]
     n_bands = values.shape[0]
     longest = 0
@@ -71,6 +82,10 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
     scratch_w = np.empty(longest, np.float64)
     distinct = np.empty(longest, np.float64)
     distinct_w = np.empty(longest, np.float64)
+    n_q = quantiles.shape[0]
+    quantile_values = np.zeros(n_q + 1, np.float64)
+    pairs = np.empty((0, 4), np.float64)
+    n_pairs = 0
     for z in range(ids.shape[0]):
         zone = ids[z]
         start = starts[z]
@@ -97,8 +112,7 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                 sum_w += w
                 sum_wv += w * fv
                 n += 1
-            mean = 0.0
-            variance = 0.0
+            mean = variance = m3 = m4 = mode = minority = variety = 0.0
             if n > 0 and needs & NEED_MOMENTS:
                 mean = sum_wv / sum_w
                 squares = 0.0
@@ -106,39 +120,54 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                     d = scratch[i] - mean
                     squares += scratch_w[i] * d * d
                 variance = squares / sum_w
-            n_distinct = 0
-            if n > 0 and needs & NEED_ORDER:
-                order = np.argsort(scratch[:n])
-                for i in range(n):
-                    v = scratch[order[i]]
-                    if n_distinct > 0 and distinct[n_distinct - 1] == v:
-                        distinct_w[n_distinct - 1] += scratch_w[order[i]]
-                    else:
-                        distinct[n_distinct] = v
-                        distinct_w[n_distinct] = scratch_w[order[i]]
-                        n_distinct += 1
+                if needs & NEED_SHAPE:  # a loop of its own: the one above stays lean
+                    cubes = 0.0
+                    fourths = 0.0
+                    for i in range(n):
+                        d = scratch[i] - mean
+                        cubes += scratch_w[i] * d * d * d
+                        fourths += scratch_w[i] * d * d * d * d
+                    m3 = cubes / sum_w
+                    m4 = fourths / sum_w
+            if n > 0 and needs & NEED_DISTINCT:
+                n_distinct = distinct_values(scratch, scratch_w, n, distinct, distinct_w)
+                variety = float(n_distinct)
+                if needs & NEED_MODE:
+                    mode = _by_weight(distinct, distinct_w, n_distinct, True)
+                if needs & NEED_MINORITY:
+                    minority = _by_weight(distinct, distinct_w, n_distinct, False)
+                if needs & NEED_ORDER:
+                    for i in range(n_q + 1 if needs & NEED_MEDIAN else n_q):
+                        quantile_values[i] = weighted_quantile(
+                            distinct, distinct_w, n_distinct, quantiles[i] if i < n_q else 0.5)
+                if needs & NEED_CLASSES:
+                    for i in range(n_distinct):
+                        pairs, n_pairs = add_class_share(pairs, n_pairs, zone, b, distinct[i],
+                                                         distinct_w[i] / sum_w)
+            prepared = (float(n), sum_w, lo, hi, sum_wv, mean, variance, m3, m4, mode, minority,
+                        variety)
             for c in range(n_columns):
-                if table[c, 0] != b:
-                    continue
-                code = table[c, 1]
-                if code == PIXCOUNT:
-                    results[c, zone] = sum_w
-                    continue
-                if n == 0:
-                    results[c, zone] = missing
-                    continue
-                if is_moment(code):
-                    value = moment_value(code, lo, hi, sum_wv, mean, variance)
-                elif code == MEDIAN:
-                    value = weighted_quantile(distinct, distinct_w, n_distinct, 0.5)
-                elif code == PERCENTILE:
-                    value = weighted_quantile(distinct, distinct_w, n_distinct,
-                                              quantiles[table[c, 2]])
-                elif code == VARIETY:
-                    value = float(n_distinct)
-                else:
-                    value = _by_weight(distinct, distinct_w, n_distinct, code == MODE)
-                results[c, zone] = value
+                if table[c, 0] == b:
+                    results[c, zone] = column_value(table[c, 1], prepared, quantile_values,
+                                                    table[c, 2], missing)
+    return pairs[:n_pairs]
+
+
+@njit(cache=True, nogil=True)
+def distinct_values(values, weights, n, distinct, distinct_w):
+    """The distinct values of ``values[:n]`` in ascending order, with their summed
+    weights, into ``distinct`` and ``distinct_w``; returns how many."""
+    order = np.argsort(values[:n])
+    n_distinct = 0
+    for i in range(n):
+        v = values[order[i]]
+        if n_distinct > 0 and distinct[n_distinct - 1] == v:
+            distinct_w[n_distinct - 1] += weights[order[i]]
+        else:
+            distinct[n_distinct] = v
+            distinct_w[n_distinct] = weights[order[i]]
+            n_distinct += 1
+    return n_distinct
 
 
 @njit(cache=True, nogil=True)

@@ -48,7 +48,17 @@ from .output_safety import Publication, check_targets
 from .progress import Progress
 from .raster_io import TileReader, band_dtype, band_nodata, get_band, open_raster, plan_windows
 from .rat_output import write_table
-from .statistics import DEFAULT_STATISTICS, StatPlan, format_percentile
+from .statistics import (
+    DEFAULT_STATISTICS,
+    FRACTION,
+    PIXEL_RULES,
+    WEIGHTED,
+    ZONES,
+    ClassShares,
+    StatPlan,
+    column_label,
+    with_class_columns,
+)
 
 DEFAULT_PREFIX = "_"
 
@@ -81,8 +91,8 @@ def zonal_column_namer(prefix, several_bands):
     """``<prefix><stat>`` / ``<prefix>p25`` for one band, ``<prefix>b<band>_<stat>`` for several."""
     prefix = prefix or ""
 
-    def name_for(band, stat, percentile):
-        label = f"p{format_percentile(percentile)}" if stat == "percentile" else stat
+    def name_for(band, stat, parameter):
+        label = column_label(stat, parameter)
         return f"{prefix}b{band}_{label}" if several_bands else f"{prefix}{label}"
 
     return name_for
@@ -111,7 +121,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
     ``read_threads`` decode tiles ahead, ``compute_threads`` share each tile's polygons.
     """
     require("numba", "shapely", purpose="Zonal statistics")
-    from .polygon_raster import PIXEL_RULES, polygon_bounds
+    from .polygon_raster import polygon_bounds
     from .polygon_source import layer_features, open_layer, read_polygons
 
     if pixel_rule not in PIXEL_RULES:
@@ -125,8 +135,8 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
     raster_bands = [get_band(raster_ds, b, "raster") for b in bands]
     dtype = np.result_type(*[band_dtype(b) for b in raster_bands])
     plan = StatPlan(statistics, bands, dtype, percentiles, percentile_method,
-                    zonal_column_namer(column_prefix, len(bands) > 1))
-    columns = zonal_columns(plan, pixel_rule)
+                    zonal_column_namer(column_prefix, len(bands) > 1),
+                    where=WEIGHTED if pixel_rule == "fraction" else ZONES)
     if missing_value is None or (isinstance(missing_value, float) and math.isnan(missing_value)):
         missing = math.nan
     else:
@@ -154,7 +164,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                 progress(0.1, note)
         timings["read polygons"] = time.perf_counter() - started
         n_features = len(shapes)
-        values = np.empty((len(columns), n_features), np.float64)
+        values = np.empty((len(plan.columns), n_features), np.float64)
         for index, column in enumerate(plan.columns):
             values[index] = 0.0 if column.stat == "pixcount" else missing
         bounds = np.zeros((n_features, 4), np.int64)
@@ -164,8 +174,11 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                        f"Computing zonal statistics of {n_features} polygon(s) "
                        f"({pixel_rule} rule)")
         compute_started = time.perf_counter()
-        _compute(shapes, bounds, raster_ds, bands, dtype, plan, PIXEL_RULES[pixel_rule],
-                 values, missing, reporter, window_size, read_threads, compute_threads)
+        class_shares = _compute(shapes, bounds, raster_ds, bands, dtype, plan,
+                                PIXEL_RULES[pixel_rule], values, missing, reporter, window_size,
+                                read_threads, compute_threads)
+        all_columns, values = with_class_columns(plan, values, class_shares, missing)
+        columns = [(c.name, c.kind) for c in all_columns]
         timings["statistics"] = time.perf_counter() - compute_started
         if output_table:
             with Publication() as table:
@@ -177,18 +190,6 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
         shapes.close()
     timings["total"] = time.perf_counter() - started
     return ZonalStatsResult(fids, columns, values, pixel_rule, notes, timings)
-
-
-def zonal_columns(plan, pixel_rule):
-    """``(name, kind)`` of the plan's columns under a pixel rule: under ``fraction``
-    pixcount (Σ weights), median and percentiles (interpolated) are real."""
-    columns = []
-    for column in plan.columns:
-        kind = column.kind
-        if pixel_rule == "fraction" and column.stat in ("pixcount", "median", "percentile"):
-            kind = "real"
-        columns.append((column.name, kind))
-    return columns
 
 
 class _TileGrid:
@@ -235,15 +236,16 @@ class _TileGrid:
 
 def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missing, reporter,
              window_size, read_threads, compute_threads):
-    """Gather every polygon's pixels tile by tile and fill ``values``."""
-    from .polygon_raster import FRACTION
+    """Gather every polygon's pixels tile by tile and fill ``values``; returns the class
+    shares (``frac``) found, a :class:`.statistics.ClassShares`."""
     from .stat_kernels import zone_statistics
     from .weighted_kernels import weighted_zone_statistics
 
     grid = _TileGrid(raster_ds, bands[0], bounds, window_size)
     work = list(grid.tiles())
+    class_shares = ClassShares(plan)
     if not work:
-        return
+        return class_shares
     nodata = [band_nodata(b) for b in (raster_ds.GetRasterBand(n) for n in bands)]
     nodata_values = np.array([np.nan if v is None else v for v in nodata], np.float64)
     has_nodata = np.array([v is not None for v in nodata], np.bool_)
@@ -256,11 +258,14 @@ def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missin
 
     def finish(ids, starts, lengths, pixel_values, weights):
         if weighted:
-            weighted_zone_statistics(ids, starts, lengths, pixel_values, weights, nodata_values,
-                                     has_nodata, table, quantiles, needs, values, missing)
+            pairs = weighted_zone_statistics(ids, starts, lengths, pixel_values, weights,
+                                             nodata_values, has_nodata, table, quantiles, needs,
+                                             values, missing)
         else:
-            zone_statistics(ids, starts, lengths, pixel_values, nodata_values, has_nodata,
-                            is_int, table, quantiles, linear, needs, values, missing)
+            pairs = zone_statistics(ids, starts, lengths, pixel_values, nodata_values,
+                                    has_nodata, is_int, table, quantiles, linear, needs, values,
+                                    missing)
+        class_shares.add(pairs)
 
     gatherers = [_Gatherer(shapes, bounds, grid, len(bands), dtype, rule, finish)
                  for _ in range(max(1, int(compute_threads)))]
@@ -287,6 +292,7 @@ def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missin
             reporter.update((done + 1) / len(work))
     if parts:
         raise TesseraError("Internal error: some polygons spanning tiles were never finished.")
+    return class_shares
 
 
 class _Gatherer:

@@ -94,8 +94,8 @@ def write_image(path, data, nodata=-1.0):
     return write_raster(path, data, nodata=nodata)
 
 
-def pixel_centres():
-    cols, rows = np.meshgrid(np.arange(COLS), np.arange(ROWS))
+def pixel_centres(rows=ROWS, cols=COLS):
+    cols, rows = np.meshgrid(np.arange(cols), np.arange(rows))
     return X0 + (cols + 0.5) * PIXEL, Y0 - (rows + 0.5) * PIXEL
 
 
@@ -105,14 +105,14 @@ def centre_masks(cases):
     return [shapely.contains_xy(geometry, xs, ys) for _, geometry in cases]
 
 
-def coverage_fractions(geometry):
+def coverage_fractions(geometry, rows=ROWS, cols=COLS):
     """Exact covered fraction of every pixel: shapely intersection areas."""
-    out = np.zeros((ROWS, COLS))
+    out = np.zeros((rows, cols))
     minx, miny, maxx, maxy = geometry.bounds
     c0 = max(0, int(np.floor((minx - X0) / PIXEL)))
-    c1 = min(COLS, int(np.ceil((maxx - X0) / PIXEL)))
+    c1 = min(cols, int(np.ceil((maxx - X0) / PIXEL)))
     r0 = max(0, int(np.floor((Y0 - maxy) / PIXEL)))
-    r1 = min(ROWS, int(np.ceil((Y0 - miny) / PIXEL)))
+    r1 = min(rows, int(np.ceil((Y0 - miny) / PIXEL)))
     for r in range(r0, r1):
         for c in range(c0, c1):
             cell = shapely.box(X0 + c * PIXEL, Y0 - (r + 1) * PIXEL, X0 + (c + 1) * PIXEL,
