@@ -101,7 +101,8 @@ class CountedReads:
     file: pixels read and the band lists asked for."""
 
     def __init__(self, monkeypatch):
-        from tessera.engine import overlap_statistics, raster_io
+        from tessera.engine import overlap_statistics
+        from tessera.engine import raster_io
 
         self.pixels, self.bands = {}, {}
         original = raster_io.read_window
