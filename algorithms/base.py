@@ -102,7 +102,7 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ..engine.errors import TesseraError
-        from ..engine.output_safety import redact
+        from ..engine.io.output_safety import redact
 
         try:
             from ..engine.dependencies import require
@@ -192,7 +192,7 @@ def layer_file(algorithm, parameters, name, context):
 def check_outputs(algorithm, parameters, context, outputs, inputs, overwrite):
     """Refuse, before any work, destination parameters ``outputs`` (name -> role) that are
     one of the layers ``inputs`` (name -> role) or exist without ``overwrite``."""
-    from ..engine.output_safety import check_targets
+    from ..engine.io.output_safety import check_targets
 
     check_targets(
         [(destination_file(algorithm, parameters, name, context), role)
@@ -210,7 +210,7 @@ def keep_rat_visible_to_qgis(path, band, context):
     from ``postProcessAlgorithm`` (main thread): layers of that file are
     reloaded, then the RAT is stored again so the reopened handles keep it.
     """
-    from ..engine.rat_staging import side_car_rat_kept
+    from ..engine.rat.staging import side_car_rat_kept
 
     target = os.path.realpath(path)
     stores = [context.temporaryLayerStore(), QgsProject.instance()]

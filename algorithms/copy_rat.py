@@ -49,8 +49,8 @@ class CopyRatAlgorithm(TesseraAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("ROW_COUNT", "Rows of the destination"))
 
     def process(self, parameters, context, feedback):
-        from ..engine.rat import is_zarr_target
-        from ..engine.rat_tools import copy_rat
+        from ..engine.rat.tables import is_zarr_target
+        from ..engine.rat.tools import copy_rat
 
         source, band, columns = rat_source(self, parameters, context)
         destination = self.parameterAsFileOutput(parameters, "OUTPUT", context)

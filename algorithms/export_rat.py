@@ -53,7 +53,7 @@ class ExportRatAlgorithm(TesseraAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("ROW_COUNT", "Rows written"))
 
     def process(self, parameters, context, feedback):
-        from ..engine.rat_tools import choose_columns, iter_rat_blocks, open_rat_source
+        from ..engine.rat.tools import choose_columns, iter_rat_blocks, open_rat_source
 
         source, band, columns = rat_source(self, parameters, context)
         check_outputs(self, parameters, context, {"OUTPUT": "output table"},

@@ -1,12 +1,12 @@
 """Feature sinks that follow the output-safety rule: a file output is written beside its
 target under a temporary name and renamed over it once complete, so a failed, cancelled or
-killed run leaves the target as it was (see ``engine/output_safety.py``)."""
+killed run leaves the target as it was (see ``engine/io/output_safety.py``)."""
 
 import os
 
 from qgis.core import QgsProcessingException, QgsProcessingOutputLayerDefinition, QgsProperty
 
-from ..engine.output_safety import Publication, remove_quietly, temporary_path
+from ..engine.io.output_safety import Publication, remove_quietly, temporary_path
 from .base import destination_file
 
 

@@ -11,7 +11,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..engine.global_normalization import MODEL_MODES
+from ..engine.normalization.global_regression import MODEL_MODES
 from .base import TesseraAlgorithm
 from .normalization_parameters import (
     add_inputs,

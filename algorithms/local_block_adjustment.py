@@ -9,7 +9,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..engine.local_normalization import METHODS
+from ..engine.normalization.local_block_adjustment import METHODS
 from .base import TesseraAlgorithm
 from .normalization_parameters import (
     add_inputs,

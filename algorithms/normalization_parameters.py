@@ -21,8 +21,8 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..engine.image_set import OUTPUT_DTYPES
-from ..engine.vector_mask import MASK_MODES
+from ..engine.io.vector_mask import MASK_MODES
+from ..engine.normalization.image_set import OUTPUT_DTYPES
 from .base import static_enum as enum
 from .qgis_compat import INTEGER, RASTER, VECTOR_POLYGON
 from .report_output import add_report_parameter, report_path
@@ -168,7 +168,7 @@ def html_output(algorithm, parameters, context):
 
 def write_report(path, result, inputs, kind, feedback):
     """Write the normalization report of ``result``; log the overlaps' mismatch."""
-    from ..engine.normalization_report import normalization_report
+    from ..engine.reports.normalization import normalization_report
 
     written, mismatch = normalization_report(path, result, inputs, kind)
     for item in mismatch:

@@ -38,7 +38,7 @@ def add_rat_source_parameters(algorithm, role="read"):
 
 def rat_source(algorithm, parameters, context):
     """``(source, band, columns)`` from the parameters added above."""
-    from ..engine.rat import is_zarr_target
+    from ..engine.rat.tables import is_zarr_target
 
     store = algorithm.parameterAsFile(parameters, "INPUT_STORE", context)
     has_raster = parameters.get("INPUT_RASTER") not in (None, "")
@@ -51,7 +51,7 @@ def rat_source(algorithm, parameters, context):
     if store and not is_zarr_target(store) and os.path.isfile(store):
         return store, band, columns  # a raster file's RAT (e.g. segmentstats' OUTPUT_RAT)
     if store:  # a store whatever its name, not a raster
-        from ..engine.store_location import store_location
+        from ..engine.io.store_location import store_location
 
         return store_location(store), 1, columns
     return raster_source(algorithm, parameters, "INPUT_RASTER", context), band, columns

@@ -7,7 +7,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from ..engine.rat_lookup import DATA_TYPES
+from ..engine.rat.lookup import DATA_TYPES
 from .base import TesseraAlgorithm, check_outputs, static_enum
 from .layer_loading import PseudocolorStyle, style_output
 from .qgis_compat import DOUBLE
@@ -53,7 +53,7 @@ class RatToRasterAlgorithm(TesseraAlgorithm):
         self.addOutput(QgsProcessingOutputString("COLUMNS", "Columns mapped"))
 
     def process(self, parameters, context, feedback):
-        from ..engine.rat_raster import rat_to_raster
+        from ..engine.rat.to_raster import rat_to_raster
 
         arguments = segment_rat_arguments(self, parameters, context)
         check_outputs(self, parameters, context, {"OUTPUT": "output raster"},

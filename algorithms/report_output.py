@@ -28,7 +28,7 @@ def report_path(algorithm, parameters, context):
     if os.path.exists(path) and not overwrite:
         raise QgsProcessingException(
             f"The report {path} exists already: turn on Overwrite, or choose another file.")
-    from ..engine.output_safety import check_folder
+    from ..engine.io.output_safety import check_folder
 
     check_folder(os.path.dirname(os.path.abspath(path)), "folder of the report", create=True)
     return path

@@ -54,7 +54,7 @@ class SegmentPolygonsAlgorithm(TesseraAlgorithm):
     def process(self, parameters, context, feedback):
         import shapely
 
-        from ..engine.segment_polygons import (
+        from ..engine.segments.polygons import (
             ID_FIELD,
             SegmentAttributes,
             iter_segment_polygons,

@@ -83,8 +83,8 @@ class SegmentRatAlgorithm(TesseraAlgorithm):
 def _gdal_rat_written(arguments):
     """``(raster path, band)`` of a GDAL RAT just written (the segment file's own, or a
     separate raster), which QGIS may hold open; None for a Zarr store."""
-    from ..engine.output_safety import same_file
-    from ..engine.rat import is_zarr_target
+    from ..engine.io.output_safety import same_file
+    from ..engine.rat.tables import is_zarr_target
 
     target = arguments["output_rat"]
     if target is None or same_file(target, arguments["segments"]):

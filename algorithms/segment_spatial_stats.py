@@ -6,7 +6,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..engine.spatial_statistics import (
+from ..engine.segments.spatial_catalogue import (
     DEFAULT_SPATIAL_STATISTICS,
     MAX_LAG_LIMIT,
     SPATIAL_STATISTICS,

@@ -7,7 +7,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..engine.statistics import (
+from ..engine.statistics.catalogue import (
     DEFAULT_STATISTICS,
     PERCENTILE_METHODS,
     STATISTICS,
@@ -87,9 +87,9 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
         return outputs
 
     def _report(self, path, result, arguments, parameters, context):
-        from ..engine.raster_io import open_raster
-        from ..engine.rat_lookup import segment_null_id
-        from ..engine.statistics_report import segment_stats_report
+        from ..engine.io.raster_io import open_raster
+        from ..engine.rat.lookup import segment_null_id
+        from ..engine.reports.statistics import segment_stats_report
 
         segments = open_raster(arguments["segments"])
         null_id = segment_null_id(segments.GetRasterBand(arguments["segment_band"]))

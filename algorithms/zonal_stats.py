@@ -17,7 +17,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..engine.statistics import (
+from ..engine.statistics.catalogue import (
     DEFAULT_STATISTICS,
     PERCENTILE_METHODS,
     PIXEL_RULE_CATALOGUE,
@@ -167,7 +167,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             load_on_completion(context, output_table, layer_name(output_table), "OUTPUT_TABLE",
                                kind="table")
         if html:
-            from ..engine.statistics_report import zonal_stats_report
+            from ..engine.reports.statistics import zonal_stats_report
 
             outputs["OUTPUT_HTML"], _ = zonal_stats_report(
                 html, [name for name, _ in result.columns], result.values,

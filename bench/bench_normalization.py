@@ -82,7 +82,7 @@ def write_scenes(size, layout="grid"):
     from osgeo import osr
 
     sys.path.insert(0, plugin_folder())
-    from tessera.engine.raster_io import create_raster
+    from tessera.engine.io.raster_io import create_raster
 
     folder, paths = scene_paths(size, layout)
     if all(os.path.exists(p) for p in paths):
@@ -167,10 +167,10 @@ import itertools, json, math, os, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, {plugins!r})
 from osgeo import gdal
-from tessera.engine.corrected_output import (PIECES_PER_THREAD, compression_options,
+from tessera.engine.normalization.corrected_output import (PIECES_PER_THREAD, compression_options,
                                              correction_window_pixels)
 from tessera.engine.parallel import split_evenly
-from tessera.engine.raster_io import create_raster, plan_windows
+from tessera.engine.io.raster_io import create_raster, plan_windows
 gdal.UseExceptions()
 paths, out, threads = {paths!r}, {out!r}, {threads}
 os.makedirs(out, exist_ok=True)
@@ -234,8 +234,8 @@ import json, sys, time
 import numpy as np
 sys.path.insert(0, {plugins!r})
 from osgeo import gdal
-from tessera.engine import normalization_kernels as k
-from tessera.engine.corrected_output import output_range
+from tessera.engine.normalization import kernels as k
+from tessera.engine.normalization.corrected_output import output_range
 dataset = gdal.Open({path!r})
 tile = dataset.ReadAsArray(0, 0, min(4000, dataset.RasterXSize), min(256, dataset.RasterYSize))
 second = tile[:, ::-1].copy()

@@ -6,12 +6,12 @@ GeoTIFF, DEFLATE) and a Zarr RAT store beside it with a float64 and an int32 col
 times, each in a fresh interpreter (numba's cache warmed first; the peak RSS of each
 interpreter is printed):
 
-1. rattoraster: tessera.engine.rat_raster.rat_to_raster, one float64 column (and one int32
+1. rattoraster: tessera.engine.rat.to_raster.rat_to_raster, one float64 column (and one int32
    column), from the Zarr store (fastest of --repeat runs; numba's module imported before
    the clock starts, as in a QGIS session), against ``gdal.Translate`` of the segment raster to the
    same type with the same creation options (tiled, ZSTD level 1 + predictor) — the
    floor of a tool that reads the segments and writes a raster of that type. Target <= 1.5x.
-2. segmentpolygons: tessera.engine.segment_polygons.segment_polygons to a GeoPackage with
+2. segmentpolygons: tessera.engine.segments.polygons.segment_polygons to a GeoPackage with
    one RAT column, against ``gdal.Polygonize`` of the whole raster into a GeoPackage (in one
    transaction, null id masked), which is what ``gdal_polygonize.py`` does.
 
@@ -43,8 +43,8 @@ def generate(folder, size):
     """The segment GeoTIFF and its Zarr RAT store (if missing); their paths."""
     from bench_segment_stats import _grid
 
-    from tessera.engine.raster_io import create_raster
-    from tessera.engine.rat_store import RatStore
+    from tessera.engine.io.raster_io import create_raster
+    from tessera.engine.rat.store import RatStore
 
     os.makedirs(folder, exist_ok=True)
     seg_tif = os.path.join(folder, f"segments_{size}_deflate.tif")
@@ -97,8 +97,8 @@ def run_child(code):
 def warm_numba():
     """Compile (or load the cache of) the kernels outside the timed runs."""
     run_child("""
-from tessera.engine.rat_kernels import lookup_tile
-from tessera.engine.segment_collector import count_ids
+from tessera.engine.rat.kernels import lookup_tile
+from tessera.engine.segments.collector import count_ids
 import numpy as np
 for dtype in (np.float64, np.int32):
     lookup_tile(np.zeros((2, 2), np.uint32), np.zeros((3, 1), dtype), np.zeros((1, 2, 2), dtype))
@@ -108,8 +108,8 @@ print("SECONDS 0")
 
 
 RAT_TO_RASTER = """
-from tessera.engine.rat_raster import rat_to_raster
-import tessera.engine.rat_kernels  # numba and its cached kernels loaded (QGIS keeps them)
+from tessera.engine.rat.to_raster import rat_to_raster
+import tessera.engine.rat.kernels  # numba and its cached kernels loaded (QGIS keeps them)
 started = time.perf_counter()
 rat_to_raster({seg!r}, {out!r}, [{column!r}], rat={store!r}, overwrite=True)
 print("SECONDS", time.perf_counter() - started)
@@ -117,7 +117,7 @@ print("SECONDS", time.perf_counter() - started)
 
 TRANSLATE = """
 from osgeo import gdal
-from tessera.engine.corrected_output import compression_options
+from tessera.engine.normalization.corrected_output import compression_options
 import numpy as np
 gdal.UseExceptions()
 options = compression_options(np.dtype({dtype!r})) + ["NUM_THREADS=ALL_CPUS"]
@@ -127,7 +127,7 @@ print("SECONDS", time.perf_counter() - started)
 """
 
 SEGMENT_POLYGONS = """
-from tessera.engine.segment_polygons import segment_polygons
+from tessera.engine.segments.polygons import segment_polygons
 started = time.perf_counter()
 result = segment_polygons({seg!r}, {out!r}, ["b1_mean"], rat={store!r}, overwrite=True)
 print("SECONDS", time.perf_counter() - started)

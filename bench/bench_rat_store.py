@@ -81,7 +81,7 @@ class open_table:  # noqa: N801 (used like a function)
 
         writing = self.phase == "write"
         if self.peer == "ratstore":
-            from tessera.engine.rat_store import RatStore
+            from tessera.engine.rat.store import RatStore
 
             self.store = RatStore(self.path, read_only=not writing)
             if writing:
@@ -109,7 +109,7 @@ class open_table:  # noqa: N801 (used like a function)
             self.write = write
             self.read = lambda n, s, c: arrays[n][s:s + c]
         else:
-            from tessera.engine.rat import open_rat
+            from tessera.engine.rat.tables import open_rat
 
             self.store = open_rat(self.path, update=writing, create=writing)
             if writing:

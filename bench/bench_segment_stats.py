@@ -39,7 +39,7 @@ from qgis_cli import plugin_folder  # noqa: E402
 
 PLUGINS = plugin_folder()
 sys.path.insert(0, PLUGINS)
-from tessera.engine.raster_io import create_raster  # noqa: E402
+from tessera.engine.io.raster_io import create_raster  # noqa: E402
 
 STATISTICS = ["pixcount", "min", "max", "mean", "stddev", "median", "mode"]
 PERCENTILES = (25, 75)
@@ -238,7 +238,7 @@ def jit_start(cache_dir, seg_path, image_path):
 
 
 def tiny_case(folder):
-    from tessera.engine.raster_io import write_array
+    from tessera.engine.io.raster_io import write_array
 
     seg = (np.arange(400).reshape(20, 20) // 7 + 1).astype(np.uint32)
     image = np.arange(400).reshape(20, 20).astype(np.uint16)

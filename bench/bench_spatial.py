@@ -54,7 +54,7 @@ def generate(folder, size, block):
     """Write the segmentation and the image (if missing); return their paths."""
     import sample_data
 
-    from tessera.engine.raster_io import write_array
+    from tessera.engine.io.raster_io import write_array
 
     os.makedirs(folder, exist_ok=True)
     seg_path = os.path.join(folder, f"spatial_segments_{size}_{block}.tif")
@@ -131,7 +131,7 @@ def _centroid_function():
 
 
 def _tiny_case(folder):
-    from tessera.engine.raster_io import write_array
+    from tessera.engine.io.raster_io import write_array
 
     seg = (np.arange(900).reshape(30, 30) // 7 + 1).astype(np.uint32)
     image = (np.arange(900).reshape(30, 30) % 97 + 1).astype(np.uint16)

@@ -187,9 +187,9 @@ def compare_rasterizers(raster, layer):
     from qgis_cli import plugin_folder
 
     sys.path.insert(0, plugin_folder())
-    from tessera.engine.polygon_raster import CENTRE, FRACTION, polygon_bounds
-    from tessera.engine.polygon_source import layer_features, read_polygons
-    from tessera.engine.zonal_statistics import _Gatherer, _TileGrid
+    from tessera.engine.io.polygon_source import layer_features, read_polygons
+    from tessera.engine.zonal.polygon_raster import CENTRE, FRACTION, polygon_bounds
+    from tessera.engine.zonal.statistics import _Gatherer, _TileGrid
 
     dataset = gdal.Open(raster)
     source = ogr.Open(layer)

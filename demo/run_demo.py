@@ -26,7 +26,7 @@ sys.path.insert(0, PLUGINS)
 import numpy as np  # noqa: E402
 import sample_data  # noqa: E402
 
-from tessera.engine.raster_io import write_array  # noqa: E402
+from tessera.engine.io.raster_io import write_array  # noqa: E402
 
 
 def heading(text):
@@ -46,7 +46,7 @@ def run(cli, algorithm, **parameters):
 
 def show_rat(path, columns, rows=4, band=1):
     """Print a few rows of RAT columns read back with GDAL or from a Zarr store."""
-    from tessera.engine.rat import open_rat
+    from tessera.engine.rat.tables import open_rat
 
     with open_rat(path, band=band) as rat:
         ids = [i for i in range(1, rat.row_count())][:rows]
@@ -204,10 +204,10 @@ def demo_rat_tools(cli, files):
     results = run(cli, "tessera:copyrat", INPUT_RASTER=files["segments"], OUTPUT=store,
                   OVERWRITE="true")
     print(f"copied {results['COLUMNS']} ({results['ROW_COUNT']} rows) -> {store}")
-    info = subprocess.run([sys.executable, "-m", "tessera.engine.rat_store", "info", store],
+    info = subprocess.run([sys.executable, "-m", "tessera.engine.rat.store", "info", store],
                           capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=PLUGINS))
-    print("python -m tessera.engine.rat_store info:")
+    print("python -m tessera.engine.rat.store info:")
     print("\n".join("   " + line for line in (info.stdout or info.stderr).splitlines()))
     table = os.path.join(OUTPUT, "segments_rat.csv")
     results = run(cli, "tessera:exportrat", INPUT_STORE=store,

@@ -10,7 +10,7 @@ import os
 import numpy as np
 from osgeo import ogr, osr
 
-from tessera.engine.raster_io import write_array
+from tessera.engine.io.raster_io import write_array
 
 CRS_EPSG = 32633
 ORIGIN = (400000.0, 5600000.0)

@@ -29,7 +29,7 @@ _preparing = threading.Event()
 
 def cache_folder():
     """The folder where numba caches the engine's kernels (imports numba)."""
-    from .stat_kernels import zone_statistics
+    from .statistics.kernels import zone_statistics
 
     return zone_statistics.stats.cache_path
 
@@ -53,11 +53,12 @@ def is_prepared(version):
 def kernels_cached():
     """Whether numba's cache holds statistics kernels compiled from the current sources
     (so a run outside the desktop, where :func:`prepare` never ran, is not a first run)."""
-    from . import stat_kernels
+    from .statistics import kernels as stat_kernels
 
     try:
         source = os.path.getmtime(stat_kernels.__file__)
-        indexes = glob.glob(os.path.join(cache_folder(), "stat_kernels.*.nbi"))
+        module = os.path.splitext(os.path.basename(stat_kernels.__file__))[0]
+        indexes = glob.glob(os.path.join(cache_folder(), f"{module}.*.nbi"))
         return any(os.path.getmtime(index) >= source for index in indexes)
     except OSError:
         return False
@@ -108,7 +109,7 @@ def _write_stamp(version):
 
 def _sample_files(folder):
     """Two small overlapping 3-band uint16 scenes and a uint32 segmentation of the first."""
-    from .raster_io import write_array
+    from .io.raster_io import write_array
 
     rows = cols = 48
     y, x = np.mgrid[0:rows, 0:cols]
@@ -135,8 +136,8 @@ def _utm_wkt():
 
 
 def _segment_stats(files, folder):
-    from .segment_statistics import segment_stats
-    from .statistics import STATISTICS
+    from .segments.statistics import segment_stats
+    from .statistics.catalogue import STATISTICS
 
     statistics = [s for s in STATISTICS if s != "frac"]  # its kernel code is compiled all the same
     for method in ("inverted_cdf", "linear"):
@@ -146,8 +147,8 @@ def _segment_stats(files, folder):
 
 
 def _spatial_stats(files, folder):
-    from .segment_spatial import segment_spatial_stats
-    from .spatial_statistics import SPATIAL_STATISTICS
+    from .segments.spatial import segment_spatial_stats
+    from .segments.spatial_catalogue import SPATIAL_STATISTICS
 
     for connectivity in (4, 8):
         segment_spatial_stats(files["segments"], files["scene_0"], statistics=SPATIAL_STATISTICS,
@@ -159,8 +160,8 @@ def _spatial_stats(files, folder):
 def _zonal_stats(files, folder):
     from osgeo import ogr
 
-    from .statistics import STATISTICS
-    from .zonal_statistics import zonal_stats
+    from .statistics.catalogue import STATISTICS
+    from .zonal.statistics import zonal_stats
 
     polygons = [(1, "POLYGON ((500050 5599950, 500300 5599950, 500300 5599700, "
                     "500050 5599950))"),
@@ -173,8 +174,8 @@ def _zonal_stats(files, folder):
 
 
 def _normalization(files, folder):
-    from .global_normalization import global_regression
-    from .local_normalization import local_block_adjustment
+    from .normalization.global_regression import global_regression
+    from .normalization.local_block_adjustment import local_block_adjustment
 
     scenes = [files["scene_0"], files["scene_1"]]
     result = global_regression(scenes, os.path.join(folder, "global"))

@@ -6,7 +6,7 @@
 set -e
 cd "$(dirname "$0")/.."
 
-PACKAGES="qgis python3-qgis python3-gdal python3-rasterio python3-venv xvfb"
+PACKAGES="qgis python3-qgis python3-gdal python3-rasterio python3-venv xvfb python3-scipy"
 missing=""
 for package in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

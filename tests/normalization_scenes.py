@@ -5,7 +5,7 @@ masks, and numpy references (pixel centres, overlap differences)."""
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from tessera.engine.raster_io import write_array
+from tessera.engine.io.raster_io import write_array
 
 WORLDVIEW_NODATA = -9999
 

@@ -3,7 +3,7 @@
 import numpy as np
 from osgeo import gdal, osr
 
-from tessera.engine.raster_io import write_array
+from tessera.engine.io.raster_io import write_array
 
 
 def utm_wkt(zone=33):

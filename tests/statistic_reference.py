@@ -6,25 +6,7 @@ A new statistic adds its definition here (one of the three files it touches).
 
 import numpy as np
 import scipy.stats
-
-
-def weighted_quantile(values, weights, q):
-    """exactextract's weighted quantile of distinct sorted ``values`` with summed
-    ``weights`` (type 7 generalised), written from its documentation."""
-    n = len(values)
-    if n == 1:
-        return values[0]
-    cumulative = np.cumsum(weights)
-    s = np.arange(n) * weights + (n - 1) * np.concatenate([[0.0], cumulative[:-1]])
-    target = q * (n - 1) * weights.sum()
-    right = int(np.searchsorted(s, target, side="right"))
-    if right == 0:
-        return values[0]
-    if right == n:
-        return values[-1]
-    left = right - 1
-    return values[left] + (target - s[left]) * (values[right] - values[left]) / (
-        s[right] - s[left])
+from zonal_cases import weighted_quantile
 
 
 def reference(values, weights=None, percentiles=(), method="inverted_cdf"):

@@ -19,7 +19,7 @@ from raster_files import blocky_segments, read_rat, write_raster
 
 from tessera.engine import segment_stats, zonal_stats
 from tessera.engine.errors import TesseraError
-from tessera.engine.rat_store import RatStore
+from tessera.engine.rat.store import RatStore
 
 
 def digest(folder):
@@ -332,7 +332,7 @@ def test_a_rat_written_while_qgis_holds_the_raster_survives_closing_it(run_algor
 def test_one_huge_segment_id_is_refused_up_front_with_the_memory_it_needs(tmp_path,
                                                                           monkeypatch):
     from tessera.engine import segment_spatial_stats
-    from tessera.engine import segment_statistics as module
+    from tessera.engine.segments import pipeline as module
 
     monkeypatch.setattr(module, "available_memory", lambda: 2**30)  # 1 GiB free
     seg = np.ones((30, 30), np.uint32)

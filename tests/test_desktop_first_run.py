@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent("""
     def run_algorithms():
         import numpy as np
         import processing
-        from tessera.engine.raster_io import write_array
+        from tessera.engine.io.raster_io import write_array
         data = os.environ["CHECK_DATA"]
         seg, img = os.path.join(data, "seg.tif"), os.path.join(data, "img.tif")
         write_array(seg, (np.arange(100).reshape(10, 10) // 10 + 1).astype("uint8"))

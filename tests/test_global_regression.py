@@ -26,8 +26,8 @@ from normalization_scenes import (
 from osgeo import gdal
 
 from tessera.engine import CancelledError, TesseraError, global_regression
-from tessera.engine.overlap_statistics import Moments
-from tessera.engine.regression_model import build_system, solve_global_model
+from tessera.engine.normalization.overlap_statistics import Moments
+from tessera.engine.normalization.regression_model import build_system, solve_global_model
 
 GT = (500000.0, 10.0, 0.0, 6000000.0, 0.0, -10.0)
 GAINS_1 = (1.1, 0.9, 1.2, 1.05, 0.95, 1.15, 0.85, 1.0)
@@ -296,8 +296,8 @@ def test_nodata_is_kept_and_results_are_clamped_not_wrapped(tmp_path):
 
 
 def test_store_output_rounds_clamps_and_steps_off_nodata():
-    from tessera.engine.corrected_output import output_range
-    from tessera.engine.normalization_kernels import store_output
+    from tessera.engine.normalization.corrected_output import output_range
+    from tessera.engine.normalization.kernels import store_output
 
     def store(values, valid, dtype, nodata):
         r = output_range(dtype, nodata)
@@ -434,7 +434,7 @@ def bad_cases(tmp_path):
 
 
 def write_without_nodata(path, array, dtype, col0=0):
-    from tessera.engine.raster_io import write_array
+    from tessera.engine.io.raster_io import write_array
 
     return write_array(str(path), array.astype(dtype), shifted(GT, 0, col0), utm_wkt())
 

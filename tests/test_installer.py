@@ -102,7 +102,7 @@ def test_install_keeps_gdal_and_numpy_major_and_runs_segment_statistics(debian_v
         import numpy as np
         import numba, zarr
         from tessera.engine import segment_stats
-        from tessera.engine.raster_io import write_array
+        from tessera.engine.io.raster_io import write_array
         write_array("seg.tif", (np.arange(100).reshape(10, 10) // 10 + 1).astype("uint8"))
         write_array("img.tif", np.arange(100, dtype="uint16").reshape(10, 10))
         result = segment_stats("seg.tif", "img.tif", statistics=["mean", "median"])

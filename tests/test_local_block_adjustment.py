@@ -26,7 +26,7 @@ from normalization_scenes import (
 from osgeo import gdal
 
 from tessera.engine import TesseraError, local_block_adjustment
-from tessera.engine.block_maps import grid_from_target
+from tessera.engine.normalization.block_maps import grid_from_target
 
 GT = (500000.0, 10.0, 0.0, 6000000.0, 0.0, -10.0)
 

@@ -13,7 +13,7 @@ from normalization_scenes import utm_wkt
 from osgeo import gdal
 
 from tessera.engine import global_regression, local_block_adjustment
-from tessera.engine.raster_io import write_array
+from tessera.engine.io.raster_io import write_array
 
 GT = (500000.0, 10.0, 0.0, 6000000.0, 0.0, -10.0)
 
@@ -101,8 +101,8 @@ class CountedReads:
     file: pixels read and the band lists asked for."""
 
     def __init__(self, monkeypatch):
-        from tessera.engine import overlap_statistics
-        from tessera.engine import raster_io
+        from tessera.engine.io import raster_io
+        from tessera.engine.normalization import overlap_statistics
 
         self.pixels, self.bands = {}, {}
         original = raster_io.read_window
@@ -137,8 +137,8 @@ def test_each_input_pixel_is_read_once_for_statistics_and_once_for_the_correctio
 
 
 def test_only_pairs_whose_grids_do_not_line_up_are_read_again(tmp_path, monkeypatch):
-    from tessera.engine.image_set import open_image_set
-    from tessera.engine.overlap import find_overlaps
+    from tessera.engine.normalization.image_set import open_image_set
+    from tessera.engine.normalization.overlap import find_overlaps
 
     paths = chain(tmp_path / "in", dtype=np.float32, nodata=-9999, shift=0.5)
     reads = CountedReads(monkeypatch)
@@ -156,7 +156,7 @@ def test_only_pairs_whose_grids_do_not_line_up_are_read_again(tmp_path, monkeypa
 @pytest.mark.parametrize("function", [global_regression, local_block_adjustment])
 def test_gdal_cache_is_capped_during_a_run_and_restored_after(tmp_path, function):
     from tessera.engine import CancelledError
-    from tessera.engine.corrected_output import NORMALIZATION_CACHE_BYTES
+    from tessera.engine.normalization.corrected_output import NORMALIZATION_CACHE_BYTES
 
     paths = chain(tmp_path / "in")
     seen = []
@@ -181,7 +181,11 @@ def test_gdal_cache_is_capped_during_a_run_and_restored_after(tmp_path, function
 def test_statistics_windows_hold_a_bounded_number_of_bytes_for_any_scenes():
     """The pieces one window of the statistics pass holds stay within its byte budget
     (up to whole blocks) however many and however large the scenes."""
-    from tessera.engine.overlap_statistics import REGION_WINDOW_BYTES, _Placed, union_windows
+    from tessera.engine.normalization.overlap_statistics import (
+        REGION_WINDOW_BYTES,
+        _Placed,
+        union_windows,
+    )
 
     pixel_bytes = 4 * 2
     layouts = {

@@ -1,4 +1,4 @@
-"""engine/output_safety.py: the one output-safety rule (targets against inputs, existing
+"""engine/io/output_safety.py: the one output-safety rule (targets against inputs, existing
 files, folders), publication of temporary files, the lock per target and redaction."""
 
 import os
@@ -11,7 +11,7 @@ import pytest
 from conftest import PLUGINS_DIR
 
 from tessera.engine.errors import CancelledError, TesseraError
-from tessera.engine.output_safety import (
+from tessera.engine.io.output_safety import (
     LOCK_SUFFIX,
     TEMPORARY_MARK,
     Publication,
@@ -94,7 +94,7 @@ def test_check_folder_refuses_a_read_only_folder():
         os.mkdir(folder, 0o555)
         os.symlink(REPO, os.path.join(parent, "tessera"))  # importable by that user too
         code = (f"import sys; sys.path.insert(0, {parent!r})\n"
-                "from tessera.engine.output_safety import check_folder\n"
+                "from tessera.engine.io.output_safety import check_folder\n"
                 f"check_folder({folder!r})\n")
         drop = None
         if os.geteuid() == 0:
@@ -147,7 +147,7 @@ def test_temporary_paths_are_fresh_and_keep_double_extensions(tmp_path):
 HOLDER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {plugins!r})
-    from tessera.engine.output_safety import TargetLock
+    from tessera.engine.io.output_safety import TargetLock
     lock = TargetLock({target!r}).acquire()
     print("locked", flush=True)
     time.sleep(float(sys.argv[1]))

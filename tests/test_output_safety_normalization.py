@@ -142,7 +142,7 @@ def test_existing_outputs_are_replaced_only_with_overwrite(tmp_path):
 
 # Published together, read back, all or nothing --------------------------------------------------
 def test_when_the_adjustments_cannot_be_saved_no_image_is_published(tmp_path, monkeypatch):
-    from tessera.engine import adjustment_file
+    from tessera.engine.normalization import adjustment_file
 
     paths = scenes(tmp_path / "in")
     out = tmp_path / "out"
@@ -161,7 +161,7 @@ def test_when_the_adjustments_cannot_be_saved_no_image_is_published(tmp_path, mo
 
 
 def test_when_a_block_map_cannot_be_saved_no_image_is_published(tmp_path, monkeypatch):
-    from tessera.engine import block_maps
+    from tessera.engine.normalization import block_maps
 
     paths = scenes(tmp_path / "in")
     out, maps = tmp_path / "out", tmp_path / "maps"
@@ -233,7 +233,7 @@ KILLED = textwrap.dedent("""
 
 
 def test_a_run_killed_before_publishing_leaves_every_target_as_it_was(tmp_path):
-    from tessera.engine.output_safety import TEMPORARY_MARK
+    from tessera.engine.io.output_safety import TEMPORARY_MARK
 
     paths = scenes(tmp_path / "in")
     out = str(tmp_path / "out")

@@ -48,7 +48,7 @@ def test_zip_holds_one_tessera_folder_with_runtime_files_only(plugin_zip):
     assert {name.split("/")[0] for name in names} == {"tessera"}
     assert os.path.getsize(plugin_zip) <= 25_000_000
     for required in ("__init__.py", "metadata.txt", "LICENSE", "requirements.txt",
-                     "installer.py", "resources/icon.png", "engine/segment_statistics.py",
+                     "installer.py", "resources/icon.png", "engine/segments/statistics.py",
                      "help/segmentstats.html", "help/index.html"):
         assert f"tessera/{required}" in names, required
     for name in names:

@@ -169,7 +169,7 @@ def test_engine_never_imports_qgis(tmp_path):
         for module in pkgutil.walk_packages(engine.__path__, "tessera.engine."):
             importlib.import_module(module.name)
         from tessera.engine import segment_stats
-        from tessera.engine.raster_io import write_array
+        from tessera.engine.io.raster_io import write_array
         write_array("seg.tif", (np.arange(100).reshape(10, 10) // 10 + 1).astype("uint8"))
         write_array("img.tif", np.arange(100, dtype="float32").reshape(10, 10))
         result = segment_stats("seg.tif", "img.tif", statistics=["mean"])
@@ -240,8 +240,8 @@ def test_numba_cache_works_when_the_plugin_folder_is_read_only(open_tmp_path):
         sys.path.insert(0, {str(plugins)!r})
         import numpy as np
         from tessera.engine import segment_stats
-        from tessera.engine.raster_io import write_array
-        from tessera.engine.stat_kernels import zone_statistics
+        from tessera.engine.io.raster_io import write_array
+        from tessera.engine.statistics.kernels import zone_statistics
         write_array("seg.tif", (np.arange(100).reshape(10, 10) // 10 + 1).astype("uint8"))
         write_array("img.tif", np.arange(100, dtype="uint16").reshape(10, 10))
         segment_stats("seg.tif", "img.tif", statistics=["mean"], output_rat="out.img",

@@ -1,4 +1,4 @@
-"""The GDAL back-end of the RAT interface (engine/rat.py GdalRat): RATs in
+"""The GDAL back-end of the RAT interface (engine/rat/tables.py GdalRat): RATs in
 HFA files and in a GeoTIFF's .aux.xml, checked by reopening with plain GDAL."""
 
 import numpy as np
@@ -7,7 +7,7 @@ from osgeo import gdal
 from raster_files import read_rat, write_raster
 
 from tessera.engine.errors import TesseraError
-from tessera.engine.rat import GdalRat, ZarrRat, open_rat
+from tessera.engine.rat.tables import GdalRat, ZarrRat, open_rat
 
 WORDS = np.array(["", "eau", "forêt", "ville 🏙️", "champ", "日本"], dtype=object)
 

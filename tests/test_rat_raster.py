@@ -8,7 +8,7 @@ from raster_files import GEOTRANSFORM, read_rat, write_raster
 from rat_fixtures import segment_case, write_gdal_rat, write_rat_file, write_zarr_store
 
 from tessera.engine.errors import TesseraError
-from tessera.engine.rat_raster import rat_to_raster
+from tessera.engine.rat.to_raster import rat_to_raster
 
 MISSING = -9999
 

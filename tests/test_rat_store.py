@@ -1,4 +1,4 @@
-"""The Zarr RAT store (engine/rat_store.py): ratzarr's layout and API, local
+"""The Zarr RAT store (engine/rat/store.py): ratzarr's layout and API, local
 and on an S3-compatible server on 127.0.0.1, its error cases and its
 command line."""
 
@@ -15,9 +15,9 @@ from conftest import PLUGINS_DIR
 from moto_s3 import s3_bucket, s3_endpoint  # noqa: F401 (fixtures)
 
 from tessera.engine.errors import TesseraError
-from tessera.engine.rat import is_zarr_target
-from tessera.engine.rat_store import RatStore
-from tessera.engine.store_location import classify_store_path, store_location
+from tessera.engine.io.store_location import classify_store_path, store_location
+from tessera.engine.rat.store import RatStore
+from tessera.engine.rat.tables import is_zarr_target
 from tessera.engine.version import tessera_version
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
@@ -451,7 +451,7 @@ def test_concurrent_readers_in_processes_see_the_same_data(tmp_path):
     path = tmp_path / "shared.zarr"
     data = _written_store(path)
     script = (f"import sys; sys.path.insert(0, {PLUGINS_DIR!r})\n"
-              "from tessera.engine.rat_store import RatStore\n"
+              "from tessera.engine.rat.store import RatStore\n"
               f"with RatStore({str(path)!r}, read_only=True) as s:\n"
               "    total = 0.0\n"
               "    for start in range(0, s.row_count, 7000):\n"
@@ -613,7 +613,7 @@ def test_the_s3_endpoint_can_come_from_the_environment(s3_endpoint, s3_bucket): 
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PLUGINS_DIR, os.environ.get(
         "PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "tessera.engine.rat_store", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "tessera.engine.rat.store", *map(str, args)],
                           capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -678,7 +678,7 @@ def test_s3_without_s3fs_says_what_to_install(tmp_path):
             "        if name.split('.')[0] == 's3fs':\n"
             "            raise ImportError('blocked for this test')\n"
             "sys.meta_path.insert(0, Blocker())\n"
-            "from tessera.engine.rat_store import RatStore\n"
+            "from tessera.engine.rat.store import RatStore\n"
             "from tessera.engine.errors import TesseraError\n"
             "try:\n"
             "    RatStore('s3://bucket/rat.zarr')\n"

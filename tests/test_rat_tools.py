@@ -1,4 +1,4 @@
-"""Copying and exporting RATs (engine/rat_tools.py, tessera:copyrat,
+"""Copying and exporting RATs (engine/rat/tools.py, tessera:copyrat,
 tessera:exportrat) between GDAL RATs and Zarr stores, and segment statistics
 written to a Zarr store."""
 
@@ -13,8 +13,8 @@ from raster_files import blocky_segments, read_rat, write_raster
 
 from tessera.engine import copy_rat, segment_stats
 from tessera.engine.errors import CancelledError, TesseraError
-from tessera.engine.rat import open_rat
-from tessera.engine.rat_store import RatStore
+from tessera.engine.rat.store import RatStore
+from tessera.engine.rat.tables import open_rat
 
 LABELS = np.array(["", "water", "forêt", "bâti", "champ"], dtype=object)
 

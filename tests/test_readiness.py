@@ -175,8 +175,8 @@ def test_prepare_compiles_the_kernels_and_leaves_a_stamp(tmp_path):
     second = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent("""
         import numpy as np
         from tessera.engine import compilation, segment_stats
-        from tessera.engine.raster_io import write_array
-        from tessera.engine.stat_kernels import zone_statistics
+        from tessera.engine.io.raster_io import write_array
+        from tessera.engine.statistics.kernels import zone_statistics
         assert compilation.is_prepared("9.9.9") and not compilation.is_prepared("9.9.10")
         assert compilation.kernels_cached()
         write_array("seg.tif", (np.arange(100).reshape(10, 10) // 10 + 1).astype("uint32"))

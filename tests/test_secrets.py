@@ -13,8 +13,8 @@ import pytest
 from raster_files import blocky_segments, write_raster
 
 from tessera.engine import TesseraError, segment_stats
-from tessera.engine.rat_store import RatStore
-from tessera.engine.store_location import store_location
+from tessera.engine.io.store_location import store_location
+from tessera.engine.rat.store import RatStore
 from tessera.engine.version import tessera_version
 
 KEY, SECRET = "AKIAEXAMPLEKEY", "SuperSecret42"

@@ -9,7 +9,7 @@ from raster_files import GEOTRANSFORM, read_rat, speckled_segments, utm_wkt, wri
 from rat_fixtures import write_gdal_rat, write_zarr_store
 
 from tessera.engine.errors import TesseraError
-from tessera.engine.segment_polygons import segment_polygons
+from tessera.engine.segments.polygons import segment_polygons
 
 PIXEL_AREA = abs(GEOTRANSFORM[1] * GEOTRANSFORM[5])
 

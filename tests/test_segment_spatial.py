@@ -199,7 +199,7 @@ def test_separate_gdal_rat_file_and_csv_table(tmp_path, target):
 
 
 def test_zarr_rat_store_target(tmp_path):
-    from tessera.engine.rat import open_rat
+    from tessera.engine.rat.tables import open_rat
 
     seg = _irregular_segments(36, 40, seed=11)
     image = np.random.default_rng(12).normal(0, 5, (36, 40)).astype(np.float32)

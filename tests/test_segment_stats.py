@@ -10,7 +10,7 @@ from raster_files import GEOTRANSFORM, add_histogram, blocky_segments, read_rat,
 from segment_reference import assert_columns_match, reference_stats
 
 from tessera.engine import CancelledError, TesseraError, segment_stats
-from tessera.engine.statistics import CLASS_STATISTICS, STATISTICS
+from tessera.engine.statistics.catalogue import CLASS_STATISTICS, STATISTICS
 
 ALL = [s for s in STATISTICS if s not in CLASS_STATISTICS]  # frac: integer images only
 PERCENTILES = (0, 2.5, 25, 33.3, 50, 75, 99.9, 100)
@@ -406,7 +406,7 @@ def test_real_worldview_scene_segmented_by_quantized_values(tmp_path):
 
 
 def test_large_result_tables_go_to_a_temporary_file(tmp_path, monkeypatch):
-    from tessera.engine import rat_output
+    from tessera.engine.rat import output as rat_output
 
     monkeypatch.setattr(rat_output, "MEMORY_BUDGET", 1024)
     # columns gathered for writing two at a time, in blocks of 50 rows
@@ -421,7 +421,7 @@ def test_large_result_tables_go_to_a_temporary_file(tmp_path, monkeypatch):
 
 
 def test_windows_follow_the_blocks_of_both_rasters(tmp_path):
-    from tessera.engine.raster_io import open_raster, plan_windows
+    from tessera.engine.io.raster_io import open_raster, plan_windows
 
     tiles = ["TILED=YES", "BLOCKXSIZE={0}", "BLOCKYSIZE={0}"]
     seg = write_raster(tmp_path / "seg.tif", np.ones((1000, 1200), np.uint32),
@@ -440,7 +440,7 @@ def test_windows_follow_the_blocks_of_both_rasters(tmp_path):
 def test_signed_bytes_are_written_and_read_as_int8(tmp_path):
     """GDAL 3.6 stores int8 as Byte marked PIXELTYPE=SIGNEDBYTE and reads it unsigned:
     Tessera writes the mark and reads the values signed, in any interleave and type."""
-    from tessera.engine.raster_io import Window, band_dtype, open_raster, read_window
+    from tessera.engine.io.raster_io import Window, band_dtype, open_raster, read_window
 
     image = np.random.default_rng(40).integers(-128, 128, (3, 20, 30)).astype(np.int8)
     path = write_raster(tmp_path / "signed.tif", image)

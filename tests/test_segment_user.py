@@ -23,7 +23,7 @@ from tessera.engine import (
     segment_spatial_stats,
     segment_user_stats,
 )
-from tessera.engine.segment_collector import SegmentCollector
+from tessera.engine.segments.collector import SegmentCollector
 
 
 def _segments(rows, cols, seed):
@@ -384,7 +384,7 @@ PARALLEL_SCRIPT = textwrap.dedent("""
     import numpy as np
     from numba import njit, prange
     from tessera.engine import segment_user_stats
-    from tessera.engine.rat_store import RatStore
+    from tessera.engine.rat.store import RatStore
 
     @njit(parallel=True)
     def parallel_sum(points, null_value, int_out, float_out, parameter):

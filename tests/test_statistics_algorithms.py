@@ -9,7 +9,7 @@ from raster_files import blocky_segments, read_rat, write_raster
 from statistic_reference import reference
 
 from tessera.engine import zonal_stats
-from tessera.engine.statistics import PIXEL_RULES, STATISTICS
+from tessera.engine.statistics.catalogue import PIXEL_RULES, STATISTICS
 
 
 def algorithm(name):

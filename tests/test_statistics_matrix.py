@@ -17,7 +17,7 @@ from raster_files import blocky_segments, read_rat, write_raster
 from statistic_reference import reference
 
 from tessera.engine import TesseraError, segment_stats, zonal_stats
-from tessera.engine.statistics import (
+from tessera.engine.statistics.catalogue import (
     CATALOGUE,
     CLASS_STATISTICS,
     PIXEL_RULES,
@@ -294,9 +294,9 @@ def test_frac_is_refused_on_float_images_and_too_many_classes(scene, tmp_path):
 
 
 def test_unknown_statistics_and_codes_raise():
-    from tessera.engine.column_values import PREPARED, column_value
-    from tessera.engine.stat_kernels import zone_statistics
-    from tessera.engine.weighted_kernels import weighted_zone_statistics
+    from tessera.engine.statistics.column_values import PREPARED, column_value
+    from tessera.engine.statistics.kernels import zone_statistics
+    from tessera.engine.statistics.weighted_kernels import weighted_zone_statistics
 
     with pytest.raises(TesseraError, match="Unknown statistic"):
         StatPlan(["mean", "average"], [1], "float32")

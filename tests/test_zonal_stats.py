@@ -48,8 +48,8 @@ def assert_matches(result, index, name, expected, rtol=1e-12, scale=100.0):
 def test_coverage_fractions_equal_shapely_intersection_areas():
     from osgeo import gdal
 
-    from tessera.engine.polygon_raster import ALL_TOUCHED, FRACTION, SNAP, coverage_grid
-    from tessera.engine.polygon_source import read_polygons
+    from tessera.engine.io.polygon_source import read_polygons
+    from tessera.engine.zonal.polygon_raster import ALL_TOUCHED, FRACTION, SNAP, coverage_grid
 
     raster = gdal.GetDriverByName("MEM").Create("", cases.COLS, cases.ROWS)
     raster.SetGeoTransform(cases.GEOTRANSFORM)
@@ -259,7 +259,7 @@ def test_bad_input_is_a_clear_error(tmp_path, scene):
 
 
 def test_spilled_vertices_and_tiny_tiles_give_the_same_results(monkeypatch, scene):
-    from tessera.engine import polygon_source
+    from tessera.engine.io import polygon_source
 
     reference = zonal_stats(scene["layer"], scene["image"], statistics=ALL_STATISTICS,
                             pixel_rule="fraction")

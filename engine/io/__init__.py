@@ -1,0 +1,1 @@
+"""Reading and writing: rasters, vector layers, store addresses, output safety."""

@@ -1,0 +1,1 @@
+"""Relative radiometric normalization of overlapping scenes."""

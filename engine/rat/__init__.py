@@ -1,0 +1,1 @@
+"""Raster attribute tables: GDAL RATs and Zarr RAT stores, written safely."""

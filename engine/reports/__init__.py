@@ -1,0 +1,1 @@
+"""HTML reports with figures, for QGIS's Results Viewer."""

@@ -1,0 +1,1 @@
+"""Per-segment statistics, spatial statistics and user functions."""

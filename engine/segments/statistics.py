@@ -1,0 +1,139 @@
+"""Per-segment statistics of an image, written to a raster attribute table.
+
+    from tessera.engine import segment_stats
+    result = segment_stats("segments.img", "image.tif",
+                           statistics=("pixcount", "mean", "median"), percentiles=(25, 75))
+
+Both rasters are read tile by tile (with read-ahead threads); each segment's
+statistics are computed as soon as its last pixel has been read, so memory
+holds only the segments still open. Nothing is written until every check
+has passed and every statistic is computed.
+"""
+
+import time
+
+import numpy as np
+
+from ..dependencies import require
+from ..errors import TesseraError
+from ..io.raster_io import (
+    band_dtype,
+    band_nodata,
+    check_same_grid,
+    get_band,
+    open_raster,
+    plan_windows,
+    raster_name,
+)
+from ..progress import Progress
+from ..rat.output import RatOutput, allocate_results
+from ..statistics.catalogue import (
+    DEFAULT_STATISTICS,
+    StatPlan,
+    default_column_name,
+    with_class_columns,
+)
+from .pipeline import (
+    COLLECTOR_BYTES_PER_ID,
+    check_segment_ids,
+    collect_segments,
+    fill_absent_rows,
+    present_ids,
+    segment_null_id,
+    segment_totals,
+    write_segment_results,
+)
+
+
+def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, percentiles=(),
+                  percentile_method="inverted_cdf", missing_value=-9999, output_rat=None,
+                  overwrite=False, progress=None, cancelled=None, segment_band=1,
+                  column_prefix="", column_names=None, output_table=None, window_size=None,
+                  read_threads=2):
+    """Compute statistics of ``image`` for every segment of ``segments``.
+
+    ``segments`` and ``image`` are paths or open GDAL datasets on the same
+    grid. ``statistics`` are names of :data:`tessera.engine.statistics.catalogue.STATISTICS`;
+    ``percentiles`` values in 0..100 computed with ``percentile_method``
+    (``"inverted_cdf"``: an actual pixel value, or numpy's ``"linear"``).
+    ``bands`` lists 1-based image bands (default all). Columns are named
+    ``<prefix>b<band>_<stat>`` / ``<prefix>b<band>_p<p>``; ``column_names``
+    maps such default names to others. ``output_rat`` None writes the RAT of
+    the segment file; a path ending ``.zarr`` (or ``s3://``) a Zarr RAT
+    store; another path a GDAL file (``.img`` or ``.tif``). ``output_table``
+    optionally writes a CSV with one row per segment. ``progress(fraction,
+    message)`` and ``cancelled()`` report and stop the work.
+    """
+    require("numba", purpose="Per-segment statistics")
+    from ..statistics.kernels import ZoneStatsRunner
+    from .collector import SegmentCollector
+
+    timings = {}
+    started = time.perf_counter()
+    reporter = Progress(progress, cancelled)
+    seg_ds = open_raster(segments)
+    img_ds = open_raster(image)
+    seg_band = get_band(seg_ds, segment_band, "segment raster")
+    seg_dtype = band_dtype(seg_band)
+    if seg_dtype.kind not in "iu":
+        raise TesseraError(
+            f"The segment raster {raster_name(seg_ds)} holds {seg_dtype} values; segment ids "
+            "must be integers."
+        )
+    bands = list(range(1, img_ds.RasterCount + 1)) if not bands else [int(b) for b in bands]
+    image_bands = [get_band(img_ds, b, "image") for b in bands]
+    check_same_grid(seg_ds, img_ds, "segment raster", "image")
+    dtype = np.result_type(*[band_dtype(b) for b in image_bands])
+    plan = StatPlan(statistics, bands, dtype, percentiles, percentile_method,
+                    _namer(column_prefix, column_names))
+    missing = plan.check_missing_value(missing_value)
+    null_id = segment_null_id(seg_band)
+    columns = [(c.name, c.kind) for c in plan.columns]
+    output = RatOutput(output_rat, seg_ds, segment_band, columns, overwrite, output_table,
+                       inputs=[(img_ds, "image")])
+    output.check()
+
+    totals, compute_span = segment_totals(seg_ds, segment_band, null_id, reporter, read_threads,
+                                          timings, started)
+    check_segment_ids(0, len(totals) - 1, seg_ds, COLLECTOR_BYTES_PER_ID + 8 * len(columns))
+    row_count = max(len(totals), output.existing_rows)
+    results = allocate_results(row_count, len(plan.columns))  # every present row is computed
+
+    reporter.phase(*compute_span, "Computing per-segment statistics")
+    windows = plan_windows(seg_ds, segment_band, window_size=window_size,
+                           also=[(img_ds, b) for b in bands[:1]])
+    # the bands of a pixel side by side: the collector copies a run of pixels at once
+    sources = [(seg_ds, [segment_band], None), (img_ds, bands, dtype, "pixel")]
+    nodata = [band_nodata(b) for b in image_bands]
+    compute_started = time.perf_counter()
+    with ZoneStatsRunner(plan, nodata, results, missing) as stats:
+        collector = SegmentCollector(totals, null_id, len(bands), dtype,
+                                     before_compaction=stats.wait)
+        collect_segments(collector, sources, windows, read_threads, reporter,
+                         lambda batch: stats.add(batch.ids, batch.starts, batch.lengths,
+                                                 batch.values))
+        stats.wait()
+    collector = None  # its arena is not needed for writing
+    present = present_ids(totals, null_id)
+    # class columns (frac) are known now: checked against the target when it is written
+    all_columns, results = with_class_columns(plan, results, stats.class_shares, missing,
+                                              lambda n: allocate_results(row_count, n))
+    columns = output.columns = [(c.name, c.kind) for c in all_columns]
+    fill_absent_rows(results, present, [0.0 if c.stat == "pixcount" else missing
+                                        for c in all_columns])
+    timings["statistics"] = time.perf_counter() - compute_started
+    seg_ds = img_ds = None  # release read handles before writing the segment file
+    return write_segment_results(output, results, columns, present, null_id, row_count,
+                                 output_table, reporter, timings, started)
+
+
+def _namer(prefix, names):
+    names = dict(names or {})
+
+    def name_for(band, stat, parameter):
+        default = default_column_name(band, stat, parameter)
+        return names.get(default, f"{prefix or ''}{default}")
+
+    return name_for
+
+

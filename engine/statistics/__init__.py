@@ -1,0 +1,1 @@
+"""The statistic catalogue and the numba kernels that compute it."""
