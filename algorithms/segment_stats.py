@@ -88,7 +88,7 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
 
     def _report(self, path, result, arguments, parameters, context):
         from ..engine.io.raster_io import open_raster
-        from ..engine.rat.lookup import segment_null_id
+        from ..engine.segments.pipeline import segment_null_id
         from ..engine.reports.statistics import segment_stats_report
 
         segments = open_raster(arguments["segments"])
