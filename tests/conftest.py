@@ -78,3 +78,21 @@ def shared_data_stays_untouched():
     yield
     added = sorted(set(listing()) - set(before))
     assert not added, f"tests wrote into the shared data folder: {added}"
+
+
+_EXIT_STATUS = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_unconfigure(config):
+    """End the process with pytest's status once everything is reported: tearing QGIS down
+    at interpreter exit (QgsApplication.exitQgis with live layers, tasks and Qt objects of
+    the tests) can crash after a green run and turn it red."""
+    if _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
