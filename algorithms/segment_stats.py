@@ -88,8 +88,8 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
 
     def _report(self, path, result, arguments, parameters, context):
         from ..engine.io.raster_io import open_raster
-        from ..engine.segments.pipeline import segment_null_id
         from ..engine.reports.statistics import segment_stats_report
+        from ..engine.segments.pipeline import segment_null_id
 
         segments = open_raster(arguments["segments"])
         null_id = segment_null_id(segments.GetRasterBand(arguments["segment_band"]))
