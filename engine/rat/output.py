@@ -26,7 +26,7 @@ from ..io.output_safety import (
 from ..io.raster_io import open_raster, raster_name
 from ..io.store_location import store_location
 from ..progress import Progress
-from .staging import open_rat_edit
+from .staging import open_rat_edit, same_values
 from .tables import LIVE_RAT_DRIVERS, ZarrRat, is_zarr_target, open_rat, rat_file_driver
 
 #: Rows written per block (a multiple of the Zarr store's default chunk size).
@@ -211,22 +211,12 @@ class RatOutput:
                 name, kind = self.columns[index]
                 _keep_null_row(column, null_id, kept[name])
                 if not rat.has_column(name) or not all(
-                        _same_values(rat.read(name, start, WRITE_BLOCK_ROWS),
+                        same_values(rat.read(name, start, WRITE_BLOCK_ROWS),
                                      _for_kind(column[start:start + WRITE_BLOCK_ROWS], kind))
                         for start in range(0, rows, WRITE_BLOCK_ROWS)):
                     raise TesseraError(f"Writing column '{name}' to {self.name} failed: it "
                                        "does not read back as written (is the disk full?). "
                                        "Nothing was changed.")
-
-
-def _same_values(stored, written):
-    """True when ``stored`` holds ``written``: exactly, or for floats to the 16 significant
-    digits a GeoTIFF's ``.aux.xml`` keeps."""
-    if stored.shape != written.shape:
-        return False
-    if written.dtype.kind == "f":
-        return bool(np.allclose(stored, written, rtol=1e-15, atol=0, equal_nan=True))
-    return bool(np.array_equal(stored, written))
 
 
 def _keep_null_row(column, null_id, value):

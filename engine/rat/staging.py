@@ -27,6 +27,7 @@ import contextlib
 import os
 import shutil
 
+import numpy as np
 from osgeo import gdal
 
 from ..errors import TesseraError
@@ -379,3 +380,13 @@ def side_car_rat_kept(path, band=1):
         except BaseException:
             edit.discard()
             raise
+
+
+def same_values(stored, written):
+    """True when a block read back from a staged RAT holds what was written: exactly, or
+    for floats to the 16 significant digits a GeoTIFF's ``.aux.xml`` keeps."""
+    if stored.shape != written.shape:
+        return False
+    if written.dtype.kind == "f":
+        return bool(np.allclose(stored, written, rtol=1e-15, atol=0, equal_nan=True))
+    return bool(np.array_equal(stored, written))

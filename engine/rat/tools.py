@@ -20,7 +20,7 @@ from ..errors import CancelledError, TesseraError
 from ..io.output_safety import TargetLock
 from ..io.store_location import store_location
 from ..progress import Progress
-from .staging import open_rat_edit
+from .staging import open_rat_edit, same_values
 from .tables import INT32_MAX, INT32_MIN, ZarrRat, is_zarr_target, open_rat, rat_target_name
 
 #: Rows per block: a multiple of the Zarr store's default chunk size (500000).
@@ -150,18 +150,10 @@ def _read_back(src, edit, chosen, block_rows):
         for column in chosen:
             for start in range(0, rows, block_rows):
                 expected = src.read(column, start, block_rows)
-                if not dst.has_column(column) or not _equal(
+                if not dst.has_column(column) or not same_values(
                         dst.read(column, start, len(expected)), expected):
                     raise TesseraError(f"Copying column '{column}' to {dst.name} failed: it "
                                        "does not read back as written (is the disk full?).")
-
-
-def _equal(stored, expected):
-    if stored.shape != expected.shape:
-        return False
-    if expected.dtype.kind == "f":
-        return bool(np.allclose(stored, expected, rtol=1e-15, atol=0, equal_nan=True))
-    return bool(np.array_equal(stored, expected))
 
 
 @dataclass
