@@ -33,7 +33,7 @@ PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS = os.path.join(PLUGIN_DIR, "requirements.txt")
 FOLDER_NAME = "tessera-packages"
 RECORD = "tessera-packages.json"  # what the folder holds and for which Python
-OPTIONAL = {"s3fs": "s3fs", "matplotlib": "matplotlib"}
+OPTIONAL = {"s3fs": "s3fs", "matplotlib": "matplotlib", "distributed": "dask[distributed]"}
 
 
 class InstallError(Exception):

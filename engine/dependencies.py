@@ -5,8 +5,9 @@ import importlib
 from .errors import TesseraError
 
 PIP_NAMES = {"numba": "numba", "zarr": "zarr>=3,<3.1.6", "shapely": "shapely>=2",
-             "s3fs": "s3fs", "matplotlib": "matplotlib"}
-OPTIONAL = ("s3fs", "matplotlib")
+             "s3fs": "s3fs", "matplotlib": "matplotlib",
+             "distributed": "dask[distributed]"}
+OPTIONAL = ("s3fs", "matplotlib", "distributed")
 
 
 def missing_packages(*modules):

@@ -1,0 +1,163 @@
+"""Running the engine's tasks on a Dask cluster (optional: ``dask.distributed``).
+
+The engine functions that scale out take ``scheduler=``:
+
+- ``None`` (or ``""``): this process's threads, as always; Dask is never imported;
+- ``"local"``: a ``LocalCluster`` of worker processes sized to this machine, started for
+  the run and closed after it;
+- an address such as ``"tcp://host:8786"``: a running Dask scheduler (its workers must be
+  able to import ``tessera`` and read the inputs: shared paths, ``/vsis3/``, ``s3://``);
+- a ``distributed.Client``: used as it is and left open.
+
+:func:`connect` gives the client; :func:`run_tasks` runs module-level functions as tasks
+with progress as they finish, cancel, and a clear message when workers die.
+"""
+
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+
+from .dependencies import require
+from .errors import CancelledError, TesseraError
+from .memory import available_memory
+
+#: How often :func:`run_tasks` looks at the futures and the cancel flag (seconds).
+POLL_SECONDS = 0.05
+
+
+def uses_cluster(scheduler):
+    """True when ``scheduler`` asks for Dask (not None nor empty text)."""
+    return scheduler is not None and not (isinstance(scheduler, str) and not scheduler.strip())
+
+
+def local_cluster_size():
+    """(workers, memory per worker in bytes or None) for a LocalCluster on this machine:
+    one single-threaded worker process per core."""
+    workers = max(1, os.cpu_count() or 1)
+    free = available_memory()
+    return workers, (None if free is None else int(free * 0.8 / workers))
+
+
+@contextmanager
+def connect(scheduler, purpose="Running on a Dask cluster"):
+    """Yield a ``distributed.Client`` for ``scheduler`` (see the module); a cluster or
+    connection made here is closed on leaving."""
+    require("distributed", purpose=purpose)
+    from distributed import Client
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if not isinstance(scheduler, str):
+        raise TesseraError(
+            f"scheduler={scheduler!r} is not understood: give None (this machine's threads), "
+            "'local' (a Dask cluster on this machine), a scheduler address such as "
+            "'tcp://host:8786', or a distributed.Client.")
+    scheduler = scheduler.strip()
+    if scheduler.lower() == "local":
+        with _local_cluster() as client:
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout="15s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise TesseraError(
+            f"No Dask scheduler answers at {scheduler} ({error.__class__.__name__}). Start "
+            "one (dask scheduler / dask worker), check the address and port, or leave the "
+            "scheduler empty to run on this machine.") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextmanager
+def _local_cluster():
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    workers, memory = local_cluster_size()
+    with _python_for_workers():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               memory_limit=memory or "auto", silence_logs=logging.CRITICAL)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+@contextmanager
+def _python_for_workers():
+    """Worker processes start Python itself: inside QGIS ``sys.executable`` is QGIS."""
+    name = os.path.basename(sys.executable or "").lower()
+    if name.startswith("python"):
+        yield
+        return
+    python = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or \
+        shutil.which("python3")
+    if python is None:
+        raise TesseraError("A local Dask cluster needs a Python interpreter to start its "
+                           "workers; none was found on PATH.")
+    multiprocessing.set_executable(python)
+    try:
+        yield
+    finally:
+        multiprocessing.set_executable(sys.executable)
+
+
+def share(client, value):
+    """``value`` sent once to every worker (a future to pass to tasks)."""
+    return client.scatter(value, broadcast=True, hash=False)
+
+
+def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
+    """Run ``calls`` — ``(function, *arguments)`` tuples of module-level functions — as
+    tasks on ``client``; return their results in order.
+
+    Progress (``reporter.update``) follows the finished ``weights``; a cancel cancels every
+    future and raises :class:`CancelledError`; the first failure cancels the rest and is
+    raised as it was raised on the worker. Tasks of a worker that dies are run again
+    elsewhere (Dask's rule); a task that killed several workers fails the run cleanly."""
+    from distributed import KilledWorker
+
+    futures = submit(client, calls, name)
+    weights = [1.0] * len(futures) if weights is None else [float(w) for w in weights]
+    total = sum(weights) or 1.0
+    pending = dict(enumerate(weights))
+    done = 0.0
+    try:
+        while pending:
+            for index in list(pending):
+                status = futures[index].status
+                if status == "finished":
+                    done += pending.pop(index)
+                elif status in ("error", "cancelled", "lost"):
+                    futures[index].result()  # raises the task's error
+                    raise TesseraError(f"A Dask task of {name} was {status}.")
+            if reporter is not None:
+                reporter.update(done / total)
+                if reporter.is_cancelled():
+                    raise CancelledError()
+            if pending:
+                time.sleep(POLL_SECONDS)
+        return client.gather(futures)
+    except KilledWorker as error:
+        raise TesseraError(
+            f"Dask workers died while running {name} ({error}); nothing was published. "
+            "Check the workers' memory limit and logs, then run again.") from None
+    finally:
+        if pending:
+            client.cancel(futures)
+
+
+def submit(client, calls, name="tessera"):
+    """Futures of ``calls`` (``(function, *arguments)``), none of them cached by key."""
+    return [client.submit(function, *arguments, pure=False,
+                          key=f"{name}-{index}-{time.monotonic_ns()}")
+            for index, (function, *arguments) in enumerate(calls)]

@@ -1,0 +1,92 @@
+"""The Dask scheduler choice (engine/distributed.py): connecting, running tasks, progress,
+cancel and failures, on LocalClusters started by the tests on 127.0.0.1."""
+
+import operator
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tessera.engine.distributed import connect, run_tasks, uses_cluster
+from tessera.engine.errors import CancelledError, TesseraError
+from tessera.engine.progress import Progress
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two single-threaded worker processes, as the issue's tests ask."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as dask_client:
+        yield dask_client
+
+
+def test_the_default_path_never_imports_dask():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import tessera.engine as e; "
+            "import tessera.engine.segments.statistics, tessera.engine.zonal.statistics; "
+            "import tessera.engine.distributed as d; assert not d.uses_cluster(None); "
+            "assert not d.uses_cluster('  '); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    from conftest import PLUGINS_DIR
+
+    out = subprocess.run([sys.executable, "-c", code, PLUGINS_DIR], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_scheduler_values_are_told_apart():
+    assert uses_cluster("local") and uses_cluster("tcp://127.0.0.1:8786")
+    assert not uses_cluster(None) and not uses_cluster("")
+    with pytest.raises(TesseraError, match="not understood"):
+        with connect(42):
+            pass
+
+
+def test_an_address_without_a_scheduler_is_a_clear_error():
+    with pytest.raises(TesseraError, match=r"No Dask scheduler answers at tcp://127.0.0.1:9"):
+        with connect("tcp://127.0.0.1:9"):
+            pass
+
+
+def test_tasks_run_in_order_with_progress(client):
+    seen = []
+    results = run_tasks(client, [(operator.mul, i, 3) for i in range(7)],
+                        Progress(lambda fraction, message: seen.append(fraction)))
+    assert results == [i * 3 for i in range(7)]
+    assert seen and seen[-1] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_a_task_error_reaches_the_caller_as_raised(client):
+    with pytest.raises(ZeroDivisionError):
+        run_tasks(client, [(operator.add, 1, 1), (operator.truediv, 1, 0)], Progress())
+
+
+def test_cancel_stops_and_cancels_the_futures(client):
+    import time
+
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(CancelledError):
+        run_tasks(client, [(time.sleep, 30)] * 2, Progress(None, stop.is_set))
+    assert time.monotonic() - started < 10
+    # the workers are free again: a new task runs at once
+    assert run_tasks(client, [(operator.add, 2, 2)], Progress()) == [4]
+
+
+def test_a_client_is_used_as_it_is_and_left_open(client):
+    with connect(client) as same:
+        assert same is client
+    assert client.status == "running"
+
+
+def test_the_local_cluster_starts_and_closes():
+    with connect("local") as local:
+        workers = local.scheduler_info()["workers"]
+        assert len(workers) >= 1
+        assert run_tasks(local, [(operator.add, 1, 2)], Progress()) == [3]
+    assert local.status == "closed"
