@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterString,
     QgsProject,
     QgsRasterLayer,
 )
@@ -24,6 +25,7 @@ from .qgis_compat import ADVANCED_FLAG
 from .readiness import announce_compilation, help_url, missing_requirements
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DASK_SCHEDULER = "DASK_SCHEDULER"
 
 
 def static_enum(name, description, options, default, multiple=False, optional=False):
@@ -99,6 +101,23 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
             parameter.setFlags(parameter.flags() | ADVANCED_FLAG)
         self.addParameter(parameter)
         return parameter
+
+    def add_dask_scheduler(self):
+        """The advanced ``DASK_SCHEDULER`` parameter (empty: this machine's threads)."""
+        self.add(QgsProcessingParameterString(DASK_SCHEDULER, "Dask scheduler",
+                                              defaultValue="", optional=True),
+                 "Empty: run on this machine's threads. 'local': start a Dask cluster of "
+                 "worker processes on this machine for the run. An address such as "
+                 "tcp://host:8786: run on that Dask scheduler's workers, which must be able "
+                 "to import tessera and read the inputs (shared paths, /vsis3/, s3://). "
+                 "Needs the Python package dask[distributed].", advanced=True)
+
+    def dask_scheduler(self, parameters, context):
+        """The ``scheduler=`` of the engine call: None (this machine) or the text given."""
+        if self.parameterDefinition(DASK_SCHEDULER) is None:
+            return None
+        value = (self.parameterAsString(parameters, DASK_SCHEDULER, context) or "").strip()
+        return value or None
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         from ..engine.errors import TesseraError
