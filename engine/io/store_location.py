@@ -12,6 +12,7 @@ refused without repeating them, and :attr:`StoreLocation.name` (what messages
 show) is redacted.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -193,31 +194,63 @@ class StoreLocation:
             filesystem.rm(keys)  # s3fs deletes in batches of 1000 keys
         filesystem.invalidate_cache()
 
+    def write_key(self, key, data):
+        """Store ``data`` (bytes) as ``key`` whole: a local file written beside it and renamed
+        over it; one PUT on S3."""
+        if self.kind == LOCAL:
+            target = os.path.join(self.path, *key.split("/"))
+            temporary = f"{target}.tessera-tmp-{os.getpid()}"
+            with open(temporary, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, target)
+            return
+        self.filesystem().pipe_file(f"{self.path}/{key}", data)
+
+    def delete_key(self, key):
+        """Remove the single object or file ``key`` (nothing to do when absent)."""
+        if self.kind == LOCAL:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.path, *key.split("/")))
+            return
+        filesystem = self.filesystem()
+        with contextlib.suppress(FileNotFoundError):
+            filesystem.rm_file(f"{self.path}/{key}")
+        filesystem.invalidate_cache()
+
     def move_tree(self, source, target):
         """Move the keys under ``source/`` to ``target/`` (relative keys, e.g.
         ``"RAT/.tmp-x"`` -> ``"RAT/x"``): one rename locally, a copy and a delete of
-        every object on S3. ``target`` must not exist."""
+        every object on S3, where the array's ``zarr.json`` is copied last and deleted first
+        (a half-copied array is not an array). ``target`` must not exist."""
         if self.kind == LOCAL:
             os.rename(os.path.join(self.path, *source.split("/")),
                       os.path.join(self.path, *target.split("/")))
             return
         filesystem = self.filesystem()
         inside, into = f"{self.path}/{source}/", f"{self.path}/{target}/"
-        keys = [key for key in filesystem.find(inside) if key.startswith(inside)]
+        keys = sorted((key for key in filesystem.find(inside) if key.startswith(inside)),
+                      key=lambda key: key == inside + "zarr.json")
         for key in keys:  # S3 has no folders: every object is copied, then the old ones go
             filesystem.copy(key, into + key[len(inside):])
-        if keys:
-            filesystem.rm(keys)
+        for key in reversed(keys):
+            filesystem.rm_file(key)
         filesystem.invalidate_cache()
 
     def delete_keys(self, prefix):
-        """Remove everything under ``prefix/`` (a relative key such as ``"RAT/x"``)."""
+        """Remove everything under ``prefix/`` (a relative key such as ``"RAT/x"``); on S3
+        an array's ``zarr.json`` goes first."""
         if self.kind == LOCAL:
             shutil.rmtree(os.path.join(self.path, *prefix.split("/")), ignore_errors=True)
             return
         filesystem = self.filesystem()
         inside = f"{self.path}/{prefix}/"
-        keys = [key for key in filesystem.find(inside) if key.startswith(inside)]
+        keys = sorted((key for key in filesystem.find(inside) if key.startswith(inside)),
+                      key=lambda key: key != inside + "zarr.json")
         if keys:
-            filesystem.rm(keys)
+            filesystem.rm(keys[:1])
+            if keys[1:]:
+                filesystem.rm(keys[1:])
         filesystem.invalidate_cache()
+

@@ -253,7 +253,9 @@ class StagedZarrRat(ZarrRat):
 
     def __init__(self, target, storage_options=None):
         super().__init__(target, update=True, create=True, storage_options=storage_options)
-        self.store.purge_staged()  # left by a run that died (writers hold the target's lock)
+        # left by a run that died (writers hold the target's lock)
+        self.store.finish_publication()
+        self.store.purge_staged()
         self.original_rows = self.store.row_count
         self.staged = {}      # column -> hidden name
         self.deleted = set()  # columns to delete (or replace) on commit
@@ -301,14 +303,9 @@ class StagedZarrRat(ZarrRat):
         super().write(self._stored(column), values, start)
 
     def commit(self):
-        """Make the staged columns visible (replacing deleted ones) and delete the rest."""
-        for column in sorted(self.deleted - set(self.staged)):
-            self.store.delete_column(column)
-        for column, hidden in sorted(self.staged.items()):
-            if column in self.deleted:
-                self.store.replace_column(hidden, column)
-            else:
-                self.store.rename_column(hidden, column)
+        """Make the staged columns visible (replacing deleted ones) and delete the rest,
+        all in one publication (:meth:`~.store.RatStore.publish`)."""
+        self.store.publish(self.staged, self.deleted)
         self.staged, self.deleted = {}, set()
 
     def abandon(self):

@@ -10,6 +10,11 @@ any code that follows the layout::
     <store>/RAT/<column>/...       one array per column, shape (rows,) or
                                    (rows, width), chunks (CHUNKSIZE,)
 
+Tessera writes new columns under hidden names and publishes a run's columns together
+(:meth:`RatStore.publish`): the plan is stored first (``.tessera-publication.json``), so
+readers see the whole new set from then on and a writer that dies half-way has its plan
+completed by the next one.
+
 Every column carries the attribute ``MODIFICATIONLOG``: a list of
 ``[ISO-8601 UTC time, writer, what]`` (ratzarr's three fields), one entry per
 column per opened store, added at that store's first write of the column.
@@ -55,6 +60,8 @@ MODIFICATION_ATTR = "MODIFICATIONLOG"
 DEFAULT_CHUNK_SIZE = 500_000
 #: Name prefix of columns being written (hidden until renamed; see RatStore.staged_name).
 STAGED_PREFIX = ".tessera-staged-"
+#: The plan of a publication of columns under way (see RatStore.publish).
+PUBLICATION_KEY = ".tessera-publication.json"
 
 
 class Modification(NamedTuple):
@@ -83,6 +90,8 @@ class RatStore:
         self._arrays = {}
         self._logged = set()
         self._group = None
+        self._pending = {}    # column -> hidden column of a publication not yet completed
+        self._retired = set()  # columns such a publication deletes
         with self._io("open"):
             exists = self.location.exists()
             if not exists or (self.location.is_empty_folder() and not self.read_only):
@@ -117,6 +126,7 @@ class RatStore:
         mode = "r" if self.read_only else "r+"
         self._store = store
         self._group = zarr.open_group(store, mode=mode, zarr_format=3)[RAT_GROUP]
+        self._read_publication()
         attrs = self._group.attrs
         rows = attrs.get(ROWCOUNT_ATTR)
         if rows is None:  # a store written before ROWCOUNT existed: the columns tell
@@ -198,11 +208,12 @@ class RatStore:
     def column_names(self):
         """The names of the columns, sorted (columns still being written are hidden)."""
         with self._io("read"):
-            return sorted(name for name in self._rat().array_keys()
-                          if not name.startswith(STAGED_PREFIX))
+            stored = {name for name in self._rat().array_keys()
+                      if not name.startswith(STAGED_PREFIX)}
+        return sorted((stored - self._retired) | set(self._pending))
 
     def staged_name(self, name):
-        """A hidden name under which column ``name`` is written before :meth:`rename_column`
+        """A hidden name under which column ``name`` is written before :meth:`publish`
         makes it visible (a run that dies leaves no half-written visible column)."""
         import secrets
 
@@ -225,19 +236,61 @@ class RatStore:
                 location.delete_keys(f"{RAT_GROUP}/{name}")
                 self._arrays.pop(name, None)
 
-    def replace_column(self, staged, name):
-        """Give the complete column ``staged`` the name ``name`` in place of the column of
-        that name, whose modification log it continues."""
-        self._require_writable("replace a column of")
-        old_array, new_array = self._array(name), self._array(staged)
-        with self._io("replace a column of"):
-            history = list(old_array.attrs.get(MODIFICATION_ATTR, []))
-            new_array.update_attributes(
-                {MODIFICATION_ATTR: history + list(new_array.attrs.get(MODIFICATION_ATTR, []))})
-        retired = self.staged_name(name)  # the old column stays until the new one has its name
-        self.rename_column(name, retired)
-        self.rename_column(staged, name)
-        self.delete_column(retired)
+    def publish(self, staged, deleted=()):
+        """Make the hidden columns ``staged`` (column -> hidden name from
+        :meth:`staged_name`) visible, in place of any column of the same name (whose
+        modification log they continue), and delete the columns ``deleted``, as one step:
+        the plan is stored first, so readers see the new set from that moment and a
+        writer that dies half-way leaves its plan for :meth:`finish_publication`."""
+        self._require_writable("publish columns in")
+        staged = dict(staged)
+        plan = {"move": sorted([hidden, name] for name, hidden in staged.items()),
+                "delete": sorted(set(deleted) - set(staged))}
+        with self._io("publish columns in"):
+            for name, hidden in staged.items():
+                if self.has_column(name):
+                    old, new = self._array(name), self._array(hidden)
+                    history = list(old.attrs.get(MODIFICATION_ATTR, []))
+                    new.update_attributes({MODIFICATION_ATTR: history + list(
+                        new.attrs.get(MODIFICATION_ATTR, []))})
+            self.location.write_key(PUBLICATION_KEY, json.dumps(plan).encode())
+            self._read_publication()
+            self._carry_out(plan)
+
+    def finish_publication(self):
+        """Complete the publication a writer that died left half-way (call only while
+        holding the store's :class:`~.output_safety.TargetLock`); True when there was one."""
+        self._require_writable("publish columns in")
+        with self._io("publish columns in"):
+            data = self.location.read_key(PUBLICATION_KEY)
+            if data is None:
+                return False
+            self._carry_out(json.loads(data))
+        return True
+
+    def _carry_out(self, plan):
+        """Each step can be repeated: a hidden column still there has not been moved."""
+        for hidden, name in plan["move"]:
+            if self.location.read_key(f"{RAT_GROUP}/{hidden}/zarr.json") is not None:
+                self.location.delete_keys(f"{RAT_GROUP}/{name}")
+                self.location.move_tree(f"{RAT_GROUP}/{hidden}", f"{RAT_GROUP}/{name}")
+            if hidden in self._logged:
+                self._logged.add(name)
+        for name in plan["delete"]:
+            self.location.delete_keys(f"{RAT_GROUP}/{name}")
+        self.location.delete_key(PUBLICATION_KEY)
+        self._arrays.clear()
+        self._pending, self._retired = {}, set()
+
+    def _read_publication(self):
+        """Readers see the columns of a publication under way as published."""
+        data = self.location.read_key(PUBLICATION_KEY)
+        plan = json.loads(data) if data is not None else {"move": [], "delete": []}
+        self._pending = {name: hidden for hidden, name in plan["move"]
+                         if self.location.read_key(f"{RAT_GROUP}/{hidden}/zarr.json")
+                         is not None}
+        self._retired = set(plan["delete"])
+        self._arrays.clear()
 
     def rename_column(self, old, new):
         """Give column ``old`` the name ``new`` (which must not exist)."""
@@ -415,12 +468,13 @@ class RatStore:
         array = self._arrays.get(name)
         if array is None:
             group = self._rat()
+            stored = self._pending.get(name, name)
             with self._io("read"):
-                if name not in set(group.array_keys()):
+                if name in self._retired or stored not in set(group.array_keys()):
                     names = self.column_names()
                     raise TesseraError(f"The Zarr RAT store {self.name} has no column '{name}' "
                                        f"(it has: {', '.join(names) or 'none'}).")
-                array = self._arrays[name] = group[name]
+                array = self._arrays[name] = group[stored]
         return array
 
     def _require_writable(self, action):
