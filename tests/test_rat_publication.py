@@ -164,3 +164,57 @@ def test_a_half_copied_column_on_s3_is_not_a_column(s3_bucket):  # noqa: F811
     with RatStore(url, read_only=True) as store:
         assert "copy" not in store.column_names()
         np.testing.assert_array_equal(store.read_block("keep", 0, ROWS), np.full(ROWS, 1.0))
+
+
+def store_files(url):
+    """Every key of the store with its bytes (hidden staged columns left out)."""
+    location = store_location.store_location(url)
+    return {key: location.read_key(key) for key in location.object_keys()
+            if ".tessera-" not in key}
+
+
+@pytest.mark.parametrize("dies", [None, "before the plan", "mid-publication"])
+def test_more_rows_reach_the_visible_columns_only_with_the_publication(monkeypatch, url,
+                                                                       dies):
+    """A run that needs more rows than the store has: until it publishes, the visible
+    columns and ROWCOUNT are untouched; after, every column has the new rows (old
+    columns padded with their fill value), also for readers of a plan left half-way."""
+    make_store(url)
+    before = store_files(url)
+    grown = ROWS + 700
+    table = StagedZarrRat(url)
+    table.set_row_count(grown)
+    table.create_column("wide", "real")
+    table.write("wide", np.arange(grown, dtype=np.float64))
+    assert store_files(url) == before  # visible columns and ROWCOUNT untouched
+    with RatStore(url, read_only=True) as reader:
+        assert reader.row_count == ROWS
+    with monkeypatch.context() as patch:
+        if dies == "before the plan":
+            die_after(patch, "write_key", 0)
+        elif dies == "mid-publication":
+            die_after(patch, "move_tree", 0)
+        if dies is None:
+            table.commit()
+        else:
+            with pytest.raises(WriterDiedError):
+                table.commit()
+    if dies == "before the plan":
+        table.abandon()
+        assert store_files(url) == before
+        return
+    with RatStore(url, read_only=True) as reader:
+        assert reader.row_count == grown
+        np.testing.assert_array_equal(reader.read_block("wide", 0, grown), np.arange(grown))
+        keep = reader.read_block("keep", 0, grown)
+        np.testing.assert_array_equal(keep[:ROWS], np.full(ROWS, 1.0))
+        np.testing.assert_array_equal(keep[ROWS:], np.zeros(700))
+    if dies:
+        StagedZarrRat(url).close()  # the next writer completes the plan
+    location = store_location.store_location(url)
+    assert location.read_key(PUBLICATION_KEY) is None
+    with RatStore(url, read_only=True) as reader:
+        assert reader.row_count == grown
+        for name in reader.column_names():
+            assert reader.read_block(name, 0, grown + 5).shape[0] == grown
+        np.testing.assert_array_equal(reader.read_block("keep", 0, grown)[ROWS:], np.zeros(700))

@@ -302,6 +302,9 @@ class StagedZarrRat(ZarrRat):
     def write(self, column, values, start=0):
         super().write(self._stored(column), values, start)
 
+    def set_row_count(self, rows):
+        self.store.stage_row_count(int(rows))
+
     def commit(self):
         """Make the staged columns visible (replacing deleted ones) and delete the rest,
         all in one publication (:meth:`~.store.RatStore.publish`)."""
@@ -309,16 +312,15 @@ class StagedZarrRat(ZarrRat):
         self.staged, self.deleted = {}, set()
 
     def abandon(self):
-        """Delete the staged columns and shrink the store back to its row count: its
-        visible columns stay as they were."""
+        """Delete the staged columns: the visible columns and the row count stay as they
+        were."""
         for hidden in self.staged.values():
             try:
                 self.store.delete_column(hidden)
             except TesseraError:
                 pass  # hidden anyway
         self.staged, self.deleted = {}, set()
-        if self.store.row_count != self.original_rows:
-            self.store.set_row_count(self.original_rows)
+        self.store.unstage_row_count(self.original_rows)
 
     def close(self):
         if self.staged:  # closed without commit: nothing becomes visible

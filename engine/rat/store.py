@@ -92,6 +92,7 @@ class RatStore:
         self._group = None
         self._pending = {}    # column -> hidden column of a publication not yet completed
         self._retired = set()  # columns such a publication deletes
+        self._staged_rows = None  # the row count publish() gives the visible columns
         with self._io("open"):
             exists = self.location.exists()
             if not exists or (self.location.is_empty_folder() and not self.read_only):
@@ -126,7 +127,6 @@ class RatStore:
         mode = "r" if self.read_only else "r+"
         self._store = store
         self._group = zarr.open_group(store, mode=mode, zarr_format=3)[RAT_GROUP]
-        self._read_publication()
         attrs = self._group.attrs
         rows = attrs.get(ROWCOUNT_ATTR)
         if rows is None:  # a store written before ROWCOUNT existed: the columns tell
@@ -138,6 +138,7 @@ class RatStore:
                    if k not in attrs}
         if missing and not self.read_only:
             self._group.update_attributes(missing)
+        self._read_publication()
 
     @staticmethod
     def exists(path, storage_options=None):
@@ -181,12 +182,26 @@ class RatStore:
         self._require_writable("change the row count of")
         with self._io("resize"):
             for name in list(self._rat().array_keys()):  # staged columns too
-                array = self._array(name)
-                old = array.shape[0]
-                array.resize((rows,) + array.shape[1:])
-                _clear_stale_tail(array, old, rows)
+                _resize(self._array(name), rows)
             self._group.update_attributes({ROWCOUNT_ATTR: rows})
         self._rows = rows
+
+    def stage_row_count(self, rows):
+        """Give this writer's view ``rows`` rows: hidden columns (:meth:`staged_name`) are
+        resized and new columns created with them, while the visible columns and ROWCOUNT
+        change only when :meth:`publish` publishes (reads past a visible column's end give
+        its fill value meanwhile)."""
+        rows = _count(rows, "row count", self.name)
+        self._require_writable("change the row count of")
+        with self._io("resize"):
+            for name in list(self._rat().array_keys()):
+                if name.startswith(STAGED_PREFIX):
+                    _resize(self._array(name), rows)
+        self._rows = self._staged_rows = rows
+
+    def unstage_row_count(self, rows):
+        """Forget a staged row count: this writer's view has ``rows`` rows again."""
+        self._rows, self._staged_rows = int(rows), None
 
     @property
     def chunk_size(self):
@@ -245,7 +260,7 @@ class RatStore:
         self._require_writable("publish columns in")
         staged = dict(staged)
         plan = {"move": sorted([hidden, name] for name, hidden in staged.items()),
-                "delete": sorted(set(deleted) - set(staged))}
+                "delete": sorted(set(deleted) - set(staged)), "rows": self._staged_rows}
         with self._io("publish columns in"):
             for name, hidden in staged.items():
                 if self.has_column(name):
@@ -270,6 +285,13 @@ class RatStore:
 
     def _carry_out(self, plan):
         """Each step can be repeated: a hidden column still there has not been moved."""
+        rows = plan.get("rows")
+        if rows is not None:
+            for name in list(self._rat().array_keys()):
+                if not name.startswith(STAGED_PREFIX):
+                    _resize(self._rat()[name], rows)
+            self._group.update_attributes({ROWCOUNT_ATTR: rows})
+            self._rows, self._staged_rows = rows, None
         for hidden, name in plan["move"]:
             if self.location.read_key(f"{RAT_GROUP}/{hidden}/zarr.json") is not None:
                 self.location.delete_keys(f"{RAT_GROUP}/{name}")
@@ -290,6 +312,8 @@ class RatStore:
                          if self.location.read_key(f"{RAT_GROUP}/{hidden}/zarr.json")
                          is not None}
         self._retired = set(plan["delete"])
+        if plan.get("rows") is not None:
+            self._rows = plan["rows"]
         self._arrays.clear()
 
     def rename_column(self, old, new):
@@ -357,11 +381,15 @@ class RatStore:
         array = self._array(name)
         start = _count(start, "start row", self.name)
         length = _count(length, "block length", self.name)
-        stop = min(start + length, array.shape[0])
+        stop = min(start + length, max(array.shape[0], self._rows))
         if stop <= start:
             return np.empty((0,) + array.shape[1:], dtype=array.dtype)
         with self._io("read"):
-            block = array[start:stop]
+            block = array[start:min(stop, array.shape[0])]
+        if block.shape[0] < stop - start:  # rows a publication under way adds
+            tail = np.full((stop - start - block.shape[0],) + array.shape[1:],
+                           array.fill_value, dtype=array.dtype)
+            block = np.concatenate([block, tail])
         if block.dtype.kind == "O":
             block = _decoded_strings(block)
         return block
@@ -639,6 +667,14 @@ def _check_column_name(name, store):
     if "/" in name or "\\" in name or name in (".", "..") or name.startswith("__"):
         raise TesseraError(f"'{name}' cannot name a column of {store}: names cannot contain "
                            "'/' or '\\', be '.' or '..', or start with '__'.")
+
+
+def _resize(array, rows):
+    """Give ``array`` ``rows`` rows (new rows hold the fill value)."""
+    old = array.shape[0]
+    if old != rows:
+        array.resize((rows,) + array.shape[1:])
+        _clear_stale_tail(array, old, rows)
 
 
 def _clear_stale_tail(array, old_rows, new_rows):
