@@ -44,14 +44,48 @@ def message_name(source):
     return redact(raster_name(source))
 
 
+#: URL schemes and the GDAL virtual file systems that read them.
+URL_FILE_SYSTEMS = {"s3://": "/vsis3/", "gs://": "/vsigs/", "az://": "/vsiaz/"}
+
+
+def gdal_path(path):
+    """GDAL's name for ``path``: ``s3://b/k`` -> ``/vsis3/b/k`` (``gs://``, ``az://``,
+    ``http(s)://`` likewise); other paths as they are. For ``/vsis3/`` an S3-compatible
+    endpoint given the AWS way (``AWS_ENDPOINT_URL``) is passed on to GDAL, which reads
+    ``AWS_S3_ENDPOINT`` instead."""
+    path = os.fspath(path)
+    lowered = path.lower()
+    if lowered.startswith(("http://", "https://")):
+        path = "/vsicurl/" + path
+    for scheme, prefix in URL_FILE_SYSTEMS.items():
+        if lowered.startswith(scheme):
+            path = prefix + path[len(scheme):]
+    if path.startswith("/vsis3/"):
+        _s3_endpoint_for_gdal()
+    return path
+
+
+def _s3_endpoint_for_gdal():
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint or gdal.GetConfigOption("AWS_S3_ENDPOINT"):
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    gdal.SetConfigOption("AWS_S3_ENDPOINT", parts.netloc or parts.path)
+    gdal.SetConfigOption("AWS_HTTPS", "NO" if parts.scheme == "http" else "YES")
+    gdal.SetConfigOption("AWS_VIRTUAL_HOSTING", "FALSE")
+
+
 def open_raster(source, update=False):
-    """Return a GDAL dataset for a path or pass an open dataset through.
+    """Return a GDAL dataset for a path or URL (see :func:`gdal_path`) or pass an open
+    dataset through.
 
     Raises :class:`TesseraError` naming the file when it cannot be opened.
     """
     if isinstance(source, gdal.Dataset):
         return source
-    path = os.fspath(source)
+    path = gdal_path(source)
     if not path.startswith("/vsi") and not os.path.exists(path):
         raise TesseraError(f"Raster not found: {message_name(path)}")
     mode = gdal.GA_Update if update else gdal.GA_ReadOnly
