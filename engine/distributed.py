@@ -94,21 +94,40 @@ def _local_cluster():
 
 @contextmanager
 def _python_for_workers():
-    """Worker processes start Python itself: inside QGIS ``sys.executable`` is QGIS."""
-    name = os.path.basename(sys.executable or "").lower()
-    if name.startswith("python"):
+    """Worker processes start a Python of their own: this interpreter's. Inside QGIS
+    ``sys.executable`` is QGIS itself, or whichever ``python3`` comes first on PATH (seen:
+    a pyenv shim without GDAL), so it is used only when it lives under this Python's
+    prefix."""
+    python = worker_python()
+    if python == sys.executable:
         yield
         return
-    python = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or \
-        shutil.which("python3")
-    if python is None:
-        raise TesseraError("A local Dask cluster needs a Python interpreter to start its "
-                           "workers; none was found on PATH.")
     multiprocessing.set_executable(python)
     try:
         yield
     finally:
         multiprocessing.set_executable(sys.executable)
+
+
+def worker_python():
+    """The Python executable of this interpreter (for starting worker processes)."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    current = os.path.realpath(sys.executable or "")
+    if os.path.basename(current).lower().startswith("python") and any(
+            current.startswith(prefix + os.sep) for prefix in prefixes):
+        return sys.executable
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for prefix in (sys.exec_prefix, sys.base_exec_prefix):
+        for candidate in (os.path.join(prefix, "bin", f"python{version}"),
+                          os.path.join(prefix, "bin", f"python{sys.version_info[0]}"),
+                          os.path.join(prefix, "python.exe")):
+            if os.path.isfile(candidate):
+                return candidate
+    found = shutil.which(f"python{version}")
+    if found is None:
+        raise TesseraError(f"A local Dask cluster needs Python {version} to start its workers "
+                           "(the Python QGIS runs on); none was found.")
+    return found
 
 
 def share(client, value):

@@ -90,3 +90,32 @@ def test_the_local_cluster_starts_and_closes():
         assert len(workers) >= 1
         assert run_tasks(local, [(operator.add, 1, 2)], Progress()) == [3]
     assert local.status == "closed"
+
+
+def test_workers_start_this_python_where_sys_executable_is_another(monkeypatch, tmp_path):
+    """In QGIS sys.executable is QGIS or the first python3 on PATH (seen: a pyenv shim
+    without GDAL): the local cluster's workers still run this interpreter."""
+    import os
+
+    from tessera.engine.distributed import worker_python
+
+    shim = tmp_path / "shims" / "python3"
+    shim.parent.mkdir()
+    shim.write_text("#!/bin/sh\nexit 3\n")
+    shim.chmod(0o755)
+    real = os.path.realpath(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(shim))
+    chosen = worker_python()
+    assert chosen != str(shim) and os.path.realpath(chosen) == real
+    with connect("local") as local:
+        found = run_tasks(local, [(_worker_facts,)], Progress())[0]
+    assert os.path.realpath(found[0]) == real and found[1]
+
+
+def _worker_facts():
+    import sys
+
+    import numba  # noqa: F401
+    from osgeo import gdal
+
+    return sys.executable, gdal.__version__
