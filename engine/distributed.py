@@ -161,3 +161,13 @@ def submit(client, calls, name="tessera"):
     return [client.submit(function, *arguments, pure=False,
                           key=f"{name}-{index}-{time.monotonic_ns()}")
             for index, (function, *arguments) in enumerate(calls)]
+
+
+@contextmanager
+def cluster_client(scheduler, purpose="Running on a Dask cluster"):
+    """:func:`connect` when ``scheduler`` asks for Dask, else None (Dask not imported)."""
+    if not uses_cluster(scheduler):
+        yield None
+        return
+    with connect(scheduler, purpose) as client:
+        yield client
