@@ -33,6 +33,12 @@ def uses_cluster(scheduler):
     return scheduler is not None and not (isinstance(scheduler, str) and not scheduler.strip())
 
 
+def check_scheduler(scheduler, purpose="Running on a Dask cluster"):
+    """Before any other check: a scheduler needs ``dask[distributed]`` installed."""
+    if uses_cluster(scheduler):
+        require("distributed", purpose=purpose)
+
+
 def local_cluster_size():
     """(workers, memory per worker in bytes or None) for a LocalCluster on this machine:
     one single-threaded worker process per core."""

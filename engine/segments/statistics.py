@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..dependencies import require
-from ..distributed import cluster_client
+from ..distributed import check_scheduler, cluster_client
 from ..errors import TesseraError
 from ..io.raster_io import (
     band_dtype,
@@ -70,6 +70,7 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     cluster (see :mod:`tessera.engine.distributed`), with the same results.
     """
     require("numba", purpose="Per-segment statistics")
+    check_scheduler(scheduler, "Per-segment statistics on a Dask cluster")
     timings = {}
     started = time.perf_counter()
     reporter = Progress(progress, cancelled)
