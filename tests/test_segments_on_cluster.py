@@ -317,3 +317,26 @@ def test_spatial_shape_statistics_without_an_image(tmp_path, client):
     segment_spatial_stats(seg_b, statistics=["centroid", "bbox", "perimeter"], window_size=12,
                           scheduler=client)
     _assert_same_columns(read_rat(seg_a), read_rat(seg_b))
+
+
+# ---------------------------------------------------------------- Processing algorithms
+
+
+@pytest.mark.parametrize("name,parameters", [
+    ("segmentstats", {"STATISTICS": ["pixcount", "mean", "median"], "PERCENTILES": "25,75"}),
+    ("segmentspatialstats", {"STATISTICS": ["centroid", "perimeter", "variogram"],
+                             "MAX_LAG": 2}),
+])
+def test_algorithms_run_on_the_scheduler_given(run_algorithm, tmp_path, cluster, name,
+                                               parameters):
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+
+    definition = QgsApplication.processingRegistry().algorithmById(
+        f"tessera:{name}").parameterDefinition("DASK_SCHEDULER")
+    assert definition.flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    seg = _segments(60, 80, seed=21)
+    (seg_a, seg_b), image_path = _case(tmp_path, seg, _image("uint16", (1, 60, 80), seed=22))
+    for path, scheduler in ((seg_a, ""), (seg_b, cluster.scheduler_address)):
+        run_algorithm(name, {"SEGMENTS": path, "IMAGE": image_path, **parameters,
+                             "DASK_SCHEDULER": scheduler})
+    _assert_same_columns(read_rat(seg_a), read_rat(seg_b))
