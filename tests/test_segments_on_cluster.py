@@ -226,9 +226,11 @@ def test_a_killed_worker_retries_or_fails_cleanly(tmp_path, client):
             segment_stats(seg_b, image_path, output_rat=str(target), scheduler=client,
                           **options)
             retried = True
+            print("killed worker: retried")
         except TesseraError as error:
             assert "nothing was published" in str(error)
             retried = False
+            print("killed worker: failed cleanly")
         killer.join()
     assert killed
     from tessera.engine.rat.store import RatStore

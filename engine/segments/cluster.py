@@ -147,6 +147,7 @@ def stats_part(spec, totals, windows):
     from ..io.raster_io import TileReader, open_raster
     from .collector import SegmentCollector
 
+    started = time.perf_counter()
     dtype = np.dtype(spec["dtype"])
     seg_ds = open_raster(spec["segments"])
     img_ds = open_raster(spec["image"])
@@ -172,16 +173,18 @@ def stats_part(spec, totals, windows):
                  else np.zeros((spec["columns"], 0), np.float64)),
         "pairs": np.concatenate(pairs) if pairs else np.zeros((0, 4), np.float64),
         "open_ids": open_ids, "open_lengths": lengths.astype(np.int64),
-        "open_values": open_values,
+        "open_values": open_values, "seconds": time.perf_counter() - started,
     }
 
 
 def stats_merge(spec, ids, lengths, values):
     """Statistics of the segments ``ids`` whose joined pixels (``lengths`` each) lie one
     after another in ``values`` ((pixels, bands))."""
+    started = time.perf_counter()
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     rows, pairs = _zone_rows(spec, ids, starts, lengths, values.T)
-    return {"ids": ids, "rows": rows, "pairs": pairs}
+    return {"ids": ids, "rows": rows, "pairs": pairs,
+            "seconds": time.perf_counter() - started}
 
 
 def join_open_segments(parts):
@@ -258,6 +261,10 @@ def cluster_segment_stats(client, spec, totals, windows, results, reporter, span
     parts = run_tasks(client, [(stats_part, spec, shared_totals, g) for g in groups], reporter,
                       [sum(w.xsize * w.ysize for w in g) for g in groups], "tessera-segments")
     timings["parts"] = time.perf_counter() - started
+    timings["part_seconds"] = [p["seconds"] for p in parts]
+    timings["part_pixels"] = [sum(w.xsize * w.ysize for w in g) for g in groups]
+    timings["gathered_bytes"] = int(sum(p["rows"].nbytes + p["ids"].nbytes + p["pairs"].nbytes
+                                        for p in parts))
     reporter.phase(middle, end, "Merging the segments that cross parts")
     started = time.perf_counter()
     ids, lengths, values = join_open_segments(parts)
@@ -269,6 +276,7 @@ def cluster_segment_stats(client, spec, totals, windows, results, reporter, span
     merged = run_tasks(client, merge_calls(spec, ids, lengths, values, worker_count(client)),
                        reporter, name="tessera-segments-merge")
     timings["merge"] = time.perf_counter() - started
+    timings["merge_seconds"] = [m["seconds"] for m in merged]
     pairs = []
     for piece in parts + merged:
         results[:, piece["ids"]] = piece["rows"]
