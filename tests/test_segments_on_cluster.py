@@ -342,3 +342,58 @@ def test_algorithms_run_on_the_scheduler_given(run_algorithm, tmp_path, cluster,
         run_algorithm(name, {"SEGMENTS": path, "IMAGE": image_path, **parameters,
                              "DASK_SCHEDULER": scheduler})
     _assert_same_columns(read_rat(seg_a), read_rat(seg_b))
+
+
+def test_inputs_on_s3_read_by_the_workers(tmp_path, client, s3_endpoint,  # noqa: F811
+                                          s3_bucket):  # noqa: F811
+    """Segments and image as /vsis3/ and s3:// URLs (no histogram: the workers count)."""
+    from osgeo import gdal
+
+    seg = _segments(70, 90, seed=23)
+    image = _image("uint16", (1, 70, 90), seed=24)
+    (seg_a, seg_b), image_path = _case(tmp_path, seg, image, histogram=False)
+    filesystem = s3_endpoint.filesystem()
+    filesystem.put(seg_b, f"{s3_bucket}/in/seg.tif")
+    filesystem.put(image_path, f"{s3_bucket}/in/image.tif")
+    settings = {"AWS_S3_ENDPOINT": s3_endpoint.url.split("//", 1)[1], "AWS_HTTPS": "NO",
+                "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+    def configure(values):
+        for name, value in values.items():
+            gdal.SetConfigOption(name, value)
+            client.run(gdal.SetConfigOption, name, value)
+
+    options = dict(statistics=["pixcount", "mean", "median"], window_size=16)
+    segment_stats(seg_a, image_path, output_rat=str(tmp_path / "threads.img"), **options)
+    configure(settings)
+    try:
+        segment_stats(f"/vsis3/{s3_bucket}/in/seg.tif", f"s3://{s3_bucket}/in/image.tif",
+                      output_rat=str(tmp_path / "cluster.img"), scheduler=client, **options)
+    finally:
+        configure(dict.fromkeys(settings))
+    _assert_same_columns(read_rat(tmp_path / "threads.img"), read_rat(tmp_path / "cluster.img"))
+
+
+@pytest.mark.parametrize("change,match", [(+1, r"segment 1 has 246 pixels, not 247"),
+                                          (-1, r"segment 1 has 247 pixels, not 246")])
+def test_a_histogram_that_disagrees_fails_cleanly(tmp_path, client, change, match):
+    """The spanning segment's count off by one: the merge finds it short or long; the error
+    reaches the caller and nothing is published."""
+    from osgeo import gdal
+
+    seg = _segments(60, 70, seed=25)
+    (_, seg_b), image_path = _case(tmp_path, seg, _image("uint16", (1, 60, 70), seed=26))
+    dataset = gdal.Open(seg_b, gdal.GA_Update)
+    rat = dataset.GetRasterBand(1).GetDefaultRAT().Clone()
+    rat.SetValueAsDouble(1, 0, rat.GetValueAsDouble(1, 0) + change)
+    dataset.GetRasterBand(1).SetDefaultRAT(rat)
+    rat = dataset = None
+    before = read_rat(seg_b)
+    target = tmp_path / "out.zarr"
+    with pytest.raises(TesseraError, match=match):
+        segment_stats(seg_b, image_path, statistics=["mean"], window_size=10,
+                      output_rat=str(target), output_table=str(tmp_path / "t.csv"),
+                      scheduler=client)
+    _assert_same_columns(read_rat(seg_b), before)
+    assert not target.exists() and not (tmp_path / "t.csv").exists()

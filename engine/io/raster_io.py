@@ -45,13 +45,16 @@ def message_name(source):
 
 
 def open_raster(source, update=False):
-    """Return a GDAL dataset for a path or pass an open dataset through.
+    """Return a GDAL dataset for a path (``s3://`` URLs read as ``/vsis3/``) or pass an
+    open dataset through.
 
     Raises :class:`TesseraError` naming the file when it cannot be opened.
     """
     if isinstance(source, gdal.Dataset):
         return source
     path = os.fspath(source)
+    if path[:5].lower() == "s3://":  # as GDAL reads it
+        path = "/vsis3/" + path[5:]
     if not path.startswith("/vsi") and not os.path.exists(path):
         raise TesseraError(f"Raster not found: {message_name(path)}")
     mode = gdal.GA_Update if update else gdal.GA_ReadOnly
