@@ -375,9 +375,8 @@ def test_inputs_on_s3_read_by_the_workers(tmp_path, client, s3_endpoint,  # noqa
     _assert_same_columns(read_rat(tmp_path / "threads.img"), read_rat(tmp_path / "cluster.img"))
 
 
-@pytest.mark.parametrize("change,match", [(+1, r"segment 1 has 246 pixels, not 247"),
-                                          (-1, r"segment 1 has 247 pixels, not 246")])
-def test_a_histogram_that_disagrees_fails_cleanly(tmp_path, client, change, match):
+@pytest.mark.parametrize("change", [+1, -1])
+def test_a_histogram_that_disagrees_fails_cleanly(tmp_path, client, change):
     """The spanning segment's count off by one: the merge finds it short or long; the error
     reaches the caller and nothing is published."""
     from osgeo import gdal
@@ -391,7 +390,8 @@ def test_a_histogram_that_disagrees_fails_cleanly(tmp_path, client, change, matc
     rat = dataset = None
     before = read_rat(seg_b)
     target = tmp_path / "out.zarr"
-    with pytest.raises(TesseraError, match=match):
+    with pytest.raises(TesseraError, match=r"Histogram column disagrees with the raster: "
+                       r"segment 1 has \d+ pixels, not \d+"):
         segment_stats(seg_b, image_path, statistics=["mean"], window_size=10,
                       output_rat=str(target), output_table=str(tmp_path / "t.csv"),
                       scheduler=client)
