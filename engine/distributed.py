@@ -130,9 +130,17 @@ def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
     future and raises :class:`CancelledError`; the first failure cancels the rest and is
     raised as it was raised on the worker. Tasks of a worker that dies are run again
     elsewhere (Dask's rule); a task that killed several workers fails the run cleanly."""
+    futures = submit(client, calls, name)
+    wait_tasks(client, futures, reporter, weights, name)
+    return client.gather(futures)
+
+
+def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
+    """Wait until ``futures`` are finished, their results left on the workers (progress,
+    cancel and failures as :func:`run_tasks`); on leaving early every future is
+    cancelled."""
     from distributed import KilledWorker
 
-    futures = submit(client, calls, name)
     weights = [1.0] * len(futures) if weights is None else [float(w) for w in weights]
     total = sum(weights) or 1.0
     pending = dict(enumerate(weights))
@@ -152,7 +160,6 @@ def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
                     raise CancelledError()
             if pending:
                 time.sleep(POLL_SECONDS)
-        return client.gather(futures)
     except KilledWorker as error:
         raise TesseraError(
             f"Dask workers died while running {name} ({error}); nothing was published. "

@@ -162,7 +162,16 @@ def test_an_s3_zarr_target_equals_the_local_run(tmp_path, client, s3_endpoint,  
     remote = f"s3://{s3_bucket}/runs/rat.zarr"
     options = dict(statistics=["pixcount", "mean", "median", "max"], window_size=16)
     segment_stats(seg_a, image_path, output_rat=local, **options)
-    segment_stats(seg_a, image_path, output_rat=remote, scheduler=client, **options)
+    _worker_environment(client, {"AWS_ENDPOINT_URL": s3_endpoint.url,
+                                 "AWS_ACCESS_KEY_ID": "testing",
+                                 "AWS_SECRET_ACCESS_KEY": "testing",
+                                 "AWS_DEFAULT_REGION": "us-east-1"})
+    try:  # the workers write the store's row blocks
+        result = segment_stats(seg_a, image_path, output_rat=remote, scheduler=client,
+                               **options)
+    finally:
+        _worker_environment(client, {})
+    assert result.timings["write_blocks"] >= 1
     with RatStore(local, read_only=True) as first, \
             RatStore(remote, read_only=True,
                      storage_options=s3_endpoint.storage_options) as second:
@@ -172,6 +181,50 @@ def test_an_s3_zarr_target_equals_the_local_run(tmp_path, client, s3_endpoint,  
             assert np.array_equal(first.read_block(name, 0, first.row_count),
                                   second.read_block(name, 0, second.row_count),
                                   equal_nan=True), name
+
+
+def _worker_environment(client, values):
+    """Set the workers' environment variables ``values`` (empty: remove the AWS ones)."""
+    code = ("import os\n"
+            "for name in [n for n in os.environ if n.startswith('AWS_')]:\n"
+            "    del os.environ[name]\n"
+            f"os.environ.update({values!r})\n")
+    client.run(exec, code)
+
+
+@pytest.mark.parametrize("chunk", [None, 40])
+def test_workers_write_a_zarr_target_as_the_client_does(tmp_path, client, chunk):
+    """Class fractions, an existing store whose columns are replaced (null row kept), and
+    stores of several chunks written by several workers."""
+    from tessera.engine.rat.store import RatStore
+
+    seg = _segments(120, 100, seed=27)
+    classes = np.random.default_rng(28).choice([3, 5, 9], size=(120, 100)).astype("uint16")
+    (seg_a, _), image_path = _case(tmp_path, seg, classes)
+    stores = [str(tmp_path / "threads.zarr"), str(tmp_path / "cluster.zarr")]
+    options = dict(statistics=["pixcount", "frac", "mode", "mean"], percentiles=(50,),
+                   window_size=16)
+    for store, scheduler in zip(stores, (None, client), strict=True):
+        if chunk:
+            with RatStore(store) as created:
+                created.set_chunk_size(chunk)
+        segment_stats(seg_a, image_path, output_rat=store, scheduler=scheduler,
+                      statistics=["mean"], window_size=16)
+        with RatStore(store) as written:  # a null row to keep
+            written.write_block("b1_mean", np.array([42.0]), 0)
+        result = segment_stats(seg_a, image_path, output_rat=store, scheduler=scheduler,
+                               overwrite=True, **options)
+    assert result.timings["write_blocks"] >= (2 if chunk else 1)
+    with RatStore(stores[0], read_only=True) as first, \
+            RatStore(stores[1], read_only=True) as second:
+        names = first.column_names()
+        assert names == second.column_names() and "b1_frac_5" in names
+        assert first.read_block("b1_mean", 0, 1)[0] == 42.0
+        for name in names:
+            assert np.array_equal(first.read_block(name, 0, first.row_count),
+                                  second.read_block(name, 0, second.row_count),
+                                  equal_nan=True), name
+            assert first.column_dtype(name) == second.column_dtype(name)
 
 
 def test_cancel_publishes_nothing(tmp_path, client):

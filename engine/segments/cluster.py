@@ -249,7 +249,20 @@ def check_parts(done_ids, merged_ids, merged_lengths, totals, null_id):
 def cluster_segment_stats(client, spec, totals, windows, results, reporter, span, timings):
     """Fill ``results`` (kernel columns x rows) on the cluster; returns the class shares
     (a list of arrays of zone, band index, class, share)."""
-    from ..distributed import run_tasks, share
+    part_futures, parts, merged = _parts_and_merge(client, spec, totals, windows, reporter,
+                                                   span, timings, gather_rows=True)
+    del part_futures
+    pairs = []
+    for piece in parts + merged:
+        results[:, piece["ids"]] = piece["rows"]
+        pairs.append(piece["pairs"])
+    return pairs
+
+
+def _parts_and_merge(client, spec, totals, windows, reporter, span, timings, gather_rows):
+    """Run the parts and the merge: (part futures, the parts' results — without their rows
+    unless ``gather_rows`` —, the merged results)."""
+    from ..distributed import run_tasks, share, submit, wait_tasks
 
     start, end = span
     middle = start + 0.85 * (end - start)
@@ -258,8 +271,13 @@ def cluster_segment_stats(client, spec, totals, windows, results, reporter, span
                    "on the Dask cluster)")
     started = time.perf_counter()
     shared_totals = share(client, totals)
-    parts = run_tasks(client, [(stats_part, spec, shared_totals, g) for g in groups], reporter,
-                      [sum(w.xsize * w.ysize for w in g) for g in groups], "tessera-segments")
+    futures = submit(client, [(stats_part, spec, shared_totals, g) for g in groups],
+                     "tessera-segments")
+    wait_tasks(client, futures, reporter,
+               [sum(w.xsize * w.ysize for w in g) for g in groups], "tessera-segments")
+    parts = client.gather(futures if gather_rows else
+                          submit(client, [(part_summary, f) for f in futures],
+                                 "tessera-segments-summary"))
     timings["parts"] = time.perf_counter() - started
     timings["part_seconds"] = [p["seconds"] for p in parts]
     timings["part_pixels"] = [sum(w.xsize * w.ysize for w in g) for g in groups]
@@ -277,11 +295,127 @@ def cluster_segment_stats(client, spec, totals, windows, results, reporter, span
                        reporter, name="tessera-segments-merge")
     timings["merge"] = time.perf_counter() - started
     timings["merge_seconds"] = [m["seconds"] for m in merged]
-    pairs = []
-    for piece in parts + merged:
-        results[:, piece["ids"]] = piece["rows"]
-        pairs.append(piece["pairs"])
-    return pairs
+    return futures, parts, merged
+
+
+def part_summary(part):
+    """A part's result without its rows (they stay on the worker): ids, class shares and
+    the open segments' pixels."""
+    return {**part, "rows": part["rows"][:, :0]}
+
+
+def select_rows(piece, first, stop):
+    """The rows (and class shares) of ``piece`` for the ids ``first`` ≤ id < ``stop``."""
+    ids = piece["ids"]
+    chosen = (ids >= first) & (ids < stop)
+    zones = piece["pairs"][:, 0]
+    return {"ids": ids[chosen], "rows": piece["rows"][:, chosen],
+            "pairs": piece["pairs"][(zones >= first) & (zones < stop)]}
+
+
+def write_block(layout, first, stop, totals, *pieces):
+    """Build rows ``first`` ≤ row < ``stop`` of every output column from ``pieces`` (see
+    :func:`select_rows`) and write them to the staged columns of the Zarr store; read them
+    back. ``layout`` names the store, the columns (name, kind, source, fill value, hidden
+    name, value kept in the null row), the null id and the missing value."""
+    from ..rat.staging import same_values
+    from ..rat.tables import ZarrRat
+
+    count = stop - first
+    kernel = np.full((layout["kernel_columns"], count), np.nan)
+    for piece in pieces:
+        if len(piece["ids"]):
+            kernel[:, piece["ids"] - first] = piece["rows"]
+    pairs = np.concatenate([p["pairs"] for p in pieces]) if pieces else np.zeros((0, 4))
+    present = np.zeros(count, np.bool_)
+    known = np.asarray(totals[first:min(stop, len(totals))])
+    present[: len(known)] = known > 0
+    null_row = layout["null_id"] - first
+    if 0 <= null_row < count:
+        present[null_row] = False
+    rat = ZarrRat(layout["store"], update=True)
+    try:
+        for name, kind, source, fill, hidden, kept in layout["columns"]:
+            if source[0] == "kernel":
+                column = kernel[source[1]].copy()
+            else:  # a class share: 0 where the zone has valid pixels but not the class
+                band, value = source[1], source[2]
+                mine = pairs[pairs[:, 1] == band]
+                column = np.full(count, layout["missing"], np.float64)
+                column[(mine[:, 0] - first).astype(np.int64)] = 0.0
+                mine = mine[mine[:, 2] == value]
+                column[(mine[:, 0] - first).astype(np.int64)] = mine[:, 3]
+            column[~present] = fill
+            if 0 <= null_row < count:
+                column[null_row] = kept
+            block = column.astype(np.int64) if kind == "integer" else column
+            rat.write(hidden, block, first)
+            if not same_values(rat.read(hidden, first, count), block):
+                raise TesseraError(f"Writing column '{name}' to {rat.name} failed: it does "
+                                   "not read back as written. Nothing was changed.")
+    finally:
+        rat.close()
+    return count
+
+
+def block_rows(chunk, rows, workers):
+    """Rows per written block: whole chunks, about two blocks per worker."""
+    chunks = max(1, math.ceil(rows / chunk))
+    return chunk * max(1, math.ceil(chunks / (2 * workers)))
+
+
+def cluster_segment_stats_to_store(client, spec, totals, windows, reporter, span, timings):
+    """The parts and the merge on the cluster, their rows left on the workers: returns
+    (class values per band index, ``write(output, columns, row_count, store_columns)``)
+    that makes the workers write the staged columns of a Zarr target in row blocks."""
+    from ..distributed import share, submit, wait_tasks
+    from ..statistics.catalogue import check_class_count
+
+    futures, parts, merged = _parts_and_merge(client, spec, totals, windows, reporter, span,
+                                              timings, gather_rows=False)
+    classes = {}
+    for index, band in enumerate(spec["bands"]):
+        found = [np.unique(p["pairs"][p["pairs"][:, 1] == index, 2]) for p in parts + merged]
+        classes[index] = np.unique(np.concatenate(found)) if found else np.zeros(0)
+        check_class_count(len(classes[index]), band)
+
+    def write(store, columns, rows):
+        started = time.perf_counter()
+        from ..rat.tables import ZarrRat
+
+        rat = ZarrRat(store)
+        try:
+            chunk = rat.store.column_chunk_size(columns[0][4])
+        finally:
+            rat.close()
+        layout = {"store": store, "columns": columns, "kernel_columns": spec["columns"],
+                  "null_id": spec["null_id"], "missing": spec["missing"]}
+        size = block_rows(chunk, rows, worker_count(client))
+        shared_totals = share(client, totals)
+        calls = []
+        for first in range(0, rows, size):
+            stop = min(rows, first + size)
+            pieces = submit(client, [(select_rows, f, first, stop) for f in futures],
+                            "tessera-segments-select")
+            calls.append((write_block, layout, first, stop, shared_totals,
+                          _select_merged(merged, first, stop), *pieces))
+        writes = submit(client, calls, "tessera-segments-write")
+        wait_tasks(client, writes, reporter, name="tessera-segments-write")
+        timings["write_blocks"] = len(calls)
+        timings["write_on_workers"] = time.perf_counter() - started
+
+    return classes, write
+
+
+def _select_merged(merged, first, stop):
+    """The merged rows of the ids ``first`` ≤ id < ``stop``, in one piece."""
+    pieces = [select_rows(m, first, stop) for m in merged]
+    if not pieces:
+        return {"ids": np.zeros(0, np.int64), "rows": np.zeros((0, 0)),
+                "pairs": np.zeros((0, 4))}
+    return {"ids": np.concatenate([p["ids"] for p in pieces]),
+            "rows": np.concatenate([p["rows"] for p in pieces], axis=1),
+            "pairs": np.concatenate([p["pairs"] for p in pieces])}
 
 
 # ---------------------------------------------------------------- spatial statistics

@@ -142,6 +142,9 @@ def _compute_and_write(cluster, opened, segments, image, segment_band, bands, no
                 "percentiles": percentiles, "method": plan.method,
                 "nodata": nodata, "missing": missing, "null_id": null_id,
                 "columns": len(plan.columns), "read_threads": 1}
+        if output.is_zarr and not output_table:  # the workers write their rows
+            return _written_by_workers(cluster, spec, plan, totals, windows, output,
+                                       row_count, reporter, compute_span, timings, started)
         class_shares = cluster_segment_stats(cluster, spec, totals, windows, results,
                                              reporter, compute_span, timings)
     present = present_ids(totals, null_id)
@@ -155,6 +158,41 @@ def _compute_and_write(cluster, opened, segments, image, segment_band, bands, no
     seg_ds = img_ds = None  # release read handles before writing the segment file
     return write_segment_results(output, results, columns, present, null_id, row_count,
                                  output_table, reporter, timings, started)
+
+
+def _written_by_workers(client, spec, plan, totals, windows, output, row_count, reporter,
+                        span, timings, started):
+    """Statistics on the cluster, written by the workers into the staged columns of the
+    Zarr target in chunk-aligned row blocks; published here once all are written."""
+    from ..statistics.catalogue import CLASS_STATISTICS
+    from .cluster import cluster_segment_stats_to_store
+    from .pipeline import SegmentStatsResult
+
+    compute_started = time.perf_counter()
+    classes, write = cluster_segment_stats_to_store(client, spec, totals, windows, reporter,
+                                                    span, timings)
+    all_columns = plan.output_columns(classes)
+    output.columns = [(c.name, c.kind) for c in all_columns]
+    timings["statistics"] = time.perf_counter() - compute_started
+    kernel_row = {c.name: row for row, c in enumerate(plan.columns)}
+    missing, null_id = spec["missing"], spec["null_id"]
+
+    def write_blocks(store, hidden, kept):
+        write(store, [(c.name, c.kind,
+                       ("class", c.band_index, c.class_value) if c.stat in CLASS_STATISTICS
+                       else ("kernel", kernel_row[c.name]),
+                       0.0 if c.stat == "pixcount" else missing, hidden[c.name], kept[c.name])
+                      for c in all_columns], row_count)
+
+    write_started = time.perf_counter()
+    reporter.phase(0.95, 1.0, f"Workers writing {len(all_columns)} column(s) to "
+                   f"{output.name}")
+    output.write_by(row_count, null_id, reporter, write_blocks)
+    timings["write"] = time.perf_counter() - write_started
+    timings["total"] = time.perf_counter() - started
+    present = present_ids(totals, null_id)
+    return SegmentStatsResult(output.name, [c.name for c in all_columns], int(present.size),
+                              int(row_count), timings)
 
 
 def _cluster_totals(client, segments, seg_ds, band, null_id, windows, reporter, timings,
