@@ -12,14 +12,16 @@ threaded path reads (:func:`~tessera.engine.io.raster_io.plan_windows`), one tas
   the order of the threaded run: the columns are bit-identical.
 - Spatial statistics: a part's task returns its running sums for the ids it saw; the
   client adds them up (min / max for the bounding box). Integer sums are exact; the
-  variogram sums of a segment crossing parts are float sums added in another grouping
-  (bit-identical for integer images, whose squared differences are exact; otherwise
-  within a few ulps relative, see :data:`SPATIAL_FLOAT_TOLERANCE`).
+  variogram sums of a segment crossing parts are float sums added in another grouping:
+  bit-identical for integer images (their squared differences are whole numbers, summed
+  exactly below 2**53); for float images the two sums of N positive terms differ by at
+  most 2·N·ε relative (ε = 2**-53), in practice below :data:`SPATIAL_FLOAT_TOLERANCE`.
 
 Workers open the inputs themselves: paths on a shared file system, ``/vsis3/``,
-``/vsicurl/`` (``s3://`` is read as ``/vsis3/``). The client writes the RAT target through
-:class:`~tessera.engine.rat.output.RatOutput` (staged, published at the end), so a failed
-or cancelled run publishes nothing.
+``/vsicurl/`` (``s3://`` is read as ``/vsis3/``). A Zarr target without CSV is written by
+the workers (:func:`write_block`, into the staged columns the client's
+:class:`~tessera.engine.rat.output.RatOutput` created and publishes); other targets by the
+client from the gathered rows. A failed or cancelled run publishes nothing.
 """
 
 import math
