@@ -129,9 +129,11 @@ def _stat_runner(spec, results):
 
 
 def _zone_rows(spec, ids, starts, lengths, values):
-    """Statistics rows (kernel columns x zones) and class shares (rows of zone id, band
-    index, class, share) of zones ``ids``."""
-    results = np.empty((spec["columns"], len(ids)), np.float64)
+    """Statistics rows (zones x kernel columns: one row per zone, as the client's table
+    lays them out) and class shares (rows of zone id, band index, class, share) of zones
+    ``ids``."""
+    table = np.empty((len(ids), spec["columns"]), np.float64)
+    results = table.T  # the kernels write [column, zone]
     _, runner = _stat_runner(spec, results)
     with runner:
         runner.add(np.arange(len(ids), dtype=np.int64), np.asarray(starts, np.int64),
@@ -139,12 +141,12 @@ def _zone_rows(spec, ids, starts, lengths, values):
     pairs = runner.class_shares.parts
     pairs = np.concatenate(pairs) if pairs else np.zeros((0, 4), np.float64)
     pairs[:, 0] = np.asarray(ids)[pairs[:, 0].astype(np.int64)]
-    return results, pairs
+    return table, pairs
 
 
 def stats_part(spec, totals, windows):
     """The statistics of the segments complete in ``windows`` and the pixels so far of the
-    others: a dict of ``ids``, ``rows`` (columns x ids), ``pairs`` (class shares), and
+    others: a dict of ``ids``, ``rows`` (ids x columns), ``pairs`` (class shares), and
     ``open_ids``, ``open_lengths``, ``open_values`` ((pixels, bands), in reading order)."""
     from ..io.raster_io import TileReader, open_raster
     from .collector import SegmentCollector
@@ -171,8 +173,8 @@ def stats_part(spec, totals, windows):
                    else np.empty((0, len(spec["bands"])), dtype))
     return {
         "ids": np.concatenate(ids) if ids else np.zeros(0, np.int64),
-        "rows": (np.concatenate(rows, axis=1) if rows
-                 else np.zeros((spec["columns"], 0), np.float64)),
+        "rows": (np.concatenate(rows) if rows
+                 else np.zeros((0, spec["columns"]), np.float64)),
         "pairs": np.concatenate(pairs) if pairs else np.zeros((0, 4), np.float64),
         "open_ids": open_ids, "open_lengths": lengths.astype(np.int64),
         "open_values": open_values, "seconds": time.perf_counter() - started,
@@ -256,7 +258,7 @@ def cluster_segment_stats(client, spec, totals, windows, results, reporter, span
     del part_futures
     pairs = []
     for piece in parts + merged:
-        results[:, piece["ids"]] = piece["rows"]
+        results.T[piece["ids"]] = piece["rows"]
         pairs.append(piece["pairs"])
     return pairs
 
@@ -303,7 +305,7 @@ def _parts_and_merge(client, spec, totals, windows, reporter, span, timings, gat
 def part_summary(part):
     """A part's result without its rows (they stay on the worker): ids, class shares and
     the open segments' pixels."""
-    return {**part, "rows": part["rows"][:, :0]}
+    return {**part, "rows": part["rows"][:0]}
 
 
 def select_rows(piece, first, stop):
@@ -311,7 +313,7 @@ def select_rows(piece, first, stop):
     ids = piece["ids"]
     chosen = (ids >= first) & (ids < stop)
     zones = piece["pairs"][:, 0]
-    return {"ids": ids[chosen], "rows": piece["rows"][:, chosen],
+    return {"ids": ids[chosen], "rows": piece["rows"][chosen],
             "pairs": piece["pairs"][(zones >= first) & (zones < stop)]}
 
 
@@ -324,10 +326,10 @@ def write_block(layout, first, stop, totals, *pieces):
     from ..rat.tables import ZarrRat
 
     count = stop - first
-    kernel = np.full((layout["kernel_columns"], count), np.nan)
+    kernel = np.full((count, layout["kernel_columns"]), np.nan)
     for piece in pieces:
         if len(piece["ids"]):
-            kernel[:, piece["ids"] - first] = piece["rows"]
+            kernel[piece["ids"] - first] = piece["rows"]
     pairs = np.concatenate([p["pairs"] for p in pieces]) if pieces else np.zeros((0, 4))
     present = np.zeros(count, np.bool_)
     known = np.asarray(totals[first:min(stop, len(totals))])
@@ -339,7 +341,7 @@ def write_block(layout, first, stop, totals, *pieces):
     try:
         for name, kind, source, fill, hidden, kept in layout["columns"]:
             if source[0] == "kernel":
-                column = kernel[source[1]].copy()
+                column = kernel[:, source[1]].copy()
             else:  # a class share: 0 where the zone has valid pixels but not the class
                 band, value = source[1], source[2]
                 mine = pairs[pairs[:, 1] == band]
@@ -416,7 +418,7 @@ def _select_merged(merged, first, stop):
         return {"ids": np.zeros(0, np.int64), "rows": np.zeros((0, 0)),
                 "pairs": np.zeros((0, 4))}
     return {"ids": np.concatenate([p["ids"] for p in pieces]),
-            "rows": np.concatenate([p["rows"] for p in pieces], axis=1),
+            "rows": np.concatenate([p["rows"] for p in pieces]),
             "pairs": np.concatenate([p["pairs"] for p in pieces])}
 
 
