@@ -6,7 +6,10 @@ statistics into a separate ``.img`` RAT, in three set-ups, each in a fresh inter
 
 1. the threaded default (``scheduler=None``);
 2. a LocalCluster of 1 single-threaded worker process;
-3. a LocalCluster of 2 single-threaded worker processes.
+3. a LocalCluster of 2 single-threaded worker processes;
+
+and, into a Zarr RAT store instead, the threaded default against 2 workers that write the
+store's row blocks themselves.
 
 The cluster is started before the timing (its start is printed apart) and warmed with a
 tiny case, as numba's cache is. The set-ups take turns ``--repeat`` times; the fastest run
@@ -47,8 +50,11 @@ if workers:
     start_seconds = time.perf_counter() - started
     scheduler = client
 call = dict(statistics={statistics!r}, percentiles={percentiles!r})
+import shutil
 for path in ({tiny_rat!r}, {rat!r}):
-    if os.path.exists(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
         os.remove(path)
 segment_stats({tiny_seg!r}, {tiny_image!r}, output_rat={tiny_rat!r}, scheduler=scheduler,
               **call)
@@ -64,11 +70,11 @@ if client is not None:
 """
 
 
-def run(workers, seg, image, work, tiny, plugins):
+def run(workers, seg, image, work, tiny, plugins, suffix=".img"):
     script = CHILD.format(plugins=plugins, workers=workers, statistics=STATISTICS,
                           percentiles=PERCENTILES, tiny_seg=tiny[0], tiny_image=tiny[1],
-                          tiny_rat=os.path.join(work, f"tiny_{workers}.img"),
-                          seg=seg, image=image, rat=os.path.join(work, f"rat_{workers}.img"))
+                          tiny_rat=os.path.join(work, f"tiny_{workers}{suffix}"),
+                          seg=seg, image=image, rat=os.path.join(work, f"rat_{workers}{suffix}"))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
@@ -98,21 +104,24 @@ def main():
     work = tempfile.mkdtemp(prefix="tessera-bench-cluster-")
     try:
         tiny = tiny_case(work)
-        runs = {0: [], 1: [], 2: []}
+        runs = {0: [], 1: [], 2: [], "0z": [], "2z": []}
         for _ in range(args.repeat):
-            for workers in runs:
-                runs[workers].append(run(workers, seg_img, image_path, work, tiny, plugins))
+            for key in runs:
+                workers, suffix = (int(str(key)[0]), ".zarr" if str(key).endswith("z")
+                                   else ".img")
+                runs[key].append(run(workers, seg_img, image_path, work, tiny, plugins,
+                                     suffix))
         best = {w: min(r, key=lambda x: x["seconds"]) for w, r in runs.items()}
-        base = best[0]["seconds"]
         print(f"\n{args.size} x {args.size} uint16, {best[0]['segments']} segments, "
               f"{os.cpu_count()} CPUs, fastest of {args.repeat}")
-        names = {0: "threaded default", 1: "LocalCluster 1 worker", 2: "LocalCluster 2 workers"}
+        names = {0: "threaded default", 1: "LocalCluster 1 worker", 2: "LocalCluster 2 workers",
+                 "0z": "threaded, Zarr target", "2z": "2 workers write Zarr"}
         for workers, result in best.items():
             spread = sorted(r["seconds"] for r in runs[workers])
-            ratio = result["seconds"] / base
+            ratio = result["seconds"] / best[0 if workers in (0, 1, 2) else "0z"]["seconds"]
             line = (f"{names[workers]:24s} {result['seconds']:6.2f} s  x{ratio:4.2f}"
                     f"  (runs {spread[0]:.2f}-{spread[-1]:.2f})")
-            if workers:
+            if workers not in (0, "0z"):
                 t = result["timings"]
                 boundaries = max(1, t["part_count"] - 1)
                 line += (f"  cluster start {result['start']:.1f} s; {t['part_count']} parts "
@@ -120,7 +129,7 @@ def main():
                          f"{max(t['part_seconds']):.2f} s), merge {t['merge']:.2f} s, "
                          f"{t['crossing_segments']} crossing segments, "
                          f"{t['exchanged_bytes'] / boundaries / 2**10:.0f} KiB per part "
-                         f"boundary, rows gathered {t['gathered_bytes'] / 2**20:.0f} MiB, "
+                         f"boundary, rows {t['gathered_bytes'] / 2**20:.0f} MiB, "
                          f"write {t['write']:.2f} s")
             print(line)
         two = best[2]
