@@ -89,7 +89,7 @@ def _local_cluster():
     workers, memory = local_cluster_size()
     with _python_for_workers():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
+                               host="127.0.0.1", dashboard_address=":0",
                                memory_limit=memory or "auto", silence_logs=logging.CRITICAL)
     try:
         with Client(cluster) as client:
