@@ -118,8 +118,16 @@ def _python_for_workers():
 
 
 def share(client, value):
-    """``value`` sent once to every worker (a future to pass to tasks)."""
-    return client.scatter(value, broadcast=True, hash=False)
+    """``value`` as a future to pass to tasks: sent to the cluster once, fetched by the
+    workers that need it. It is a task's result, not scattered data, so that the
+    scheduler can make it again when the workers holding it die (scattered data would
+    be lost with them, and every task depending on it cancelled)."""
+    return client.submit(_value, value, pure=False,
+                         key=f"tessera-shared-{time.monotonic_ns()}")
+
+
+def _value(value):
+    return value
 
 
 def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
@@ -140,6 +148,7 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
     cancel and failures as :func:`run_tasks`); on leaving early every future is
     cancelled."""
     from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
 
     weights = [1.0] * len(futures) if weights is None else [float(w) for w in weights]
     total = sum(weights) or 1.0
@@ -164,6 +173,10 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
         raise TesseraError(
             f"Dask workers died while running {name} ({error}); nothing was published. "
             "Check the workers' memory limit and logs, then run again.") from None
+    except FutureCancelledError as error:  # e.g. lost with a worker and not computable again
+        raise TesseraError(
+            f"A Dask task of {name} was lost ({error}); nothing was published. Run "
+            "again.") from None
     finally:
         if pending:
             client.cancel(futures)

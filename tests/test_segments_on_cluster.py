@@ -450,3 +450,66 @@ def test_a_histogram_that_disagrees_fails_cleanly(tmp_path, client, change):
                       scheduler=client)
     _assert_same_columns(read_rat(seg_b), before)
     assert not target.exists() and not (tmp_path / "t.csv").exists()
+
+
+def _files(folder):
+    return {os.path.relpath(os.path.join(root, name), folder):
+            _read(os.path.join(root, name))
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def test_a_worker_killed_while_writing_the_store_retries_or_changes_nothing(tmp_path,
+                                                                            client):
+    """The kill lands in the workers' writes of an existing store's row blocks: the run
+    is retried (the same columns as the threaded run) or fails leaving every file of the
+    store as it was."""
+    import shutil
+
+    from tessera.engine.rat.store import RatStore
+
+    seg = _segments(300, 200, seed=29)
+    (seg_a, _), image_path = _case(tmp_path, seg, _image("uint16", (1, 300, 200), seed=30))
+    stores = [str(tmp_path / "threads.zarr"), str(tmp_path / "cluster.zarr")]
+    with RatStore(stores[0]) as created:
+        created.set_chunk_size(40)
+    segment_stats(seg_a, image_path, output_rat=stores[0], statistics=["mean"])
+    shutil.copytree(stores[0], stores[1])
+    before = _files(stores[1])
+    options = dict(statistics=["mean", "median", "max"], overwrite=True, window_size=25)
+    segment_stats(seg_a, image_path, output_rat=stores[0], **options)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_a_writer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for address, keys in client.processing().items():
+                if any("tessera-segments-write" in str(key) for key in keys):
+                    os.kill(pids[address], signal.SIGKILL)
+                    killed.append(address)
+                    break
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_a_writer)
+    killer.start()
+    try:
+        result = segment_stats(seg_a, image_path, output_rat=stores[1], scheduler=client,
+                               **options)
+        print("killed writer: retried")
+        assert result.timings["write_blocks"] >= 2
+        with RatStore(stores[0], read_only=True) as first, \
+                RatStore(stores[1], read_only=True) as second:
+            assert first.column_names() == second.column_names()
+            for name in first.column_names():
+                assert np.array_equal(first.read_block(name, 0, first.row_count),
+                                      second.read_block(name, 0, second.row_count),
+                                      equal_nan=True), name
+    except TesseraError as error:
+        print("killed writer: failed cleanly:", error)
+        assert "nothing was published" in str(error)
+        assert _files(stores[1]) == before
+    finally:
+        killed.append(None)  # stops the killer if it did not fire
+        killer.join()
+        client.wait_for_workers(2, timeout=60)
+    assert killed[0] is not None, "no write task was caught running"

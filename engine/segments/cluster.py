@@ -253,9 +253,8 @@ def check_parts(done_ids, merged_ids, merged_lengths, totals, null_id):
 def cluster_segment_stats(client, spec, totals, windows, results, reporter, span, timings):
     """Fill ``results`` (kernel columns x rows) on the cluster; returns the class shares
     (a list of arrays of zone, band index, class, share)."""
-    part_futures, parts, merged = _parts_and_merge(client, spec, totals, windows, reporter,
-                                                   span, timings, gather_rows=True)
-    del part_futures
+    _, parts, merged = _parts_and_merge(client, spec, totals, windows, reporter, span,
+                                        timings, gather_rows=True)
     pairs = []
     for piece in parts + merged:
         results.T[piece["ids"]] = piece["rows"]
@@ -264,8 +263,9 @@ def cluster_segment_stats(client, spec, totals, windows, results, reporter, span
 
 
 def _parts_and_merge(client, spec, totals, windows, reporter, span, timings, gather_rows):
-    """Run the parts and the merge: (part futures, the parts' results — without their rows
-    unless ``gather_rows`` —, the merged results)."""
+    """Run the parts and the merge: ((part futures, the shared totals they read: both
+    held while the parts' results may be needed again), the parts' results — without
+    their rows unless ``gather_rows`` —, the merged results)."""
     from ..distributed import run_tasks, share, submit, wait_tasks
 
     start, end = span
@@ -299,7 +299,7 @@ def _parts_and_merge(client, spec, totals, windows, reporter, span, timings, gat
                        reporter, name="tessera-segments-merge")
     timings["merge"] = time.perf_counter() - started
     timings["merge_seconds"] = [m["seconds"] for m in merged]
-    return futures, parts, merged
+    return (futures, shared_totals), parts, merged
 
 
 def part_summary(part):
@@ -372,11 +372,11 @@ def cluster_segment_stats_to_store(client, spec, totals, windows, reporter, span
     """The parts and the merge on the cluster, their rows left on the workers: returns
     (class values per band index, ``write(output, columns, row_count, store_columns)``)
     that makes the workers write the staged columns of a Zarr target in row blocks."""
-    from ..distributed import share, submit, wait_tasks
+    from ..distributed import submit, wait_tasks
     from ..statistics.catalogue import check_class_count
 
-    futures, parts, merged = _parts_and_merge(client, spec, totals, windows, reporter, span,
-                                              timings, gather_rows=False)
+    (futures, shared_totals), parts, merged = _parts_and_merge(
+        client, spec, totals, windows, reporter, span, timings, gather_rows=False)
     classes = {}
     for index, band in enumerate(spec["bands"]):
         found = [np.unique(p["pairs"][p["pairs"][:, 1] == index, 2]) for p in parts + merged]
@@ -395,16 +395,17 @@ def cluster_segment_stats_to_store(client, spec, totals, windows, reporter, span
         layout = {"store": store, "columns": columns, "kernel_columns": spec["columns"],
                   "null_id": spec["null_id"], "missing": spec["missing"]}
         size = block_rows(chunk, rows, worker_count(client))
-        shared_totals = share(client, totals)
-        calls = []
-        for first in range(0, rows, size):
+        calls, selected = [], []  # held until the writes are done: a block written again
+        for first in range(0, rows, size):  # (its worker died) selects its rows again
             stop = min(rows, first + size)
             pieces = submit(client, [(select_rows, f, first, stop) for f in futures],
                             "tessera-segments-select")
+            selected.extend(pieces)
             calls.append((write_block, layout, first, stop, shared_totals,
                           _select_merged(merged, first, stop), *pieces))
         writes = submit(client, calls, "tessera-segments-write")
         wait_tasks(client, writes, reporter, name="tessera-segments-write")
+        del selected
         timings["write_blocks"] = len(calls)
         timings["write_on_workers"] = time.perf_counter() - started
 
