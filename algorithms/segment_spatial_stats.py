@@ -71,6 +71,7 @@ class SegmentSpatialStatsAlgorithm(SegmentRatAlgorithm):
             "a pair of valid pixels; area, perimeter and edge_pixels are 0 then.",
             advanced=True)
         self.add_rat_target("Optional CSV with one row per segment: id, then every column.")
+        self.add_dask_scheduler()
 
     def process(self, parameters, context, feedback):
         from ..engine import segment_spatial_stats
@@ -88,6 +89,7 @@ class SegmentSpatialStatsAlgorithm(SegmentRatAlgorithm):
             max_lag=self.parameterAsDouble(parameters, "MAX_LAG", context),
             connectivity=int(self.parameterAsEnumString(parameters, "CONNECTIVITY", context)),
             missing_value=self.parameterAsDouble(parameters, "MISSING_VALUE", context),
-            progress=progress, cancelled=cancelled, **arguments,
+            progress=progress, cancelled=cancelled,
+            scheduler=self.dask_scheduler(parameters, context), **arguments,
         )
         return self.rat_results(result, arguments, feedback)

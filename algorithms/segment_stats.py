@@ -59,6 +59,7 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
             "MISSING_VALUE", "Missing value", DOUBLE, -9999),
             "Written for segments without a valid pixel (pixcount is 0 then).", advanced=True)
         self.add_rat_target("Optional CSV with one row per segment: id, then every statistic.")
+        self.add_dask_scheduler()
         add_report_parameter(self, "Summary report", "Optional HTML summary, opened in the "
                              "Results Viewer: segment count, and per column the range, mean "
                              "and histogram of the values written (missing values left out). "
@@ -79,7 +80,8 @@ class SegmentStatsAlgorithm(SegmentRatAlgorithm):
             percentile_method=self.parameterAsEnumString(parameters, "PERCENTILE_METHOD",
                                                          context),
             missing_value=self.parameterAsDouble(parameters, "MISSING_VALUE", context),
-            progress=progress, cancelled=cancelled, **arguments,
+            progress=progress, cancelled=cancelled,
+            scheduler=self.dask_scheduler(parameters, context), **arguments,
         )
         outputs = self.rat_results(result, arguments, feedback)
         if html:

@@ -33,6 +33,12 @@ def uses_cluster(scheduler):
     return scheduler is not None and not (isinstance(scheduler, str) and not scheduler.strip())
 
 
+def check_scheduler(scheduler, purpose="Running on a Dask cluster"):
+    """Before any other check: a scheduler needs ``dask[distributed]`` installed."""
+    if uses_cluster(scheduler):
+        require("distributed", purpose=purpose)
+
+
 def local_cluster_size():
     """(workers, memory per worker in bytes or None) for a LocalCluster on this machine:
     one single-threaded worker process per core."""
@@ -83,7 +89,7 @@ def _local_cluster():
     workers, memory = local_cluster_size()
     with _python_for_workers():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
+                               host="127.0.0.1", dashboard_address=":0",
                                memory_limit=memory or "auto", silence_logs=logging.CRITICAL)
     try:
         with Client(cluster) as client:
@@ -131,8 +137,16 @@ def worker_python():
 
 
 def share(client, value):
-    """``value`` sent once to every worker (a future to pass to tasks)."""
-    return client.scatter(value, broadcast=True, hash=False)
+    """``value`` as a future to pass to tasks: sent to the cluster once, fetched by the
+    workers that need it. It is a task's result, not scattered data, so that the
+    scheduler can make it again when the workers holding it die (scattered data would
+    be lost with them, and every task depending on it cancelled)."""
+    return client.submit(_value, value, pure=False,
+                         key=f"tessera-shared-{time.monotonic_ns()}")
+
+
+def _value(value):
+    return value
 
 
 def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
@@ -143,9 +157,18 @@ def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
     future and raises :class:`CancelledError`; the first failure cancels the rest and is
     raised as it was raised on the worker. Tasks of a worker that dies are run again
     elsewhere (Dask's rule); a task that killed several workers fails the run cleanly."""
-    from distributed import KilledWorker
-
     futures = submit(client, calls, name)
+    wait_tasks(client, futures, reporter, weights, name)
+    return client.gather(futures)
+
+
+def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
+    """Wait until ``futures`` are finished, their results left on the workers (progress,
+    cancel and failures as :func:`run_tasks`); on leaving early every future is
+    cancelled."""
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+
     weights = [1.0] * len(futures) if weights is None else [float(w) for w in weights]
     total = sum(weights) or 1.0
     pending = dict(enumerate(weights))
@@ -165,11 +188,14 @@ def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
                     raise CancelledError()
             if pending:
                 time.sleep(POLL_SECONDS)
-        return client.gather(futures)
     except KilledWorker as error:
         raise TesseraError(
             f"Dask workers died while running {name} ({error}); nothing was published. "
             "Check the workers' memory limit and logs, then run again.") from None
+    except FutureCancelledError as error:  # e.g. lost with a worker and not computable again
+        raise TesseraError(
+            f"A Dask task of {name} was lost ({error}); nothing was published. Run "
+            "again.") from None
     finally:
         if pending:
             client.cancel(futures)
@@ -180,3 +206,13 @@ def submit(client, calls, name="tessera"):
     return [client.submit(function, *arguments, pure=False,
                           key=f"{name}-{index}-{time.monotonic_ns()}")
             for index, (function, *arguments) in enumerate(calls)]
+
+
+@contextmanager
+def cluster_client(scheduler, purpose="Running on a Dask cluster"):
+    """:func:`connect` when ``scheduler`` asks for Dask, else None (Dask not imported)."""
+    if not uses_cluster(scheduler):
+        yield None
+        return
+    with connect(scheduler, purpose) as client:
+        yield client

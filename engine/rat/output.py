@@ -176,9 +176,46 @@ class RatOutput:
                     edit.discard()
                     raise
 
+    @property
+    def is_zarr(self):
+        """True when the target is a Zarr RAT store (which other processes can write)."""
+        return not self.own_rat and is_zarr_target(self.target)
+
+    def write_by(self, rows, null_id, reporter, write_blocks):
+        """Write a Zarr target's columns by ``write_blocks(store, hidden, kept)``: others
+        (e.g. Dask workers) write row blocks of the staged hidden columns (``hidden`` maps
+        each column to its name in the store ``store``; ``kept`` gives the null row's value
+        to keep) and check them; the columns are published when it returns, discarded when
+        it raises or the run is cancelled."""
+        with TargetLock(self.location, waiting=reporter.note, cancelled=reporter.is_cancelled):
+            self.check()
+            edit = self._open_edit()
+            try:
+                kept = self._prepare_columns(edit.table, rows, null_id)
+                write_blocks(os.fspath(self.target), dict(edit.table.staged), kept)
+                reporter.check()
+                edit.publish()
+            except BaseException:
+                edit.discard()
+                raise
+
     def _write_columns(self, rat, results, null_id, reporter):
         """Write every column; returns the values kept in the null row, by column."""
         rows = results.shape[1]
+        kept = self._prepare_columns(rat, rows, null_id)
+        for index, column in _gathered_columns(results):
+            name, kind = self.columns[index]
+            _keep_null_row(column, null_id, kept[name])
+            for start in range(0, rows, WRITE_BLOCK_ROWS):
+                reporter.check()
+                block = column[start:start + WRITE_BLOCK_ROWS]
+                rat.write(name, _for_kind(block, kind), start)
+            reporter.update((index + 1) / len(self.columns))
+        return kept
+
+    def _prepare_columns(self, rat, rows, null_id):
+        """Give ``rat`` the rows and (empty) columns; returns the values kept in the null
+        row, by column."""
         if rat.row_count() < rows:
             rat.set_row_count(rows)
         kept = {}
@@ -190,14 +227,6 @@ class RatOutput:
         for name, kind in self.columns:
             if not rat.has_column(name):
                 rat.create_column(name, kind)
-        for index, column in _gathered_columns(results):
-            name, kind = self.columns[index]
-            _keep_null_row(column, null_id, kept[name])
-            for start in range(0, rows, WRITE_BLOCK_ROWS):
-                reporter.check()
-                block = column[start:start + WRITE_BLOCK_ROWS]
-                rat.write(name, _for_kind(block, kind), start)
-            reporter.update((index + 1) / len(self.columns))
         return kept
 
     def _read_back(self, edit, results, null_id, kept):

@@ -278,6 +278,16 @@ class SegmentCollector:
         """Pixels reserved for segments not yet complete."""
         return int(self.state[LIVE])
 
+    def open_segments(self):
+        """(ids, starts, lengths) of the segments not yet complete: the pixels seen so far
+        of ``ids[i]`` are ``arena_vals[starts[i]:starts[i]+lengths[i]]``, in reading order
+        (a part of the raster hands them on to whoever reads the rest)."""
+        opened = self.opened[: int(self.state[OPENED])]
+        cursors = self.place[opened, 0]
+        ids = opened[cursors >= 0]
+        starts = self.place[ids, 1] - self.totals[ids]
+        return ids.copy(), starts, self.place[ids, 0] - starts
+
     def check_complete(self):
         """Raise when some segment got fewer pixels than its total."""
         short = np.flatnonzero((self.place[:, 0] != CLOSED) & (self.totals > 0))

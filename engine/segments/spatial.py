@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from ..dependencies import require
+from ..distributed import check_scheduler, cluster_client
 from ..errors import TesseraError
 from ..io.raster_io import TileReader, Window, plan_windows
 from ..progress import Progress
@@ -46,7 +47,7 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
                           max_lag=5, connectivity=8, missing_value=-9999, output_rat=None,
                           overwrite=False, progress=None, cancelled=None, segment_band=1,
                           column_prefix="", output_table=None, window_size=None,
-                          read_threads=2):
+                          read_threads=2, scheduler=None):
     """Compute spatial statistics of every segment of ``segments``.
 
     ``statistics`` are names of
@@ -58,10 +59,12 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     ``centroid_x, centroid_y, xmin, ymin, xmax, ymax, area, perimeter,
     edge_pixels, gamma_<k>, drms_<k>`` with an optional ``column_prefix``.
     ``output_rat``, ``overwrite``, ``output_table``, ``progress`` and
-    ``cancelled`` work as in :func:`~tessera.engine.segment_stats`.
+    ``cancelled`` and ``scheduler`` (a Dask cluster) work as in
+    :func:`~tessera.engine.segment_stats`.
     Returns a :class:`~tessera.engine.SegmentStatsResult`.
     """
     require("numba", purpose="Per-segment spatial statistics")
+    check_scheduler(scheduler, "Per-segment spatial statistics on a Dask cluster")
     started = time.perf_counter()
     reporter = Progress(progress, cancelled)
     plan = SpatialPlan(statistics, max_lag, connectivity, column_prefix)
@@ -85,16 +88,24 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
         sources.append((inputs.image, [inputs.image_band], None))
     null_id = inputs.null_id
     reporter.phase(0.0, 0.95, "Computing per-segment spatial statistics")
-    done = 0
     compute_started = time.perf_counter()
-    with TileReader(sources, reads, threads=read_threads) as reader:
-        for core, (read, tiles) in zip(cores, reader, strict=False):
-            reporter.check()
-            image_tile = tiles[1][0] if plan.needs_values else None
-            sums.add_tile(tiles[0][0], image_tile, core, read, seg_ds)
-            done += core.xsize * core.ysize
-            reporter.update(done / (width * height))
-    timings = {"statistics": time.perf_counter() - compute_started}
+    timings = {}
+    with cluster_client(scheduler, "Per-segment spatial statistics on a Dask cluster") as cluster:
+        if cluster is None:
+            _threaded_sums(sums, sources, cores, reads, seg_ds, read_threads, reporter)
+        else:
+            from .cluster import cluster_spatial_sums, shared_path
+
+            spec = {"segments": shared_path(segments, "segment raster"),
+                    "segment_band": segment_band, "image_band": inputs.image_band,
+                    "image": shared_path(image, "image") if plan.needs_values else None,
+                    "image_nodata": inputs.image_nodata, "null_id": null_id,
+                    "statistics": statistics, "max_lag": max_lag,
+                    "connectivity": connectivity, "column_prefix": column_prefix,
+                    "read_threads": 1}
+            timings["part_count"] = cluster_spatial_sums(cluster, spec, sums, cores, reads,
+                                                         reporter)
+    timings["statistics"] = time.perf_counter() - compute_started
     reporter.check()
 
     row_count = max(sums.size, output.existing_rows)
@@ -103,6 +114,19 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     seg_ds = inputs = None  # release read handles before writing the segment file
     return write_segment_results(output, results, columns, present, null_id, row_count,
                                  output_table, reporter, timings, started)
+
+
+def _threaded_sums(sums, sources, cores, reads, seg_ds, read_threads, reporter):
+    """Add every window to ``sums``, read here."""
+    width, height = seg_ds.RasterXSize, seg_ds.RasterYSize
+    done = 0
+    with TileReader(sources, reads, threads=read_threads) as reader:
+        for core, (read, tiles) in zip(cores, reader, strict=False):
+            reporter.check()
+            image_tile = tiles[1][0] if sums.plan.needs_values else None
+            sums.add_tile(tiles[0][0], image_tile, core, read, seg_ds)
+            done += core.xsize * core.ysize
+            reporter.update(done / (width * height))
 
 
 def _with_halo(core, halo, width, height):
