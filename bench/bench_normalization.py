@@ -24,7 +24,8 @@ threads, added to the I/O floor, is a second yardstick: I/O floor + arithmetic.
 
 With ``--baseline CHECKOUT`` (another Tessera checkout, e.g. ``git worktree add
 /tmp/before <commit>``) that checkout's engine runs in turn with this one's on the same
-scenes, so both see the same load: before/after figures from one command.
+scenes, so both see the same load: before/after figures from one command; every value
+of the outputs is then compared with the baseline's (how many differ).
 
 With ``--spectralmatch PYTHON`` (an interpreter that can ``import spectralmatch``: the peer,
 not part of Tessera), each algorithm is then also run by spectralmatch in that interpreter,
@@ -499,6 +500,29 @@ def compare_adjustments(tessera_json, peer_json):
             f"max |offset difference| {offset:.3f} DN")
 
 
+def compare_to_baseline(paths, out, baseline_out, suffix):
+    """Every value of each output against the baseline's: how many differ (all bands)
+    and the largest difference, as a text line."""
+    from osgeo import gdal
+
+    values, differ, largest = 0, 0, 0.0
+    for ours, theirs in zip(output_paths(out, paths, suffix),
+                            output_paths(baseline_out, paths, suffix), strict=True):
+        a_set, b_set = gdal.Open(ours), gdal.Open(theirs)
+        width, height = a_set.RasterXSize, a_set.RasterYSize
+        for y in range(0, height, STRIP):
+            rows = min(STRIP, height - y)
+            a = a_set.ReadAsArray(0, y, width, rows).astype(np.float64)
+            b = b_set.ReadAsArray(0, y, width, rows).astype(np.float64)
+            same = (a == b) | (np.isnan(a) & np.isnan(b))
+            values += a.size
+            differ += int((~same).sum())
+            if differ:
+                largest = max(largest, float(np.nanmax(np.abs(a - b), initial=0.0)))
+    verdict = "bit-identical" if differ == 0 else f"{differ} differ (largest {largest:g})"
+    return f"outputs against the baseline's: {values} values, {verdict}"
+
+
 def warm_up(function, layout="grid", repo=None):
     """Compile (and cache) the numba kernels on tiny scenes so timings exclude it."""
     paths = write_scenes(256, layout)
@@ -575,6 +599,8 @@ def main():
             if args.baseline:
                 print(figures_row("  baseline", threads, figures[1], megapixels,
                                   floor["wall"]), flush=True)
+                print(f"  {compare_to_baseline(paths, out, out + '_baseline', suffixes[which])}",
+                      flush=True)
         if args.serial:
             ratio = timings[1]["wall"] / timings[args.threads]["wall"]
             print(f"{function}: serial / parallel wall time = {ratio:.2f}")

@@ -133,12 +133,87 @@ def accumulate_blocks(tile, nodata, has_nodata, mask, use_mask, block_rows, bloc
                 counts[b, br, bc] += 1
 
 
-@njit(cache=True, nogil=True)
+def small_integers(tile, out):
+    """Whether ``tile`` and ``out`` are both integer types of at most 16 bits: then the
+    corrections sum inputs and outputs as integers (vectorized), which gives the float
+    sums of the exact kernels (integers, exact below 2**53: up to 1.3e11 pixels of
+    16-bit values per thread's piece of an image)."""
+    return (tile.dtype.kind in "iu" and out.dtype.kind in "iu" and tile.dtype.itemsize <= 2
+            and out.dtype.itemsize <= 2)
+
+
 def linear_correction(tile, nodata, has_nodata, scale, offset, out, store, input_sums,
                       output_sums, output_counts, clamped_counts):
     """``scale[b] * x + offset[b]`` of the valid pixels of ``tile`` stored in ``out`` (the
     output type) as :func:`store_output` does (``store``: its output-range arguments
-    ``lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down``); sums the valid inputs."""
+    ``lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down``); sums the valid inputs.
+
+    Integers of at most 16 bits in and out (:func:`small_integers`) run
+    :func:`linear_rows`, which stores the same pixels and sums in loops the compiler
+    vectorizes; other types :func:`exact_linear_correction`."""
+    kernel = linear_rows if small_integers(tile, out) else exact_linear_correction
+    kernel(tile, nodata, has_nodata, scale, offset, out, store, input_sums, output_sums,
+           output_counts, clamped_counts)
+
+
+@njit(cache=True, nogil=True)
+def linear_rows(tile, nodata, has_nodata, scale, offset, out, store, input_sums,
+                output_sums, output_counts, clamped_counts):
+    """:func:`linear_correction` of integer tiles into an integer type, row by row
+    (:func:`_linear_row`), the sums kept as integers."""
+    bands, rows, cols = tile.shape
+    totals = np.zeros(4, np.int64)
+    for b in range(bands):
+        totals[:] = 0
+        for r in range(rows):
+            _linear_row(tile[b, r], nodata, has_nodata, scale[b], offset[b], out[b, r], store,
+                        totals)
+        input_sums[b] += totals[0]
+        output_sums[b] += totals[1]
+        output_counts[b] += totals[2]
+        clamped_counts[b] += totals[3]
+
+
+@njit(cache=True, nogil=True)
+def _linear_row(row, nodata, has_nodata, a, o, out, store, totals):
+    """One row of :func:`linear_rows`: stored values, adding to ``totals`` (input sum,
+    output sum, valid count, clamped count)."""
+    s_in = 0
+    s_out = 0
+    n = 0
+    clamped = 0
+    for c in range(row.size):
+        x = row[c]
+        valid = (not has_nodata) | (x != nodata)
+        v, flag = _rounded(a * x + o, store)
+        out[c] = v if valid else store[3]
+        s_in += np.int64(x) if valid else 0
+        s_out += np.int64(v) if valid else 0
+        n += valid
+        clamped += flag & valid
+    totals[0] += s_in
+    totals[1] += s_out
+    totals[2] += n
+    totals[3] += clamped
+
+
+@njit(cache=True, nogil=True)
+def _rounded(raw, store):
+    """What :func:`_store_value` stores for ``raw`` in an integer type (without branches,
+    so that loops over it vectorize), and whether it was clamped."""
+    lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down = store
+    v = np.rint(raw) if raw == raw else lo
+    low = v < lo
+    high = v > hi
+    v = lo if low else (hi if high else v)
+    v = (nodata_up if raw > nodata else nodata_down) if has_nodata and v == nodata else v
+    return v, low | high
+
+
+@njit(cache=True, nogil=True)
+def exact_linear_correction(tile, nodata, has_nodata, scale, offset, out, store, input_sums,
+                            output_sums, output_counts, clamped_counts):
+    """:func:`linear_correction` of any types, value by value with float sums."""
     bands, rows, cols = tile.shape
     for b in range(bands):
         a = scale[b]
@@ -208,7 +283,8 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
     """Local block correction of a tile (arguments of :func:`exact_local_correction`),
     the same pixels as it stores.
 
-    Gamma from an integer type into an integer type takes the vectorized path: per
+    Gamma from and into integers of at most 16 bits (:func:`small_integers`) takes
+    the vectorized path: per
     band, chunks of rows through :func:`gamma_means` (the interpolated means), numpy's
     ``log``, ``divide`` and ``power`` (SIMD where numpy has them: a few ns per value
     instead of 20 for the C library's scalar calls, and within 2 ulps of them),
@@ -218,7 +294,7 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
     (linear; float inputs or outputs, whose last bits count) run
     :func:`exact_local_correction`.
     """
-    if not (gamma and store[2] and tile.dtype.kind in "iu"):
+    if not (gamma and small_integers(tile, out)):
         exact_local_correction(tile, nodata, has_nodata, reference, local, row0, row1,
                                row_frac, col0, col1, col_frac, gamma, alpha, offsets, out,
                                store, input_sums, output_sums, output_counts, clamped_counts)
@@ -369,10 +445,9 @@ def _gamma_row(row, status, l_ref, l_local, power, alpha, o, nodata, has_nodata,
 @njit(cache=True, nogil=True)
 def store_results(tile, b, r_start, r_end, status, results, out, store, input_sums,
                   output_sums, output_counts, clamped_counts):
-    """Store ``results`` (band ``b``, rows ``r_start:r_end``, flattened; finite) into
-    ``out``, an integer type, as :func:`_store_value` does (nodata where the status
-    says so), and add to the band's sums (integers, summed exactly, as the float sums
-    of the other kernels are while they stay below 2**53)."""
+    """Store ``results`` (band ``b``, rows ``r_start:r_end``, flattened) into ``out``,
+    an integer type, as :func:`_store_value` does (nodata where the status says so),
+    and add to the band's sums (as integers: see :func:`small_integers`)."""
     cols = tile.shape[2]
     totals = np.zeros(4, np.int64)
     for r in range(r_start, r_end):
@@ -389,24 +464,18 @@ def store_results(tile, b, r_start, r_end, status, results, out, store, input_su
 def _store_row(row, status, results, out, store, totals):
     """One row of :func:`store_results`; adds to ``totals`` (input sum, output sum,
     valid count, clamped count)."""
-    lo, hi, is_int, nodata, has_nodata, nodata_up, nodata_down = store
     s_in = 0
     s_out = 0
     n = 0
     clamped = 0
     for c in range(row.size):
         valid = status[c] != GAMMA_NODATA
-        raw = results[c]
-        v = np.rint(raw)
-        low = v < lo
-        high = v > hi
-        v = lo if low else (hi if high else v)
-        v = (nodata_up if raw > nodata else nodata_down) if has_nodata and v == nodata else v
-        out[c] = v if valid else nodata
+        v, flag = _rounded(results[c], store)
+        out[c] = v if valid else store[3]
         s_in += np.int64(row[c]) if valid else 0
         s_out += np.int64(v) if valid else 0
         n += valid
-        clamped += (low | high) & valid
+        clamped += flag & valid
     totals[0] += s_in
     totals[1] += s_out
     totals[2] += n
