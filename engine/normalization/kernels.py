@@ -42,28 +42,60 @@ def _merge(counts, means, m2, band, n, mean, q):
 
 @njit(cache=True, nogil=True)
 def accumulate_moments(tile, nodata, has_nodata, mask, use_mask, counts, means, m2):
-    """Merge each band's valid pixels of ``tile`` (bands, rows, cols) into the moments."""
+    """Merge each band's valid pixels of ``tile`` (bands, rows, cols) into the moments.
+
+    Four bands at a time (:func:`_moments_of_four`): each band's sums add the same
+    values in the same order as band by band (the same bits), while the four chains
+    of additions overlap in the processor."""
+    for b0 in range(0, tile.shape[0], 4):
+        _moments_of_four(tile, b0, nodata, has_nodata, mask, use_mask, counts, means, m2)
+
+
+@njit(cache=True, nogil=True)
+def _moments_of_four(tile, b0, nodata, has_nodata, mask, use_mask, counts, means, m2):
+    """:func:`accumulate_moments` of bands ``b0`` to ``b0 + 3`` (those beyond the last
+    band repeat it and are dropped): count and sum, then the squared deviations from
+    the mean, each band in its own running sum."""
     bands, rows, cols = tile.shape
-    for b in range(bands):
-        n = 0
-        total = 0.0
-        for r in range(rows):
-            for c in range(cols):
-                v = tile[b, r, c]
-                if _valid(v, nodata, has_nodata) and (not use_mask or mask[r, c]):
-                    n += 1
-                    total += v
-        if n == 0:
-            continue
-        mean = total / n
-        q = 0.0
-        for r in range(rows):
-            for c in range(cols):
-                v = tile[b, r, c]
-                if _valid(v, nodata, has_nodata) and (not use_mask or mask[r, c]):
-                    d = v - mean
-                    q += d * d
-        _merge(counts, means, m2, b, n, mean, q)
+    b1, b2, b3 = min(b0 + 1, bands - 1), min(b0 + 2, bands - 1), min(b0 + 3, bands - 1)
+    n0 = n1 = n2 = n3 = 0
+    t0 = t1 = t2 = t3 = 0.0
+    for r in range(rows):
+        for c in range(cols):
+            inside = not use_mask or mask[r, c]
+            v0, v1, v2, v3 = tile[b0, r, c], tile[b1, r, c], tile[b2, r, c], tile[b3, r, c]
+            k0 = inside and _valid(v0, nodata, has_nodata)
+            k1 = inside and _valid(v1, nodata, has_nodata)
+            k2 = inside and _valid(v2, nodata, has_nodata)
+            k3 = inside and _valid(v3, nodata, has_nodata)
+            n0 += k0
+            n1 += k1
+            n2 += k2
+            n3 += k3
+            # adding 0.0 leaves a sum's bits as they are (the sums start at +0.0)
+            t0 += v0 if k0 else 0.0
+            t1 += v1 if k1 else 0.0
+            t2 += v2 if k2 else 0.0
+            t3 += v3 if k3 else 0.0
+    mean0 = t0 / n0 if n0 else 0.0
+    mean1 = t1 / n1 if n1 else 0.0
+    mean2 = t2 / n2 if n2 else 0.0
+    mean3 = t3 / n3 if n3 else 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    for r in range(rows):
+        for c in range(cols):
+            inside = not use_mask or mask[r, c]
+            v0, v1, v2, v3 = tile[b0, r, c], tile[b1, r, c], tile[b2, r, c], tile[b3, r, c]
+            d0, d1, d2, d3 = v0 - mean0, v1 - mean1, v2 - mean2, v3 - mean3
+            q0 += d0 * d0 if inside and _valid(v0, nodata, has_nodata) else 0.0
+            q1 += d1 * d1 if inside and _valid(v1, nodata, has_nodata) else 0.0
+            q2 += d2 * d2 if inside and _valid(v2, nodata, has_nodata) else 0.0
+            q3 += d3 * d3 if inside and _valid(v3, nodata, has_nodata) else 0.0
+    found = ((n0, mean0, q0), (n1, mean1, q1), (n2, mean2, q2), (n3, mean3, q3))
+    for k in range(min(4, bands - b0)):
+        n, mean, q = found[k]
+        if n:
+            _merge(counts, means, m2, b0 + k, n, mean, q)
 
 
 @njit(cache=True, nogil=True)
