@@ -140,29 +140,110 @@ def accumulate_pair_moments(first, second, nodata, has_nodata, mask, use_mask, c
         _merge(counts_b, means_second, m2_second, b, n, mean_b, q_b)
 
 
-@njit(cache=True, nogil=True)
 def accumulate_blocks(tile, nodata, has_nodata, mask, use_mask, block_rows, block_cols,
                       sums, counts, minimum):
     """Add valid pixels to ``sums``/``counts`` (bands, block rows, block cols).
 
     ``block_rows[r]`` and ``block_cols[c]`` give the block of each tile row
     and column. ``minimum`` (bands) tracks the smallest valid value, mask or not.
+    Integers of at most 16 bits run :func:`integer_blocks` (integer sums along a row
+    inside a block, vectorized; the float sums they make are those of adding one
+    value at a time while below 2**53, as block sums of such values are), other types
+    :func:`exact_blocks`.
     """
+    small = tile.dtype.kind in "iu" and tile.dtype.itemsize <= 2
+    kernel = integer_blocks if small else exact_blocks
+    kernel(tile, nodata, has_nodata, mask, use_mask, block_rows, block_cols, sums, counts,
+           minimum)
+
+
+@njit(cache=True, nogil=True)
+def _column_runs(block_cols):
+    """The first column of each run of columns in one block, then the column count."""
+    starts = [0]
+    for c in range(1, block_cols.size):
+        if block_cols[c] != block_cols[c - 1]:
+            starts.append(c)
+    starts.append(block_cols.size)
+    return starts
+
+
+@njit(cache=True, nogil=True)
+def integer_blocks(tile, nodata, has_nodata, mask, use_mask, block_rows, block_cols, sums,
+                   counts, minimum):
+    """:func:`accumulate_blocks` of an integer tile, one row's run of columns in a block
+    at a time (:func:`_integer_run`)."""
     bands, rows, cols = tile.shape
+    starts = _column_runs(block_cols)
+    found = np.zeros(3, np.int64)  # sum, count, smallest valid value of a run
+    everywhere = np.ones(cols, np.uint8)
     for b in range(bands):
+        low = minimum[b]
         for r in range(rows):
             br = block_rows[r]
-            for c in range(cols):
-                v = tile[b, r, c]
-                if not _valid(v, nodata, has_nodata):
-                    continue
-                if v < minimum[b]:
-                    minimum[b] = v
-                if use_mask and not mask[r, c]:
-                    continue
-                bc = block_cols[c]
-                sums[b, br, bc] += v
-                counts[b, br, bc] += 1
+            row = tile[b, r]
+            inside = mask[r] if use_mask else everywhere
+            for k in range(len(starts) - 1):
+                start, end = starts[k], starts[k + 1]
+                if _integer_run(row[start:end], inside[start:end], nodata, has_nodata, found):
+                    low = min(low, found[2])
+                bc = block_cols[start]
+                sums[b, br, bc] += found[0]
+                counts[b, br, bc] += found[1]
+        minimum[b] = low
+
+
+@njit(cache=True, nogil=True)
+def _integer_run(values, inside, nodata, has_nodata, found):
+    """Sum and count of the valid ``values`` where ``inside``, and the smallest valid
+    value, inside or not, into ``found``; returns whether any value is valid."""
+    total = 0
+    n = 0
+    valid_count = 0
+    low = 1 << 40
+    for c in range(values.size):
+        v = np.int64(values[c])
+        valid = (not has_nodata) | (v != nodata)
+        low = min(low, v) if valid else low
+        valid_count += valid
+        use = valid & (inside[c] != 0)
+        total += v if use else 0
+        n += use
+    found[0] = total
+    found[1] = n
+    found[2] = low
+    return valid_count > 0
+
+
+@njit(cache=True, nogil=True)
+def exact_blocks(tile, nodata, has_nodata, mask, use_mask, block_rows, block_cols, sums,
+                 counts, minimum):
+    """:func:`accumulate_blocks` of any type: a block's running sum stays in a register
+    along the columns of a row inside it (the same additions in the same order as one
+    value at a time in memory)."""
+    bands, rows, cols = tile.shape
+    starts = _column_runs(block_cols)
+    for b in range(bands):
+        low = minimum[b]
+        for r in range(rows):
+            br = block_rows[r]
+            for k in range(len(starts) - 1):
+                bc = block_cols[starts[k]]
+                total = sums[b, br, bc]
+                n = counts[b, br, bc]
+                for c in range(starts[k], starts[k + 1]):
+                    v = tile[b, r, c]
+                    if not _valid(v, nodata, has_nodata):
+                        continue
+                    if v < low:
+                        low = v
+                    if use_mask and not mask[r, c]:
+                        continue
+                    total += v
+                    n += 1
+                sums[b, br, bc] = total
+                counts[b, br, bc] = n
+        minimum[b] = low
 
 
 def small_integers(tile, out):
