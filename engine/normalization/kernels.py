@@ -14,6 +14,15 @@ the input had it.
 
 A pixel is valid when it is not NaN and not the nodata value; a ``mask``
 (uint8, 1 = use) limits the pixels that feed statistics when ``use_mask``.
+
+Speed without changing a bit (issue 23): integers of at most 16 bits in and out take
+kernels whose loops the compiler vectorizes (no branches, integer sums, which equal
+the float sums of adding one value at a time while those stay below 2**53); float
+sums keep their order (several bands' chains of additions interleaved, or a running
+sum kept in a register). The gamma correction into such integers evaluates its
+logarithms and power with numpy's SIMD functions and recomputes with the C library
+every value whose rounding their last-bit differences could change
+(:func:`local_correction`); float outputs keep the C library throughout.
 """
 
 import math
@@ -424,10 +433,11 @@ def local_correction(tile, nodata, has_nodata, reference, local, row0, row1, row
             k = (end - r) * cols
             gamma_means(tile, b, r, end, nodata, has_nodata, reference, local, row0, row1,
                         row_frac, col0, col1, col_frac, offsets[b], p, m_ref, m_local, status)
-            np.log(m_ref[:k], out=l_ref[:k])
-            np.log(m_local[:k], out=l_local[:k])
-            np.divide(l_ref[:k], l_local[:k], out=power[:k])
-            np.power(p[:k], power[:k], out=power[:k])
+            with np.errstate(all="ignore"):  # an overflow goes to the C library path
+                np.log(m_ref[:k], out=l_ref[:k])
+                np.log(m_local[:k], out=l_local[:k])
+                np.divide(l_ref[:k], l_local[:k], out=power[:k])
+                np.power(p[:k], power[:k], out=power[:k])
             gamma_results(tile, b, r, end, status, p, m_ref, m_local, l_ref, l_local, power,
                           alpha, offsets[b], store[3], store[4], bound)
             store_results(tile, b, r, end, status, power, out, store, *totals)
