@@ -16,6 +16,8 @@ outputs with the engine's creation options (tiled ZSTD with a predictor): no
 normalization can take less. Each algorithm's parallel wall time is printed as a
 multiple of it (``--runs`` runs of each, best kept: the machine may be shared), with
 the CPU seconds (user + system) of its process, which a busy machine disturbs less.
+``--warm`` times each algorithm's second run in its process instead (numba imported and
+the kernels loaded, as in a QGIS session after the first run; CPU seconds of that run).
 
 The kernels are also timed alone on one window in memory (CPU seconds per value); the
 arithmetic each algorithm must do (every value through its statistics and correction
@@ -24,7 +26,8 @@ threads, added to the I/O floor, is a second yardstick: I/O floor + arithmetic.
 
 With ``--baseline CHECKOUT`` (another Tessera checkout, e.g. ``git worktree add
 /tmp/before <commit>``) that checkout's engine runs in turn with this one's on the same
-scenes, so both see the same load: before/after figures from one command.
+scenes, so both see the same load: before/after figures from one command; every value
+of the outputs is then compared with the baseline's (how many differ).
 
 With ``--spectralmatch PYTHON`` (an interpreter that can ``import spectralmatch``: the peer,
 not part of Tessera), each algorithm is then also run by spectralmatch in that interpreter,
@@ -34,7 +37,7 @@ threads; the script prints its wall time and peak RSS, the ratios spectralmatch 
 Tessera's global regression then weights overlaps by 1, as spectralmatch 1.6 does.
 
     .venv/bin/python bench/bench_normalization.py [global|local|both] [--size 8000]
-        [--layout grid|chain] [--threads 2] [--runs 1] [--no-serial]
+        [--layout grid|chain] [--threads 2] [--runs 1] [--no-serial] [--warm]
         [--baseline CHECKOUT] [--spectralmatch /work/peers/spectralmatch-env/bin/python]
 """
 
@@ -119,12 +122,14 @@ import json, sys, time
 sys.path.insert(0, {plugins!r})
 from tessera.engine import {function}
 paths = {paths!r}
-started = time.perf_counter()
+if {warm!r}:  # a run before, as in a QGIS session after its first run: numba loaded
+    {function}(paths, {out!r}, threads={threads}, **{options!r})
+started, cpu = time.perf_counter(), time.process_time()
 {function}(paths, {out!r}, threads={threads}, **{options!r})
-wall = time.perf_counter() - started
+wall, cpu = time.perf_counter() - started, time.process_time() - cpu
 sys.path.insert(0, {here!r})
 from peak_memory import peak_rss_mb
-print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb()}}))
+print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb(), "cpu_run": cpu}}))
 """
 
 
@@ -144,17 +149,18 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
-def run(function, paths, threads, out, options, repo=None):
+def run(function, paths, threads, out, options, repo=None, warm=False):
     """Wall time, peak RSS and CPU seconds of ``function`` of the Tessera checkout
-    ``repo`` (default: this one) in a fresh interpreter."""
+    ``repo`` (default: this one) in a fresh interpreter; ``warm``: the run timed is the
+    second in that interpreter, and its CPU seconds are those of the run alone."""
     code = CHILD.format(plugins=plugins_of(repo), here=HERE, function=function, paths=paths,
-                        out=out, threads=threads, options=options)
+                        out=out, threads=threads, options=options, warm=warm)
     cpu = children_cpu()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{function} failed:\n{done.stderr[-3000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    figures["cpu"] = children_cpu() - cpu
+    figures["cpu"] = figures["cpu_run"] if warm else children_cpu() - cpu
     return figures
 
 
@@ -499,6 +505,29 @@ def compare_adjustments(tessera_json, peer_json):
             f"max |offset difference| {offset:.3f} DN")
 
 
+def compare_to_baseline(paths, out, baseline_out, suffix):
+    """Every value of each output against the baseline's: how many differ (all bands)
+    and the largest difference, as a text line."""
+    from osgeo import gdal
+
+    values, differ, largest = 0, 0, 0.0
+    for ours, theirs in zip(output_paths(out, paths, suffix),
+                            output_paths(baseline_out, paths, suffix), strict=True):
+        a_set, b_set = gdal.Open(ours), gdal.Open(theirs)
+        width, height = a_set.RasterXSize, a_set.RasterYSize
+        for y in range(0, height, STRIP):
+            rows = min(STRIP, height - y)
+            a = a_set.ReadAsArray(0, y, width, rows).astype(np.float64)
+            b = b_set.ReadAsArray(0, y, width, rows).astype(np.float64)
+            same = (a == b) | (np.isnan(a) & np.isnan(b))
+            values += a.size
+            differ += int((~same).sum())
+            if differ:
+                largest = max(largest, float(np.nanmax(np.abs(a - b), initial=0.0)))
+    verdict = "bit-identical" if differ == 0 else f"{differ} differ (largest {largest:g})"
+    return f"outputs against the baseline's: {values} values, {verdict}"
+
+
 def warm_up(function, layout="grid", repo=None):
     """Compile (and cache) the numba kernels on tiny scenes so timings exclude it."""
     paths = write_scenes(256, layout)
@@ -517,6 +546,10 @@ def main():
                         help="runs of each measurement, the fastest kept (shared machines)")
     parser.add_argument("--no-serial", dest="serial", action="store_false",
                         help="skip the one-thread runs")
+    parser.add_argument("--warm", action="store_true",
+                        help="time each algorithm's second run in its interpreter (numba "
+                             "imported and its kernels loaded, as in a QGIS session after the "
+                             "first run); CPU seconds are then those of that run alone")
     parser.add_argument("--spectralmatch", metavar="PYTHON",
                         help="an interpreter that can import spectralmatch (peer, optional)")
     parser.add_argument("--baseline", metavar="CHECKOUT",
@@ -558,10 +591,12 @@ def main():
                 options["save_adjustments"] = os.path.join(out, "adjustments.json")
         timings = {}
         for threads in ((1, args.threads) if args.serial else (args.threads,)):
-            measures = [functools.partial(run, function, paths, threads, out, options)]
+            measures = [functools.partial(run, function, paths, threads, out, options,
+                                          warm=args.warm)]
             if args.baseline:
                 measures.append(functools.partial(run, function, paths, threads,
-                                                  out + "_baseline", options, args.baseline))
+                                                  out + "_baseline", options, args.baseline,
+                                                  warm=args.warm))
             figures = best_of(args.runs, *measures)
             figures = figures if args.baseline else [figures]
             timings[threads] = figures[0]
@@ -575,6 +610,8 @@ def main():
             if args.baseline:
                 print(figures_row("  baseline", threads, figures[1], megapixels,
                                   floor["wall"]), flush=True)
+                print(f"  {compare_to_baseline(paths, out, out + '_baseline', suffixes[which])}",
+                      flush=True)
         if args.serial:
             ratio = timings[1]["wall"] / timings[args.threads]["wall"]
             print(f"{function}: serial / parallel wall time = {ratio:.2f}")

@@ -320,6 +320,37 @@ def test_store_output_rounds_clamps_and_steps_off_nodata():
     assert got[1] == pytest.approx(np.finfo(np.float32).max) and got[2] == 2.25
 
 
+@pytest.mark.parametrize("dtype, out_dtype, nodata", [
+    (np.uint16, np.uint16, 0), (np.int16, np.int16, -9999), (np.uint16, np.uint8, 0),
+    (np.uint8, np.int16, None)])
+def test_vectorized_linear_correction_stores_what_the_exact_kernel_stores(dtype, out_dtype,
+                                                                          nodata):
+    """Small integers in and out take the vectorized kernel (integer sums): the same
+    pixels and sums as the value-by-value kernel, with clamping, results landing on
+    nodata and a NaN scale."""
+    from tessera.engine.normalization import kernels
+    from tessera.engine.normalization.corrected_output import output_range
+
+    rng = np.random.default_rng(23)
+    info = np.iinfo(dtype)
+    tile = rng.integers(info.min, info.max, (5, 40, 300), endpoint=True).astype(dtype)
+    if nodata is not None:
+        tile[:, :4, :30] = nodata
+    scale = np.array([1.0, 1.37, 0.5, 200.0, np.nan])
+    offset = np.array([-1.0, -260.3, 0.5, 1e4, 0.0])  # band 1: value 1 lands on nodata 0
+    store = output_range(out_dtype, nodata).store
+    assert kernels.small_integers(tile, np.empty(1, out_dtype))
+    stored = []
+    for kernel in (kernels.exact_linear_correction, kernels.linear_correction):
+        out, totals = np.empty(tile.shape, out_dtype), np.zeros((4, 5))
+        kernel(tile, 0.0 if nodata is None else float(nodata), nodata is not None, scale,
+               offset, out, store, *totals)
+        stored.append((out, totals))
+    assert np.array_equal(stored[0][0], stored[1][0])
+    assert np.array_equal(stored[0][1], stored[1][1])
+    assert stored[0][1][3].sum() > 0  # some values were clamped
+
+
 def test_cog_and_float_outputs(tmp_path):
     paths = three_synthetic(tmp_path)
     result = global_regression(paths, tmp_path / "out", output_dtype="float32", cog=True,

@@ -5,6 +5,7 @@ save/load of block maps, every bad input, and the algorithm through Processing
 and qgis_process."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -359,3 +360,47 @@ def test_cancel_leaves_no_output(tmp_path):
                                progress=lambda f, m: messages.append(m),
                                cancelled=lambda: "Applying the local correction" in messages)
     assert not [f for f in os.listdir(tmp_path / "out") if f.endswith(".tif")]
+
+
+@pytest.mark.parametrize("dtype, nodata, bound", [
+    (np.uint16, 0, None), (np.int16, -9999, None), (np.uint8, 0, None),
+    (np.uint16, 0, 0.3), (np.int16, -9999, 0.3)])
+def test_vectorized_gamma_stores_what_the_c_library_path_stores(dtype, nodata, bound):
+    """The vectorized gamma path (numpy's log and power, values near a rounding edge
+    recomputed with the C library) stores the same pixels and sums as the exact kernel;
+    a bound of 0.3 sends most values through its C library fallback."""
+    from tessera.engine.normalization import kernels
+    from tessera.engine.normalization.corrected_output import output_range
+
+    rng = np.random.default_rng(23)
+    info = np.iinfo(dtype)
+    bands, rows, cols = 3, 60, 500
+    tile = rng.integers(max(info.min, -500), min(info.max, 6000), (bands, rows, cols))
+    tile = tile.astype(dtype)
+    tile[:, :5, :40] = nodata
+    reference = rng.uniform(0.5, 4000.0, (bands, 7, 9))
+    reference[0, :, 3:5] = np.nan  # no block with a value: zero weights, mean undefined
+    local = reference * rng.uniform(0.8, 1.25, reference.shape)
+    local[1, 4, 4] = np.nan
+    local[2, 1, 1] = 1.0  # ln(1) = 0
+    local[0, 5, 5] = 1.0001  # ln near 0: huge exponents, powers overflowing to inf
+    row_frac = np.linspace(0, 6, rows)
+    col_frac = np.linspace(0, 8, cols)
+    row0, col0 = np.floor(row_frac).astype(np.int64), np.floor(col_frac).astype(np.int64)
+    row1, col1 = np.minimum(row0 + 1, 6), np.minimum(col0 + 1, 8)
+    store = output_range(dtype, nodata).store
+    stored = []
+    for fast in (False, True):
+        out, totals = np.empty(tile.shape, dtype), np.zeros((4, bands))
+        arguments = (tile, float(nodata), True, reference, local, row0, row1, row_frac - row0,
+                     col0, col1, col_frac - col0, True, 1.3, np.array([0.0, 1.0, 501.0]),
+                     out, store, *totals)
+        if not fast:
+            kernels.exact_local_correction(*arguments)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy says nothing of the overflows
+                kernels.local_correction(*arguments, bound=bound or kernels.GAMMA_BOUND)
+        stored.append((out, totals))
+    assert np.array_equal(stored[0][0], stored[1][0])
+    assert np.array_equal(stored[0][1], stored[1][1])
