@@ -161,3 +161,39 @@ def submit(client, calls, name="tessera"):
     return [client.submit(function, *arguments, pure=False,
                           key=f"{name}-{index}-{time.monotonic_ns()}")
             for index, (function, *arguments) in enumerate(calls)]
+
+
+@contextmanager
+def optional_client(scheduler, purpose="Running on a Dask cluster"):
+    """:func:`connect` when ``scheduler`` asks for a cluster, else ``None`` (Dask untouched)."""
+    if not uses_cluster(scheduler):
+        yield None
+        return
+    with connect(scheduler, purpose) as client:
+        yield client
+
+
+def worker_threads(client):
+    """The threads of all the cluster's workers (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+def task_runner(client, name="tessera"):
+    """A stand-in for :func:`~.parallel.run_in_threads` that runs its ``(function, weight)``
+    tasks on ``client``: each ``function`` (picklable, e.g. a ``functools.partial`` of a
+    module-level function) is called as ``function(tick)`` on a worker with a ``tick``
+    that does nothing (progress follows the finished tasks' weights)."""
+
+    def run(tasks, threads, reporter):
+        calls = [(_call_without_ticks, function) for function, _ in tasks]
+        return run_tasks(client, calls, reporter, [weight for _, weight in tasks], name)
+
+    return run
+
+
+def _call_without_ticks(function):
+    return function(_no_tick)
+
+
+def _no_tick(amount=0):
+    """Progress of a task on a worker: counted on the client as the task finishes."""
