@@ -10,7 +10,7 @@ import signal
 import numpy as np
 import pytest
 from normalization_scenes import distort, read, shifted, utm_wkt, write, write_polygons
-from test_global_regression import GT, textured, three_synthetic
+from test_global_regression import GT, synthetic, textured, three_synthetic
 
 from tessera.engine.errors import CancelledError, TesseraError
 from tessera.engine.normalization import distributed_output
@@ -231,29 +231,43 @@ def restore_workers(client):
     client.run(_restore_output_raster)
 
 
-def test_a_worker_killed_mid_run_is_replaced_or_the_run_fails_cleanly(client, tmp_path):
-    paths = three_synthetic(tmp_path)
-    reference = local_block_adjustment(paths, tmp_path / "reference", blocks=6, threads=4,
-                                       window_size=8)
+def larger_scenes(tmp_path):
+    """Three 400 x 500 scenes overlapping by half: tasks that take a while."""
+    world = textured(400, 1000, bands=2, seed=3)
+    return [synthetic(tmp_path, f"big{k}", distort(world[:, :, c:c + 500], gains, (0, 0),
+                                                   nodata=0), 0, c)
+            for k, (c, gains) in enumerate(((0, (1, 1)), (250, (1.2, 0.9)),
+                                            (500, (0.8, 1.1))))]
+
+
+@pytest.mark.parametrize("phase", ["Block means", "Applying"])
+def test_a_worker_killed_mid_run_is_replaced_or_the_run_fails_cleanly(client, tmp_path, phase):
+    paths = larger_scenes(tmp_path)
+    options = dict(blocks=6, threads=4, window_size=64)
+    reference = local_block_adjustment(paths, tmp_path / "reference", **options)
     out = tmp_path / "out"
     local_block_adjustment(paths, out, blocks=6, method="linear")
     before = folder_hashes(out)
     killed = []
 
     def progress(fraction, message):
-        if "Applying" in message and not killed:
-            pids = client.run(os.getpid)
-            victim = sorted(pids.values())[0]
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
+        if phase not in message or killed:
+            return
+        busy = [worker for worker, keys in client.processing().items() if keys]
+        if busy:  # a worker running one of the run's tasks dies
+            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
     try:
-        result = local_block_adjustment(paths, out, blocks=6, threads=4, window_size=8,
-                                        overwrite=True, scheduler=client, progress=progress)
+        result = local_block_adjustment(paths, out, overwrite=True, scheduler=client,
+                                        progress=progress, **options)
     except TesseraError as error:
         assert "nothing was published" in str(error)
         assert {k: v for k, v in folder_hashes(out).items() if not k.startswith(".")} == before
     else:
         same_rasters(reference.outputs, result.outputs)
-    assert killed
+        assert (reference.means_before, reference.means_after) == (result.means_before,
+                                                                   result.means_after)
+    assert killed, "no task was running when the progress was reported"
     client.wait_for_workers(2, timeout=60)
