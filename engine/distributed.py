@@ -135,9 +135,11 @@ def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
         while pending:
             for index in list(pending):
                 status = futures[index].status
+                # "lost": its worker died; Dask runs it again (finished results held by
+                # that worker too: gather waits for them to be computed again)
                 if status == "finished":
                     done += pending.pop(index)
-                elif status in ("error", "cancelled", "lost"):
+                elif status in ("error", "cancelled"):
                     futures[index].result()  # raises the task's error
                     raise TesseraError(f"A Dask task of {name} was {status}.")
             if reporter is not None:
