@@ -122,12 +122,13 @@ def lba_scenes(tmp_path):
     return three_synthetic(tmp_path)
 
 
-@pytest.mark.parametrize("option", ["default", "variation", "linear", "mask", "cog", "load",
-                                    "all"])
+@pytest.mark.parametrize("option,stripes", [
+    ("default", False), ("variation", False), ("linear", False), ("mask", False),
+    ("cog", False), ("load", False), ("all", False), ("default", True), ("all", True)])
 def test_local_block_adjustment_on_the_cluster_is_the_threads_run(client, tmp_path, option,
-                                                                  layout):
-    if layout == "stripes" and option not in ("default", "all"):
-        pytest.skip("the stripes are exercised by the default and combined cases")
+                                                                  stripes, monkeypatch):
+    if stripes:  # several tasks per image write stripes, a last one assembles them
+        monkeypatch.setattr(distributed_output, "tasks_per_image", lambda client, images: 3)
     paths = lba_scenes(tmp_path)
     options = dict(threads=3, window_size=16, blocks=6)
     if option in ("variation", "all"):
@@ -271,3 +272,31 @@ def test_a_worker_killed_mid_run_is_replaced_or_the_run_fails_cleanly(client, tm
                                                                    result.means_after)
     assert killed, "no task was running when the progress was reported"
     client.wait_for_workers(2, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["globalregression", "localblockadjustment"])
+def test_the_algorithms_take_a_dask_scheduler(run_algorithm, cluster, tmp_path, name):
+    paths = three_synthetic(tmp_path)
+    common = {"INPUTS": paths, "OUTPUT_DTYPE": "input", "COG": False}
+    here = run_algorithm(name, {**common, "OUTPUT_FOLDER": str(tmp_path / "here")})
+    there = run_algorithm(name, {**common, "OUTPUT_FOLDER": str(tmp_path / "there"),
+                                 "DASK_SCHEDULER": cluster.scheduler_address})
+    same_rasters(sorted(here["OUTPUTS"]), sorted(there["OUTPUTS"]))
+    for key in ("ADJUSTMENTS", "GRID_ROWS", "GRID_COLS"):
+        assert here.get(key) == there.get(key)
+
+
+def test_the_normalization_modules_never_import_dask():
+    import subprocess
+    import sys
+
+    from conftest import PLUGINS_DIR
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "import tessera.engine.normalization.global_regression, "
+            "tessera.engine.normalization.local_block_adjustment, "
+            "tessera.engine.normalization.distributed_output, tessera.engine.zonal.tile_tasks; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code, PLUGINS_DIR], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"

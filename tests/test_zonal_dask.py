@@ -121,3 +121,16 @@ def test_a_worker_killed_mid_run_is_replaced(client, scene, monkeypatch):
     else:
         same_results(here, there)
     client.wait_for_workers(2, timeout=60)
+
+
+def test_the_algorithm_takes_a_dask_scheduler(run_algorithm, client, scene, tmp_path):
+    address = client.scheduler.address
+    common = {"INPUT": scene["layer"], "RASTER": scene["image"], "BANDS": [1, 2],
+              "STATISTICS": ["pixcount", "mean", "median", "stddev"], "PIXEL_RULE": "fraction"}
+    here = run_algorithm("zonalstats", {**common, "OUTPUT": str(tmp_path / "here.gpkg"),
+                                        "OUTPUT_TABLE": str(tmp_path / "here.csv")})
+    there = run_algorithm("zonalstats", {**common, "OUTPUT": str(tmp_path / "there.gpkg"),
+                                         "OUTPUT_TABLE": str(tmp_path / "there.csv"),
+                                         "DASK_SCHEDULER": address})
+    assert here["FEATURE_COUNT"] == there["FEATURE_COUNT"]
+    assert (tmp_path / "here.csv").read_bytes() == (tmp_path / "there.csv").read_bytes()
