@@ -157,7 +157,8 @@ original, boundaries = engine_distributed.run_tasks, {{}}
 
 def measured(client, calls, reporter=None, weights=None, name="tessera"):
     results = original(client, calls, reporter, weights, name)
-    seen = boundaries.setdefault(name, {{"tasks": 0, "arguments": 0, "results": 0}})
+    seen = boundaries.setdefault("-".join(name.split("-")[:2]),
+                                 {{"tasks": 0, "arguments": 0, "results": 0}})
     seen["tasks"] += len(calls)
     seen["arguments"] += sum(len(cloudpickle.dumps(call)) for call in calls)
     seen["results"] += sum(len(pickle.dumps(result)) for result in results)
@@ -180,7 +181,8 @@ with distributed.LocalCluster(n_workers={workers}, threads_per_worker=1, process
         wall = time.perf_counter() - started
     tasks = {{}}
     for record in stream.data:
-        name = record["key"].rsplit("-", 2)[0] if isinstance(record["key"], str) else "other"
+        key = record["key"] if isinstance(record["key"], str) else "other"
+        name = "-".join(key.split("-")[:2])  # tessera-<phase>[-<run>]-<index>-<time>
         for step in record["startstops"]:
             if step["action"] == "compute":
                 entry = tasks.setdefault(name, {{"computes": [], "first": step["start"],

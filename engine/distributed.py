@@ -199,3 +199,24 @@ def _call_without_ticks(function):
 
 def _no_tick(amount=0):
     """Progress of a task on a worker: counted on the client as the task finishes."""
+
+
+def wait_until_stopped(client, name, timeout=60.0):
+    """Wait (at most ``timeout`` seconds) until no worker still runs a task of ``name``:
+    a cancelled task that was already running goes on until its end, and may still be
+    writing files that the caller is about to remove."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_running_tasks, f"{name}-")
+        except Exception:  # noqa: BLE001 (a closing cluster: nothing left to wait for)
+            return
+        if not any(running.values()):
+            return
+        time.sleep(POLL_SECONDS * 4)
+
+
+def _running_tasks(prefix, dask_worker=None):
+    """The keys of the tasks this worker is running whose key starts with ``prefix``."""
+    return [str(task.key) for task in dask_worker.state.executing
+            if str(task.key).startswith(prefix)]

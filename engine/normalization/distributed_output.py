@@ -18,10 +18,11 @@ nothing. The output folder must be one every worker writes to (a shared file sys
 
 import dataclasses
 import math
+import secrets
 
 import numpy as np
 
-from ..distributed import run_tasks, worker_threads
+from ..distributed import run_tasks, wait_until_stopped, worker_threads
 from ..io.output_safety import remove_quietly
 from ..io.raster_io import (
     TileReader,
@@ -72,9 +73,10 @@ def write_corrected_on_cluster(client, jobs, dtype, nodata, reporter, threads, c
             written.append(path)
             if not whole:
                 stripes.append((index, path, group))
+    run = secrets.token_hex(4)
     try:
         totals = run_tasks(client, calls, _Share(reporter, 0.0, 1.0 - _assembly_share(
-            stripes, weights)), weights, "tessera-correction")
+            stripes, weights)), weights, f"tessera-correction-{run}")
         if stripes:
             assembly = []
             for index, job in enumerate(jobs):
@@ -83,9 +85,12 @@ def write_corrected_on_cluster(client, jobs, dtype, nodata, reporter, threads, c
                     assembly.append((assemble_stripes, job.image, mine, job.output_path,
                                      value_range, cog))
             run_tasks(client, assembly, _Share(reporter, 1.0 - _assembly_share(stripes, weights),
-                                               1.0), None, "tessera-assembly")
+                                               1.0), None, f"tessera-assembly-{run}")
         reporter.check()
     except BaseException:
+        # tasks already running when the run stopped go on: let them end before cleaning up
+        for name in ("tessera-correction", "tessera-assembly"):
+            wait_until_stopped(client, f"{name}-{run}")
         for path in written + [job.output_path for job in jobs]:
             for name in (path, path + ".aux.xml"):
                 remove_quietly(name)
