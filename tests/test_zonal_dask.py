@@ -9,6 +9,7 @@ import signal
 import numpy as np
 import pytest
 import zonal_cases as cases
+from moto_s3 import s3_bucket, s3_endpoint  # noqa: F401 (fixtures)
 
 from tessera.engine import TesseraError, zonal_stats
 from tessera.engine.errors import CancelledError
@@ -134,3 +135,22 @@ def test_the_algorithm_takes_a_dask_scheduler(run_algorithm, client, scene, tmp_
                                          "DASK_SCHEDULER": address})
     assert here["FEATURE_COUNT"] == there["FEATURE_COUNT"]
     assert (tmp_path / "here.csv").read_bytes() == (tmp_path / "there.csv").read_bytes()
+
+
+def test_a_raster_on_s3_is_read_by_the_workers(scene, s3_endpoint, s3_bucket,  # noqa: F811
+                                               monkeypatch):
+    """Inputs every worker can read: /vsis3/ (here a moto server on 127.0.0.1, its settings
+    in the environment the worker processes inherit)."""
+    host = s3_endpoint.url.split("://", 1)[1]
+    for name, value in {"AWS_S3_ENDPOINT": host, "AWS_HTTPS": "NO",
+                        "AWS_VIRTUAL_HOSTING": "FALSE"}.items():
+        monkeypatch.setenv(name, value)
+    s3_endpoint.filesystem().put(str(scene["image"]), f"{s3_bucket}/image.tif")
+    raster = f"/vsis3/{s3_bucket}/image.tif"
+    options = dict(statistics=STATISTICS, pixel_rule="fraction", window_size=32)
+    here = zonal_stats(scene["layer"], scene["image"], **options)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as s3_client:
+        there = zonal_stats(scene["layer"], raster, scheduler=s3_client, **options)
+    same_results(here, there)
