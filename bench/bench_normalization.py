@@ -154,11 +154,12 @@ from tessera.engine.normalization import distributed_output
 if {stripes!r}:
     distributed_output.tasks_per_image = lambda client, images: {stripes!r}
 original, boundaries = engine_distributed.run_tasks, {{}}
+PHASES = ("tessera-statistics", "tessera-block-sums", "tessera-correction", "tessera-assembly")
 
 def measured(client, calls, reporter=None, weights=None, name="tessera"):
     results = original(client, calls, reporter, weights, name)
-    seen = boundaries.setdefault("-".join(name.split("-")[:2]),
-                                 {{"tasks": 0, "arguments": 0, "results": 0}})
+    phase = next((p for p in PHASES if name.startswith(p)), "other")
+    seen = boundaries.setdefault(phase, {{"tasks": 0, "arguments": 0, "results": 0}})
     seen["tasks"] += len(calls)
     seen["arguments"] += sum(len(cloudpickle.dumps(call)) for call in calls)
     seen["results"] += sum(len(pickle.dumps(result)) for result in results)
@@ -182,7 +183,7 @@ with distributed.LocalCluster(n_workers={workers}, threads_per_worker=1, process
     tasks = {{}}
     for record in stream.data:
         key = record["key"] if isinstance(record["key"], str) else "other"
-        name = "-".join(key.split("-")[:2])  # tessera-<phase>[-<run>]-<index>-<time>
+        name = next((p for p in PHASES if key.startswith(p)), "other")
         for step in record["startstops"]:
             if step["action"] == "compute":
                 entry = tasks.setdefault(name, {{"computes": [], "first": step["start"],

@@ -141,9 +141,10 @@ class CorrectedImage:
 class OutputRaster:
     """A GeoTIFF written to ``path`` (a temporary name given by the caller's
     :class:`~.output_safety.Publication`); a Cloud-Optimized GeoTIFF is first written
-    as a tiled GeoTIFF beside it and converted by :meth:`finish`."""
+    as a tiled GeoTIFF beside it and converted by :meth:`finish`. ``options``: GDAL
+    creation options other than the compressed tiles of :func:`compression_options`."""
 
-    def __init__(self, path, image, value_range, cog):
+    def __init__(self, path, image, value_range, cog, options=None):
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.temporary = temporary_path(self.path) if cog else self.path
@@ -156,7 +157,8 @@ class OutputRaster:
             self.dataset = create_raster(self.temporary, image.width, image.height,
                                          image.bands, value_range.dtype, image.geotransform,
                                          image.crs_wkt, nodata,
-                                         options=compression_options(value_range.dtype))
+                                         options=options or compression_options(
+                                             value_range.dtype))
         self.block_size = self.dataset.GetRasterBand(1).GetBlockSize()
 
     def write(self, window, array):

@@ -28,12 +28,14 @@ from ..io.raster_io import (
     TileReader,
     Window,
     create_raster,
+    gdal_cache_limit,
     open_raster,
     plan_windows,
     read_window,
 )
 from ..parallel import split_evenly
 from .corrected_output import (
+    NORMALIZATION_CACHE_BYTES,
     PIECES_PER_THREAD,
     OutputRaster,
     compression_options,
@@ -44,6 +46,9 @@ from .corrected_output import (
 
 #: Share of a correction task's work that copying its stripe into the output takes (progress).
 ASSEMBLY_WEIGHT = 0.4
+#: Stripes are tiled like the output but not compressed: the output's compression is paid
+#: once, by the task assembling them (sparse: a stripe's rows may start or end mid-row).
+STRIPE_OPTIONS = ["TILED=YES", "BIGTIFF=IF_SAFER", "SPARSE_OK=TRUE"]
 
 
 def tasks_per_image(client, images):
@@ -135,13 +140,16 @@ def correct_stripe(image, correct, runs, path, value_range, cog, whole):
     bottom = image.height if whole else max(w.yoff + w.ysize for w in windows)
     stripe = image if whole else dataclasses.replace(
         image, height=bottom - top, geotransform=image.window_geotransform(0, top))
-    output = OutputRaster(path, stripe, value_range, cog)
-    try:
-        totals = [_correct_run(image, correct, run, output, value_range, top) for run in runs]
-        output.finish(1)
-    except BaseException:
-        output.discard()
-        raise
+    with gdal_cache_limit(NORMALIZATION_CACHE_BYTES):
+        output = OutputRaster(path, stripe, value_range, cog,
+                              None if whole else STRIPE_OPTIONS)
+        try:
+            totals = [_correct_run(image, correct, run, output, value_range, top)
+                      for run in runs]
+            output.finish(1)
+        except BaseException:
+            output.discard()
+            raise
     return totals
 
 
@@ -164,20 +172,21 @@ def assemble_stripes(image, stripes, path, value_range, cog):
     by window as they were written; the stripes are removed once the output is complete.
     One task."""
     bands = list(range(1, image.bands + 1))
-    output = OutputRaster(path, image, value_range, cog)
-    try:
-        for stripe, runs in stripes:
-            windows = [w for run in runs for w in run]
-            top = min(w.yoff for w in windows)
-            source = open_raster(stripe)
-            for w in windows:
-                output.write(w, read_window(source, bands, Window(w.xoff, w.yoff - top,
-                                                                  w.xsize, w.ysize)))
-            source = None
-        output.finish(1)
-    except BaseException:
-        output.discard()
-        raise
+    with gdal_cache_limit(NORMALIZATION_CACHE_BYTES):
+        output = OutputRaster(path, image, value_range, cog)
+        try:
+            for stripe, runs in stripes:
+                windows = [w for run in runs for w in run]
+                top = min(w.yoff for w in windows)
+                source = open_raster(stripe)
+                for w in windows:
+                    output.write(w, read_window(source, bands, Window(w.xoff, w.yoff - top,
+                                                                      w.xsize, w.ysize)))
+                source = None
+            output.finish(1)
+        except BaseException:
+            output.discard()
+            raise
     for stripe, _ in stripes:
         remove_quietly(stripe)
         remove_quietly(stripe + ".aux.xml")
