@@ -201,10 +201,13 @@ def run_dask(function, paths, threads, out, options, workers, stripes=0):
     code = DASK_CHILD.format(plugins=plugins_of(), function=function, paths=paths, out=out,
                              threads=threads, options=options, workers=workers,
                              stripes=stripes, warm=write_scenes(256, "grid"))
+    cpu = children_cpu()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{function} on Dask failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["cpu"] = children_cpu() - cpu  # client, scheduler and workers, start-up included
+    return figures
 
 
 def same_pixels(first_folder, second_folder, suffix):
@@ -249,7 +252,8 @@ def projection(figures, images, machines, cores=2):
 def dask_comparison(args, chosen, functions, suffixes, paths):
     """The --dask figures: threads, LocalCluster of 1 and 2 workers, stripes."""
     tag = "" if args.layout == "grid" else f"{args.layout}_"
-    print(f"\n{'algorithm':<24}{'run':<28}{'wall s':>8}{'x threads':>11}{'same pixels':>13}")
+    print(f"\n{'algorithm':<24}{'run':<28}{'wall s':>8}{'x threads':>11}{'CPU s':>8}"
+          f"{'same pixels':>13}")
     for which in chosen:
         function = functions[which]
         warm_up(function, args.layout)
@@ -258,7 +262,7 @@ def dask_comparison(args, chosen, functions, suffixes, paths):
         threaded = best_of(args.runs, functools.partial(
             run, function, paths, args.threads, base + "_threads", options))
         print(f"{function:<24}{f'threads ({args.threads})':<28}{threaded['wall']:>8.1f}"
-              f"{1.0:>11.2f}{'':>13}", flush=True)
+              f"{1.0:>11.2f}{threaded['cpu']:>8.1f}{'':>13}", flush=True)
         runs = {}
         for label, workers, stripes in (("LocalCluster 1 worker", 1, 0),
                                         ("LocalCluster 2 workers", 2, 0),
@@ -270,7 +274,8 @@ def dask_comparison(args, chosen, functions, suffixes, paths):
             runs[label] = figures
             same = same_pixels(base + "_threads", out, suffixes[which])
             print(f"{'':<24}{label:<28}{figures['wall']:>8.1f}"
-                  f"{figures['wall'] / threaded['wall']:>11.2f}{str(same):>13}"
+                  f"{figures['wall'] / threaded['wall']:>11.2f}{figures['cpu']:>8.1f}"
+                  f"{str(same):>13}"
                   f"   (cluster start and warm-up {figures['cluster']:.1f} s)", flush=True)
         two = runs["LocalCluster 2 workers"]
         print("  bytes per task boundary (2 workers; pickled arguments / results per task):")
