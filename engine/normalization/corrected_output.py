@@ -142,7 +142,7 @@ class OutputRaster:
     """A GeoTIFF written to ``path`` (a temporary name given by the caller's
     :class:`~.output_safety.Publication`); a Cloud-Optimized GeoTIFF is first written
     as a tiled GeoTIFF beside it and converted by :meth:`finish`. ``options``: GDAL
-    creation options other than the compressed tiles of :func:`compression_options`."""
+    creation options to use instead of :func:`compression_options` (e.g. uncompressed)."""
 
     def __init__(self, path, image, value_range, cog, options=None):
         self.path = os.fspath(path)
