@@ -85,6 +85,7 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
             "statistics computed again, with a warning. Files without fingerprints "
             "(spectralmatch's) are reused as they are, with a warning.")
         add_output_options(self)
+        self.add_dask_scheduler()
         self.addOutput(QgsProcessingOutputString("ADJUSTMENTS", "Adjustments (JSON)"))
 
     def process(self, parameters, context, feedback):
@@ -112,6 +113,7 @@ class GlobalRegressionAlgorithm(TesseraAlgorithm):
             **mask_arguments(self, parameters, context),
             **output_arguments(self, parameters, context),
             progress=progress, cancelled=cancelled, log=engine_log(feedback),
+            scheduler=self.dask_scheduler(parameters, context),
         )
         for name in result.names:
             pairs = ", ".join(f"{a['scale']:.4f}·x{a['offset']:+.2f}"

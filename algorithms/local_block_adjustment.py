@@ -89,6 +89,7 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
             "and the inputs (which must lie within its extent; one is enough) brought to it.")
         add_mask(self)
         add_output_options(self)
+        self.add_dask_scheduler()
         self.addOutput(QgsProcessingOutputMultipleLayers("BLOCK_MAPS", "Block maps written"))
         self.addOutput(QgsProcessingOutputNumber("GRID_ROWS", "Block rows used"))
         self.addOutput(QgsProcessingOutputNumber("GRID_COLS", "Block columns used"))
@@ -120,6 +121,7 @@ class LocalBlockAdjustmentAlgorithm(TesseraAlgorithm):
             **mask_arguments(self, parameters, context),
             **output_arguments(self, parameters, context),
             progress=progress, cancelled=cancelled, log=engine_log(feedback),
+            scheduler=self.dask_scheduler(parameters, context),
         )
         feedback.pushInfo(f"Wrote {len(result.outputs)} image(s) to {folder} with a "
                           f"{result.grid.rows} × {result.grid.cols} block grid in "

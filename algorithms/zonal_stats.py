@@ -97,6 +97,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
         add_report_parameter(self, "Summary report", "Optional HTML summary, opened in the "
                              "Results Viewer: feature count, and per statistic field its "
                              "range, mean and histogram. Needs matplotlib.")
+        self.add_dask_scheduler()
         self.addOutput(QgsProcessingOutputNumber("FEATURE_COUNT", "Features"))
 
     def process(self, parameters, context, feedback):
@@ -127,6 +128,7 @@ class ZonalStatsAlgorithm(TesseraAlgorithm):
             polygons_crs=_crs_text(source.sourceCrs()),
             output_table=output_table, overwrite=overwrite, polygons_name=source.sourceName(),
             progress=lambda f, m="": progress(0.9 * f, m), cancelled=cancelled,
+            scheduler=self.dask_scheduler(parameters, context),
         )
         for note in result.notes:
             feedback.pushInfo(note)

@@ -36,14 +36,26 @@ threads; the script prints its wall time and peak RSS, the ratios spectralmatch 
 (parallel) and how close the two tools' outputs are (compare_outputs, compare_adjustments).
 Tessera's global regression then weights overlaps by 1, as spectralmatch 1.6 does.
 
+With ``--dask`` (needs dask[distributed]) each algorithm runs instead with the threaded
+default (--threads threads), then with ``scheduler=`` a LocalCluster of 1 and of 2
+single-threaded worker processes (and of 2 workers whose corrections are forced into
+stripes assembled by a last task per image), each in a fresh interpreter with the same
+pieces (threads=--threads): wall time, its ratio to the threaded run, the pickled bytes
+of every task's arguments and result (per task boundary: the statistics, correction and
+assembly tasks), the tasks' compute times (Dask's task stream), a check that the outputs'
+pixels equal the threaded run's, and a projection for N machines of 2 cores from the
+measured per-task times.
+
     .venv/bin/python bench/bench_normalization.py [global|local|both] [--size 8000]
         [--layout grid|chain] [--threads 2] [--runs 1] [--no-serial] [--warm]
         [--baseline CHECKOUT] [--spectralmatch /work/peers/spectralmatch-env/bin/python]
+        [--dask]
 """
 
 import argparse
 import functools
 import json
+import math
 import os
 import resource
 import shutil
@@ -131,6 +143,165 @@ sys.path.insert(0, {here!r})
 from peak_memory import peak_rss_mb
 print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb(), "cpu_run": cpu}}))
 """
+
+
+# A run on a LocalCluster of {workers} single-threaded worker processes: the cluster is
+# started and its workers warmed up on tiny scenes first (not timed, printed: a long-lived
+# cluster is the use case); the engine's run_tasks
+# is wrapped to weigh what crosses each task boundary (pickled arguments and results).
+DASK_CHILD = """
+import json, logging, pickle, sys, time
+sys.path.insert(0, {plugins!r})
+import cloudpickle, distributed
+from tessera.engine import {function}
+from tessera.engine import distributed as engine_distributed
+from tessera.engine.normalization import distributed_output
+if {stripes!r}:
+    distributed_output.tasks_per_image = lambda client, images: {stripes!r}
+original, boundaries = engine_distributed.run_tasks, {{}}
+PHASES = ("tessera-statistics", "tessera-block-sums", "tessera-correction", "tessera-assembly")
+
+def measured(client, calls, reporter=None, weights=None, name="tessera"):
+    results = original(client, calls, reporter, weights, name)
+    phase = next((p for p in PHASES if name.startswith(p)), "other")
+    seen = boundaries.setdefault(phase, {{"tasks": 0, "arguments": 0, "results": 0}})
+    seen["tasks"] += len(calls)
+    seen["arguments"] += sum(len(cloudpickle.dumps(call)) for call in calls)
+    seen["results"] += sum(len(pickle.dumps(result)) for result in results)
+    return results
+
+engine_distributed.run_tasks = distributed_output.run_tasks = measured
+paths = {paths!r}
+started = time.perf_counter()
+with distributed.LocalCluster(n_workers={workers}, threads_per_worker=1, processes=True,
+                              host="127.0.0.1", dashboard_address=None,
+                              silence_logs=logging.ERROR) as cluster, \\
+        distributed.Client(cluster) as client:
+    # the workers import Tessera and load the numba kernels once, on tiny scenes
+    {function}({warm!r}, {out!r} + "_warm", threads={threads}, scheduler=client, overwrite=True)
+    boundaries.clear()
+    cluster_seconds = time.perf_counter() - started
+    with distributed.get_task_stream(client) as stream:
+        started = time.perf_counter()
+        {function}(paths, {out!r}, threads={threads}, scheduler=client, **{options!r})
+        wall = time.perf_counter() - started
+    tasks = {{}}
+    for record in stream.data:
+        key = record["key"] if isinstance(record["key"], str) else "other"
+        name = next((p for p in PHASES if key.startswith(p)), "other")
+        for step in record["startstops"]:
+            if step["action"] == "compute":
+                entry = tasks.setdefault(name, {{"computes": [], "first": step["start"],
+                                                "last": step["stop"]}})
+                entry["computes"].append(step["stop"] - step["start"])
+                entry["first"] = min(entry["first"], step["start"])
+                entry["last"] = max(entry["last"], step["stop"])
+print(json.dumps({{"wall": wall, "cluster": cluster_seconds, "boundaries": boundaries,
+                  "tasks": tasks}}))
+"""
+
+
+def run_dask(function, paths, threads, out, options, workers, stripes=0):
+    """Figures of ``function`` on a fresh LocalCluster of ``workers`` (see DASK_CHILD)."""
+    code = DASK_CHILD.format(plugins=plugins_of(), function=function, paths=paths, out=out,
+                             threads=threads, options=options, workers=workers,
+                             stripes=stripes, warm=write_scenes(256, "grid"))
+    cpu = children_cpu()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{function} on Dask failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["cpu"] = children_cpu() - cpu  # client, scheduler and workers, start-up included
+    return figures
+
+
+def same_pixels(first_folder, second_folder, suffix):
+    """True when every ``*<suffix>.tif`` of the two folders has the same pixels."""
+    from osgeo import gdal
+
+    names = sorted(n for n in os.listdir(first_folder) if n.endswith(f"{suffix}.tif"))
+    if not names or names != sorted(n for n in os.listdir(second_folder)
+                                    if n.endswith(f"{suffix}.tif")):
+        return False
+    for name in names:
+        a = gdal.Open(os.path.join(first_folder, name))
+        b = gdal.Open(os.path.join(second_folder, name))
+        for y in range(0, a.RasterYSize, 512):
+            rows = min(512, a.RasterYSize - y)
+            if not np.array_equal(a.ReadAsArray(0, y, a.RasterXSize, rows),
+                                  b.ReadAsArray(0, y, b.RasterXSize, rows)):
+                return False
+    return True
+
+
+def projection(figures, images, machines, cores=2):
+    """Seconds on ``machines`` of ``cores`` single-threaded workers each, from one run's
+    per-task compute times: the client's own time (the run's wall time outside the task
+    phases) plus, per phase, its summed compute time over the workers (at least its
+    longest task); corrections of more workers than images are cut into stripes, which
+    adds one assembly task per image (its time from the stripes run)."""
+    workers = machines * cores
+    tasks = figures["tasks"]
+    spans = sum(entry["last"] - entry["first"] for entry in tasks.values())
+    total = max(0.0, figures["wall"] - spans)
+    for name, entry in tasks.items():
+        if name == "tessera-assembly":
+            continue
+        total += max(sum(entry["computes"]) / workers, max(entry["computes"]) / max(
+            1, math.ceil(workers / images)) if name == "tessera-correction" else 0.0)
+    if workers > images and "assembly" in figures:
+        total += max(figures["assembly"])
+    return total
+
+
+def dask_comparison(args, chosen, functions, suffixes, paths):
+    """The --dask figures: threads, LocalCluster of 1 and 2 workers, stripes."""
+    tag = "" if args.layout == "grid" else f"{args.layout}_"
+    print(f"\n{'algorithm':<24}{'run':<28}{'wall s':>8}{'x threads':>11}{'CPU s':>8}"
+          f"{'same pixels':>13}")
+    for which in chosen:
+        function = functions[which]
+        warm_up(function, args.layout)
+        base = os.path.join(OUTPUT, f"{which}_dask_{tag}{args.size}")
+        options = {"overwrite": True}
+        threaded = best_of(args.runs, functools.partial(
+            run, function, paths, args.threads, base + "_threads", options))
+        print(f"{function:<24}{f'threads ({args.threads})':<28}{threaded['wall']:>8.1f}"
+              f"{1.0:>11.2f}{threaded['cpu']:>8.1f}{'':>13}", flush=True)
+        runs = {}
+        for label, workers, stripes in (("LocalCluster 1 worker", 1, 0),
+                                        ("LocalCluster 2 workers", 2, 0),
+                                        ("2 workers, stripes", 2, 2)):
+            out = f"{base}_{workers}w{'_stripes' if stripes else ''}"
+            figures = min((run_dask(function, paths, args.threads, out, options, workers,
+                                    stripes) for _ in range(max(1, args.runs))),
+                          key=lambda f: f["wall"])
+            runs[label] = figures
+            same = same_pixels(base + "_threads", out, suffixes[which])
+            print(f"{'':<24}{label:<28}{figures['wall']:>8.1f}"
+                  f"{figures['wall'] / threaded['wall']:>11.2f}{figures['cpu']:>8.1f}"
+                  f"{str(same):>13}"
+                  f"   (cluster start and warm-up {figures['cluster']:.1f} s)", flush=True)
+        two = runs["LocalCluster 2 workers"]
+        print("  bytes per task boundary (2 workers; pickled arguments / results per task):")
+        for label in ("LocalCluster 2 workers", "2 workers, stripes"):
+            for name, seen in runs[label]["boundaries"].items():
+                print(f"    {label:<24}{name:<28}{seen['tasks']:>5} tasks "
+                      f"{seen['arguments'] / seen['tasks'] / 1024:>9.1f} KiB in "
+                      f"{seen['results'] / seen['tasks'] / 1024:>9.1f} KiB out")
+        print("  task compute times (2 workers): ")
+        for label in ("LocalCluster 2 workers", "2 workers, stripes"):
+            for name, entry in runs[label]["tasks"].items():
+                computes = entry["computes"]
+                print(f"    {label:<24}{name:<28}{len(computes):>5} tasks, sum "
+                      f"{sum(computes):6.1f} s, longest {max(computes):5.2f} s, phase "
+                      f"{entry['last'] - entry['first']:5.1f} s")
+        assembly = runs["2 workers, stripes"]["tasks"].get("tessera-assembly")
+        if assembly:
+            two = dict(two, assembly=assembly["computes"])
+        print("  projection (machines of 2 single-threaded workers, from the 2-worker run): " +
+              ", ".join(f"{n}: {projection(two, len(paths), n):.1f} s"
+                        for n in (1, 2, 4, 8, 16)), flush=True)
 
 
 @functools.lru_cache
@@ -555,6 +726,8 @@ def main():
     parser.add_argument("--baseline", metavar="CHECKOUT",
                         help="another Tessera checkout (e.g. a git worktree of an earlier "
                              "commit) whose engine runs in turn with this one's")
+    parser.add_argument("--dask", action="store_true",
+                        help="threads against a LocalCluster of 1 and 2 workers (only)")
     args = parser.parse_args()
     if args.spectralmatch and not os.access(args.spectralmatch, os.X_OK):
         parser.error(f"--spectralmatch {args.spectralmatch}: not an executable interpreter")
@@ -569,6 +742,9 @@ def main():
     if args.spectralmatch:
         print(f"spectralmatch peer: {args.spectralmatch}, options {SPECTRALMATCH_OPTIONS}, "
               f"image_threads={args.threads}; Tessera options {TESSERA_AS_SPECTRALMATCH}")
+    if args.dask:
+        dask_comparison(args, chosen, functions, suffixes, paths)
+        return
     tag = "" if args.layout == "grid" else f"{args.layout}_"
     print(f"\n{'algorithm':<24}{'threads':>8}{'wall s':>10}{'Mpx/s':>10}{'peak RSS MB':>14}"
           f"{'CPU s':>8}{'x floor':>10}")

@@ -177,9 +177,11 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
         while pending:
             for index in list(pending):
                 status = futures[index].status
+                # "lost": its worker died; Dask runs it again (finished results held by
+                # that worker too: gather waits for them to be computed again)
                 if status == "finished":
                     done += pending.pop(index)
-                elif status in ("error", "cancelled", "lost"):
+                elif status in ("error", "cancelled"):
                     futures[index].result()  # raises the task's error
                     raise TesseraError(f"A Dask task of {name} was {status}.")
             if reporter is not None:
@@ -216,3 +218,50 @@ def cluster_client(scheduler, purpose="Running on a Dask cluster"):
         return
     with connect(scheduler, purpose) as client:
         yield client
+
+
+def worker_threads(client):
+    """The threads of all the cluster's workers (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+def task_runner(client, name="tessera"):
+    """A stand-in for :func:`~.parallel.run_in_threads` that runs its ``(function, weight)``
+    tasks on ``client``: each ``function`` (picklable, e.g. a ``functools.partial`` of a
+    module-level function) is called as ``function(tick)`` on a worker with a ``tick``
+    that does nothing (progress follows the finished tasks' weights)."""
+
+    def run(tasks, threads, reporter):
+        calls = [(_call_without_ticks, function) for function, _ in tasks]
+        return run_tasks(client, calls, reporter, [weight for _, weight in tasks], name)
+
+    return run
+
+
+def _call_without_ticks(function):
+    return function(_no_tick)
+
+
+def _no_tick(amount=0):
+    """Progress of a task on a worker: counted on the client as the task finishes."""
+
+
+def wait_until_stopped(client, name, timeout=60.0):
+    """Wait (at most ``timeout`` seconds) until no worker still runs a task of ``name``:
+    a cancelled task that was already running goes on until its end, and may still be
+    writing files that the caller is about to remove."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_running_tasks, f"{name}-")
+        except Exception:  # noqa: BLE001 (a closing cluster: nothing left to wait for)
+            return
+        if not any(running.values()):
+            return
+        time.sleep(POLL_SECONDS * 4)
+
+
+def _running_tasks(prefix, dask_worker=None):
+    """The keys of the tasks this worker is running whose key starts with ``prefix``."""
+    return [str(task.key) for task in dask_worker.state.executing
+            if str(task.key).startswith(prefix)]

@@ -119,3 +119,28 @@ def _worker_facts():
     from osgeo import gdal
 
     return sys.executable, gdal.__version__
+
+
+def test_results_lost_with_a_dead_worker_are_computed_again(client):
+    """A worker dying while it holds finished results: Dask computes them again and the run
+    goes on (a lost task is not a failure)."""
+    import os
+    import signal
+    import time
+
+    killed = []
+
+    class KillOnce(Progress):
+        def update(self, fraction):
+            if fraction > 0 and not killed:
+                holders = [w for w, keys in client.has_what().items() if keys]
+                if holders:
+                    pid = client.run(os.getpid, workers=holders[:1])[holders[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+    calls = [(time.sleep, 0.3)] * 3 + [(operator.mul, i, 2) for i in range(6)]
+    results = run_tasks(client, calls, KillOnce())
+    assert results[3:] == [i * 2 for i in range(6)]
+    assert killed
+    client.wait_for_workers(2, timeout=60)

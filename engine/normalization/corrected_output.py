@@ -141,9 +141,10 @@ class CorrectedImage:
 class OutputRaster:
     """A GeoTIFF written to ``path`` (a temporary name given by the caller's
     :class:`~.output_safety.Publication`); a Cloud-Optimized GeoTIFF is first written
-    as a tiled GeoTIFF beside it and converted by :meth:`finish`."""
+    as a tiled GeoTIFF beside it and converted by :meth:`finish`. ``options``: GDAL
+    creation options to use instead of :func:`compression_options` (e.g. uncompressed)."""
 
-    def __init__(self, path, image, value_range, cog):
+    def __init__(self, path, image, value_range, cog, options=None):
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.temporary = temporary_path(self.path) if cog else self.path
@@ -156,7 +157,8 @@ class OutputRaster:
             self.dataset = create_raster(self.temporary, image.width, image.height,
                                          image.bands, value_range.dtype, image.geotransform,
                                          image.crs_wkt, nodata,
-                                         options=compression_options(value_range.dtype))
+                                         options=options or compression_options(
+                                             value_range.dtype))
         self.block_size = self.dataset.GetRasterBand(1).GetBlockSize()
 
     def write(self, window, array):
@@ -269,17 +271,10 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
         tasks = [(task, weight) for _, task, weight in ordered]
         totals = run_in_threads(tasks, threads, reporter)
         reporter.check()
-        results = []
-        for index, job in enumerate(jobs):
-            mine = [t for t, owner in zip(totals, owners, strict=True) if owner == index]
-            summed = np.sum(mine, axis=0) if mine else np.zeros((4, job.image.bands))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                before = summed[0] / summed[2]
-                after = summed[1] / summed[2]
-            results.append(CorrectedImage(job.output_path, [float(v) for v in before],
-                                          [float(v) for v in after],
-                                          [int(v) for v in summed[2]],
-                                          [int(v) for v in summed[3]]))
+        results = [corrected_image(job.output_path, job.image.bands,
+                                   [t for t, owner in zip(totals, owners, strict=True)
+                                    if owner == index])
+                   for index, job in enumerate(jobs)]
         finish_tasks = [(lambda tick, out=out: out.finish(1, reporter.is_cancelled), 1)
                         for out in outputs]
         run_in_threads(finish_tasks, threads, reporter)
@@ -288,6 +283,17 @@ def write_corrected_images(jobs, dtype, nodata, reporter, threads=2, cog=False,
         for output in outputs:
             output.discard()
         raise
+
+
+def corrected_image(path, bands, totals):
+    """The :class:`CorrectedImage` of ``path`` from its pieces' ``totals`` (rows: input
+    sums, output sums, valid counts, clamped counts; summed in the order given)."""
+    summed = np.sum(totals, axis=0) if totals else np.zeros((4, bands))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        before = summed[0] / summed[2]
+        after = summed[1] / summed[2]
+    return CorrectedImage(path, [float(v) for v in before], [float(v) for v in after],
+                          [int(v) for v in summed[2]], [int(v) for v in summed[3]])
 
 
 @dataclass(frozen=True)
@@ -315,19 +321,28 @@ class NormalizedImages:
     seconds: float
 
 
-def write_normalized(run, image_set, targets, corrections, options, reporter, log, title):
+def write_normalized(run, image_set, targets, corrections, options, reporter, log, title,
+                     client=None):
     """Correct every image of ``image_set`` with its ``corrections`` entry (a
     :class:`CorrectionJob` ``correct``) into the temporary name of its target in ``run``
     (a :class:`~.normalization_outputs.RunOutputs`), draw the profile plot, report
-    clamping; returns :class:`NormalizedImages`."""
+    clamping; returns :class:`NormalizedImages`. With a Dask ``client`` the workers write
+    the images (:mod:`.distributed_output`; ``corrections`` must then be picklable)."""
     from .spectral_profiles import mean_profiles
 
     started = time.perf_counter()
     jobs = [CorrectionJob(image, run.temporary(target, (".aux.xml",)), correct)
             for image, target, correct in zip(image_set.images, targets, corrections,
                                                strict=True)]
-    corrected = write_corrected_images(jobs, options.dtype, options.nodata, reporter,
-                                       options.threads, options.cog, options.window_size)
+    if client is None:
+        corrected = write_corrected_images(jobs, options.dtype, options.nodata, reporter,
+                                           options.threads, options.cog, options.window_size)
+    else:
+        from .distributed_output import write_corrected_on_cluster
+
+        corrected = write_corrected_on_cluster(client, jobs, options.dtype, options.nodata,
+                                               reporter, options.threads, options.cog,
+                                               options.window_size)
     seconds = time.perf_counter() - started
     names, plot = image_set.names, options.profile_plot
     before, after, drawn = mean_profiles(names, corrected, plot and run.temporary(plot), title)

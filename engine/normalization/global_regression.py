@@ -12,6 +12,7 @@ pair feed one linear least-squares system per band
 ``shared/design/NORMALIZATION.md``.
 """
 
+import functools
 import math
 import os
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..dependencies import require
+from ..distributed import cluster_client
 from ..errors import TesseraError
 from ..io.raster_io import gdal_cache_limit
 from ..progress import Progress
@@ -85,7 +87,7 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
                       mask_field=None, save_adjustments=None, load_adjustments=None,
                       output_dtype=None, cog=False, weight_by_overlap_size=True, nodata=None,
                       profile_plot=None, threads=None, window_size=None, progress=None,
-                      cancelled=None, log=None, overwrite=False):
+                      cancelled=None, log=None, overwrite=False, scheduler=None):
     """Normalize ``inputs`` (paths) into ``output_folder`` by global regression.
 
     ``model_images`` (names or paths) with ``model_mode`` "include" or
@@ -102,6 +104,14 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     ``profile_plot`` a PNG of the band means before and after. ``threads``
     (default: CPU cores) run images and windows in parallel.
 
+    ``scheduler`` (:mod:`tessera.engine.distributed`): None runs on this machine's
+    threads; ``"local"``, a scheduler address or a ``distributed.Client`` run the
+    statistics (per image, overlap and run of windows) and the corrections (per image and
+    run of windows, each task writing its own file) as tasks on a Dask cluster, whose
+    workers must read the inputs and write the output folder (shared paths, /vsis3/…).
+    The pieces follow ``threads`` (default there: the cluster's worker threads): with the
+    same ``threads`` the results are the same bits as on this machine's threads.
+
     Every output is checked before any work (never an input, never an existing
     file unless ``overwrite``), written beside its target, read back, and
     published together with the others only when all were written.
@@ -116,7 +126,6 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     started = time.perf_counter()
     say = log or (lambda message: None)
     reporter = Progress(progress, cancelled)
-    threads = default_threads() if not threads else max(1, int(threads))
     image_set = open_image_set(inputs, 2, nodata)
     names = image_set.names
     dtype = output_dtype_for(image_set, output_dtype)
@@ -130,7 +139,9 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     targets += [(save_adjustments, "adjustments file"), (profile_plot, "profile plot")]
     inputs = normalization_inputs(image_set, vector_mask, adjustments=load_adjustments)
     with RunOutputs(targets, inputs, [(output_folder, "output folder")], overwrite, say,
-                    cancelled) as run, gdal_cache_limit(NORMALIZATION_CACHE_BYTES):
+                    cancelled) as run, gdal_cache_limit(NORMALIZATION_CACHE_BYTES), \
+            cluster_client(scheduler, "Global regression on a Dask cluster") as client:
+        threads = run_threads(threads, client)
         mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
         masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
         overlaps = find_overlaps(image_set.images)
@@ -143,7 +154,30 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
                                 profile_plot)
         return _regress(run, image_set, outputs, options, model, masks, overlaps, loaded,
                         (mean_factor, std_factor, weight_by_overlap_size), save_adjustments,
-                        reporter, say, started)
+                        reporter, say, started, client)
+
+
+def run_threads(threads, client=None):
+    """The threads a run's pieces follow: as given, else the CPU cores (with a Dask
+    ``client``: its workers' threads)."""
+    if threads:
+        return max(1, int(threads))
+    if client is not None:
+        from ..distributed import worker_threads
+
+        return worker_threads(client)
+    return default_threads()
+
+
+def statistics_runner(client, name):
+    """How the statistics' pieces run: this machine's threads, or tasks on ``client``."""
+    if client is None:
+        from ..parallel import run_in_threads
+
+        return run_in_threads
+    from ..distributed import task_runner
+
+    return task_runner(client, name)
 
 
 def reusable_statistics(loaded, image_set, overlaps, say):
@@ -193,14 +227,13 @@ def reusable_statistics(loaded, image_set, overlaps, say):
 
 
 def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, weights,
-             save_adjustments, reporter, say, started):
+             save_adjustments, reporter, say, started, client=None):
     """Measure, solve, correct and publish (the body of :func:`global_regression`, its
     outputs checked and locked by ``run``; ``weights``: mean factor, std factor, weight
     by overlap size)."""
     from .adjustment_file import image_fingerprint
     from .adjustment_file import save_adjustments as write_adjustments
     from .corrected_output import write_normalized
-    from .kernels import linear_correction
     from .overlap_statistics import measure_statistics
     from .regression_model import solve_global_model
 
@@ -212,7 +245,8 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
     reporter.phase(0.0, 0.45, "Whole-image and overlap statistics")
     missing = [index for index, name in enumerate(names) if name not in whole]
     measured, pairs = measure_statistics(images, to_measure, image_set.nodata, masks,
-                                         reporter, threads, window_size, whole=missing)
+                                         reporter, threads, window_size, whole=missing,
+                                         runner=statistics_runner(client, "tessera-statistics"))
     for index in missing:
         whole[names[index]] = measured[index]
     for overlap, moments in zip(to_measure, pairs, strict=True):
@@ -236,16 +270,12 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
     has_nodata = image_set.nodata is not None
     corrections = []
     for index in range(len(images)):
-        scale = np.ascontiguousarray(solution.scales[index])
-        offset = np.ascontiguousarray(solution.offsets[index])
-
-        def correct(window, tile, out, store, totals, scale=scale, offset=offset):
-            linear_correction(tile, nodata_value, has_nodata, scale, offset, out, store,
-                              *totals)
-
-        corrections.append(correct)
+        corrections.append(functools.partial(
+            correct_linearly, nodata_value, has_nodata,
+            np.ascontiguousarray(solution.scales[index]),
+            np.ascontiguousarray(solution.offsets[index])))
     written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,
-                               "Global regression: mean spectral profiles")
+                               "Global regression: mean spectral profiles", client)
     timings["apply"] = written.seconds
 
     reporter.phase(0.97, 1.0, "Writing the adjustments")
@@ -266,3 +296,11 @@ def _regress(run, image_set, outputs, options, model, masks, overlaps, loaded, w
     timings["total"] = time.perf_counter() - started
     result.timings = timings
     return result
+
+
+def correct_linearly(nodata_value, has_nodata, scale, offset, window, tile, out, store, totals):
+    """``a·x + b`` of every valid pixel of ``tile`` into ``out`` (a correction of
+    :func:`~.corrected_output.write_normalized`; module-level, so tasks can carry it)."""
+    from .kernels import linear_correction
+
+    linear_correction(tile, nodata_value, has_nodata, scale, offset, out, store, *totals)

@@ -15,6 +15,7 @@ shifts pixels and means before the gamma correction, so results never
 depend on the windowing. The contract is ``shared/design/NORMALIZATION.md``.
 """
 
+import functools
 import math
 import os
 import time
@@ -23,12 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..dependencies import require
+from ..distributed import cluster_client
 from ..errors import TesseraError
 from ..io.raster_io import gdal_cache_limit, same_crs
 from ..io.vector_mask import VectorMask
 from ..progress import Progress
 from .corrected_output import NORMALIZATION_CACHE_BYTES, OutputOptions
-from .global_regression import default_threads
+from .global_regression import run_threads, statistics_runner
 from .image_set import open_image_set, output_dtype_for, output_paths
 
 METHODS = ("gamma", "linear")
@@ -61,7 +63,7 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
                            vector_mask=None, mask_mode="include", mask_field=None,
                            output_dtype=None, cog=False, nodata=None, profile_plot=None,
                            threads=None, window_size=None, progress=None, cancelled=None,
-                           log=None, overwrite=False):
+                           log=None, overwrite=False, scheduler=None):
     """Correct ``inputs`` (paths) into ``output_folder`` by local block adjustment.
 
     The grid: ``block_rows`` x ``block_cols`` when given, else derived from
@@ -76,6 +78,11 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     the reference and local maps. The vector mask limits the pixels feeding
     the block means; every pixel is corrected.
 
+    ``scheduler``: None (this machine's threads), ``"local"``, a Dask scheduler address or
+    a ``distributed.Client`` (block sums per image and run of windows, corrections per
+    image and run of windows as tasks; see :func:`.global_regression.global_regression`);
+    with the same ``threads`` the results are the same bits either way.
+
     Every output is checked before any work (never an input, never an existing
     file unless ``overwrite``), written beside its target, read back, and
     published together with the others only when all were written.
@@ -87,7 +94,6 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     started = time.perf_counter()
     say = log or (lambda message: None)
     reporter = Progress(progress, cancelled)
-    threads = default_threads() if not threads else max(1, int(threads))
     image_set = open_image_set(inputs, 1 if load_reference_map else 2, nodata)
     dtype = output_dtype_for(image_set, output_dtype)
     outputs = output_paths(output_folder, image_set, LOCAL_SUFFIX)
@@ -114,7 +120,10 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     inputs = normalization_inputs(image_set, vector_mask, reference_map=load_reference_map)
     folders = [(output_folder, "output folder"), (save_block_maps, "block map folder")]
     with RunOutputs(targets, inputs, folders, overwrite, say, cancelled) as run, \
-            gdal_cache_limit(NORMALIZATION_CACHE_BYTES):
+            gdal_cache_limit(NORMALIZATION_CACHE_BYTES), \
+            cluster_client(scheduler, "Local block adjustment on a Dask cluster") as client:
+        threads = run_threads(threads, client)
+        runner = statistics_runner(client, "tessera-block-sums")
         mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
         masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
         if load_reference_map:
@@ -122,11 +131,12 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
         else:
             grid, loaded_reference = _new_grid(image_set, masks, blocks, block_rows,
                                                block_cols, blocks_from_variation, reporter,
-                                               threads, window_size, say), None
+                                               threads, window_size, say, runner), None
         options = OutputOptions(dtype, image_set.nodata, cog, threads, window_size,
                                 profile_plot)
         return _adjust(run, image_set, outputs, options, grid, loaded_reference, masks,
-                       (method, alpha, valid_threshold), map_files, reporter, say, started)
+                       (method, alpha, valid_threshold), map_files, reporter, say, started,
+                       client, runner)
 
 
 def block_map_paths(folder, names):
@@ -158,7 +168,7 @@ def _loaded_reference(path, image_set, say):
 
 
 def _new_grid(image_set, masks, blocks, block_rows, block_cols, from_variation, reporter,
-              threads, window_size, say):
+              threads, window_size, say, runner):
     """The block grid over the union of the images, checked against their pixels."""
     from .block_maps import BlockGrid, check_grid, grid_from_target, grid_from_variation
     from .overlap import find_overlaps
@@ -172,7 +182,7 @@ def _new_grid(image_set, masks, blocks, block_rows, block_cols, from_variation, 
     elif from_variation:
         reporter.phase(0.0, 0.1, "Coefficient of variation of band 1")
         rows, cols = grid_from_variation(_variation(image_set, masks, reporter, threads,
-                                                    window_size))
+                                                    window_size, runner))
     else:
         rows, cols = grid_from_target(bounds, len(image_set.images), int(blocks))
     check_grid(rows, cols, image_set, _pieces(threads, len(image_set.images)))
@@ -186,13 +196,12 @@ def _pieces(threads, images):
 
 
 def _adjust(run, image_set, outputs, options, grid, loaded_reference, masks, correction,
-            map_files, reporter, say, started):
+            map_files, reporter, say, started, client=None, runner=None):
     """Block means, correction and publication (the body of
     :func:`local_block_adjustment`, its outputs checked and locked by ``run``;
     ``correction``: method, alpha, valid threshold)."""
     from .block_maps import block_means, reference_map, write_block_map
     from .corrected_output import write_normalized
-    from .kernels import local_correction
 
     method, alpha, valid_threshold = correction
     threads, window_size = options.threads, options.window_size
@@ -200,7 +209,7 @@ def _adjust(run, image_set, outputs, options, grid, loaded_reference, masks, cor
     images, names, bands = image_set.images, image_set.names, image_set.bands
     reporter.phase(0.1, 0.4, "Block means")
     sums, counts, minima = _block_sums(images, image_set.nodata, masks, grid, reporter, threads,
-                                       window_size)
+                                       window_size, runner or statistics_runner(None, ""))
     local_maps = {}
     for index, image in enumerate(images):
         pixel_area = image.pixel_size[0] * image.pixel_size[1]
@@ -230,21 +239,12 @@ def _adjust(run, image_set, outputs, options, grid, loaded_reference, masks, cor
     corrections = []
     ref = np.ascontiguousarray(reference)
     for image in images:
-        (r0, r1, fr), (c0, c1, fc) = grid.interpolation(image)
-        local = np.ascontiguousarray(local_maps[image.name])
-        shift = np.array(offsets[image.name], np.float64)
-
-        def correct(window, tile, out, store, totals, r0=r0, r1=r1, fr=fr, c0=c0, c1=c1,
-                    fc=fc, local=local, shift=shift):
-            rows = slice(window.yoff, window.yoff + window.ysize)
-            cols = slice(window.xoff, window.xoff + window.xsize)
-            local_correction(tile, nodata_value, has_nodata, ref, local, r0[rows], r1[rows],
-                             fr[rows], c0[cols], c1[cols], fc[cols], method == "gamma", alpha,
-                             shift, out, store, *totals)
-
-        corrections.append(correct)
+        corrections.append(functools.partial(
+            correct_locally, (nodata_value, has_nodata), ref,
+            np.ascontiguousarray(local_maps[image.name]), grid.interpolation(image),
+            (method == "gamma", alpha, np.array(offsets[image.name], np.float64))))
     written = write_normalized(run, image_set, outputs, corrections, options, reporter, say,
-                               "Local block adjustment: mean spectral profiles")
+                               "Local block adjustment: mean spectral profiles", client)
     timings["apply"] = written.seconds
 
     reporter.phase(0.97, 1.0, "Writing block maps")
@@ -267,12 +267,28 @@ def _nanmin(values):
     return float(np.nanmin(values)) if np.any(~np.isnan(values)) else math.inf
 
 
-def _variation(image_set, masks, reporter, threads, window_size):
+def correct_locally(nodata, reference, local, interpolation, gamma, window, tile, out, store,
+                    totals):
+    """Bring ``tile`` (pixels of ``window``) towards the ``reference`` block map from the
+    image's ``local`` one (``interpolation``: :meth:`BlockGrid.interpolation` of the image;
+    ``gamma``: (gamma or linear, alpha, offsets per band)); a correction of
+    :func:`~.corrected_output.write_normalized`, module-level so tasks can carry it."""
+    from .kernels import local_correction
+
+    (r0, r1, fr), (c0, c1, fc) = interpolation
+    is_gamma, alpha, shift = gamma
+    rows = slice(window.yoff, window.yoff + window.ysize)
+    cols = slice(window.xoff, window.xoff + window.xsize)
+    local_correction(tile, *nodata, reference, local, r0[rows], r1[rows], fr[rows], c0[cols],
+                     c1[cols], fc[cols], is_gamma, alpha, shift, out, store, *totals)
+
+
+def _variation(image_set, masks, reporter, threads, window_size, runner):
     """Coefficient of variation (std / mean) of band 1 over the valid pixels of all images."""
     from .overlap_statistics import Moments, image_statistics
 
     per_image = image_statistics(image_set.images, image_set.nodata, masks, reporter, threads,
-                                 window_size)
+                                 window_size, runner)
     total = Moments.empty(image_set.bands)
     for moments in per_image:
         total = total.merge(moments)
@@ -281,12 +297,11 @@ def _variation(image_set, masks, reporter, threads, window_size):
     return float(total.stds[0] / abs(total.means[0]))
 
 
-def _block_sums(images, nodata, masks, grid, reporter, threads, window_size):
+def _block_sums(images, nodata, masks, grid, reporter, threads, window_size, runner):
     """Per image: block sums and counts (bands, rows, cols) and each band's minimum."""
-    from ..io.raster_io import TileReader, open_raster, plan_windows
-    from ..parallel import run_in_threads, split_evenly
-    from .kernels import accumulate_blocks
-    from .overlap_statistics import STATISTICS_WINDOW_PIXELS, window_mask
+    from ..io.raster_io import open_raster, plan_windows
+    from ..parallel import split_evenly
+    from .overlap_statistics import STATISTICS_WINDOW_PIXELS
 
     value, has = (0.0, False) if nodata is None else (float(nodata), True)
     parts = _pieces(threads, len(images))
@@ -295,28 +310,12 @@ def _block_sums(images, nodata, masks, grid, reporter, threads, window_size):
         block_rows, block_cols = grid.block_of_pixels(image)
         windows = plan_windows(open_raster(image.path), 1, STATISTICS_WINDOW_PIXELS, window_size)
         for run in split_evenly(windows, parts):
-
-            def task(tick, image=image, run=run, mask=masks[index], block_rows=block_rows,
-                     block_cols=block_cols):
-                shape = (image.bands, grid.rows, grid.cols)
-                sums, counts = np.zeros(shape), np.zeros(shape, np.int64)
-                minimum = np.full(image.bands, np.inf)
-                bands = list(range(1, image.bands + 1))
-                with TileReader([(image.path, bands, None)], run, threads=1, depth=2) as reader:
-                    for window, (tile,) in reader:
-                        tick(0)
-                        pixels, use = window_mask(mask, image.geotransform, window)
-                        accumulate_blocks(
-                            tile, value, has, pixels, use,
-                            block_rows[window.yoff:window.yoff + window.ysize],
-                            block_cols[window.xoff:window.xoff + window.xsize],
-                            sums, counts, minimum)
-                        tick(window.xsize * window.ysize)
-                return sums, counts, minimum
-
-            tasks.append((task, sum(w.xsize * w.ysize for w in run)))
+            tasks.append((functools.partial(_image_block_sums, image, run, masks[index],
+                                            (value, has), (block_rows, block_cols),
+                                            (grid.rows, grid.cols)),
+                          sum(w.xsize * w.ysize for w in run)))
             owners.append(index)
-    pieces = run_in_threads(tasks, threads, reporter)
+    pieces = runner(tasks, threads, reporter)
     sums = [None] * len(images)
     counts = [None] * len(images)
     minima = [None] * len(images)
@@ -328,3 +327,28 @@ def _block_sums(images, nodata, masks, grid, reporter, threads, window_size):
             counts[owner] = counts[owner] + piece_counts
             minima[owner] = np.minimum(minima[owner], piece_min)
     return sums, counts, [list(m) for m in minima]
+
+
+def _image_block_sums(image, run, mask, nodata, blocks_of_pixels, grid_shape, tick):
+    """Block sums and counts (bands, rows, cols) and each band's minimum of the windows
+    ``run`` of ``image`` (one piece; ``blocks_of_pixels``: block row per image row, block
+    column per image column)."""
+    from ..io.raster_io import TileReader
+    from .kernels import accumulate_blocks
+    from .overlap_statistics import window_mask
+
+    block_rows, block_cols = blocks_of_pixels
+    shape = (image.bands, *grid_shape)
+    sums, counts = np.zeros(shape), np.zeros(shape, np.int64)
+    minimum = np.full(image.bands, np.inf)
+    bands = list(range(1, image.bands + 1))
+    with TileReader([(image.path, bands, None)], run, threads=1, depth=2) as reader:
+        for window, (tile,) in reader:
+            tick(0)
+            pixels, use = window_mask(mask, image.geotransform, window)
+            accumulate_blocks(tile, *nodata, pixels, use,
+                              block_rows[window.yoff:window.yoff + window.ysize],
+                              block_cols[window.xoff:window.xoff + window.xsize],
+                              sums, counts, minimum)
+            tick(window.xsize * window.ysize)
+    return sums, counts, minimum

@@ -91,83 +91,85 @@ def window_mask(image_mask, geotransform, window):
     return image_mask.pixels(window_gt, window.ysize, window.xsize), True
 
 
-def image_statistics(images, nodata, masks, reporter, threads=2, window_size=None):
-    """:class:`Moments` of every image (``masks``: ImageMask or None per image)."""
-    from .kernels import accumulate_moments
-
-    value, has = _nodata_args(nodata)
+def image_statistics(images, nodata, masks, reporter, threads=2, window_size=None,
+                     runner=run_in_threads):
+    """:class:`Moments` of every image (``masks``: ImageMask or None per image).
+    ``runner``: :func:`~..parallel.run_in_threads` or a cluster's stand-in."""
     parts = max(1, math.ceil(threads / max(1, len(images))))
     tasks, owners = [], []
     for index, image in enumerate(images):
         windows = plan_windows(open_raster(image.path), 1, STATISTICS_WINDOW_PIXELS, window_size)
         for run in split_evenly(windows, parts):
-
-            def task(tick, image=image, run=run, mask=masks[index]):
-                moments = Moments.empty(image.bands)
-                bands = list(range(1, image.bands + 1))
-                with TileReader([(image.path, bands, None)], run, threads=1, depth=2) as reader:
-                    for window, (tile,) in reader:
-                        tick(0)
-                        pixels, use = window_mask(mask, image.geotransform, window)
-                        accumulate_moments(tile, value, has, pixels, use, moments.counts,
-                                           moments.means, moments.m2)
-                        tick(window.xsize * window.ysize)
-                return moments
-
-            tasks.append((task, sum(w.xsize * w.ysize for w in run)))
+            tasks.append((functools.partial(_image_moments, image, run, masks[index], nodata),
+                          sum(w.xsize * w.ysize for w in run)))
             owners.append(index)
-    pieces = run_in_threads(tasks, threads, reporter)
+    pieces = runner(tasks, threads, reporter)
     results = [Moments.empty(image.bands) for image in images]
     for owner, piece in zip(owners, pieces, strict=True):
         results[owner] = results[owner].merge(piece)
     return results
 
 
-def pair_statistics(images, overlaps, nodata, masks, reporter, threads=2, window_size=None):
-    """(Moments of image i, Moments of image j) over each overlap's co-located pixels."""
-    from .kernels import accumulate_pair_moments
+def _image_moments(image, run, mask, nodata, tick):
+    """The :class:`Moments` of the windows ``run`` of ``image`` (one task)."""
+    from .kernels import accumulate_moments
 
     value, has = _nodata_args(nodata)
+    moments = Moments.empty(image.bands)
+    bands = list(range(1, image.bands + 1))
+    with TileReader([(image.path, bands, None)], run, threads=1, depth=2) as reader:
+        for window, (tile,) in reader:
+            tick(0)
+            pixels, use = window_mask(mask, image.geotransform, window)
+            accumulate_moments(tile, value, has, pixels, use, moments.counts, moments.means,
+                               moments.m2)
+            tick(window.xsize * window.ysize)
+    return moments
+
+
+def pair_statistics(images, overlaps, nodata, masks, reporter, threads=2, window_size=None,
+                    runner=run_in_threads):
+    """(Moments of image i, Moments of image j) over each overlap's co-located pixels."""
     parts = max(1, math.ceil(threads / max(1, len(overlaps))))
-    pairs = []
     tasks, owners = [], []
-    try:
-        for index, overlap in enumerate(overlaps):
-            first, second = images[overlap.i], images[overlap.j]
-            pair = ColocatedPair(first, second, overlap.window, nodata)
-            pairs.append(pair)
-            size = overlap.window
-            windows = _windows_of(size.xsize, size.ysize, window_size)
-            for run in split_evenly(windows, parts):
-
-                def task(tick, pair=pair, run=run, first=first, overlap=overlap):
-                    bands = list(range(1, first.bands + 1))
-                    result = (Moments.empty(first.bands), Moments.empty(first.bands))
-                    sources = [(pair.first_path, bands, np.float64),
-                               (pair.second_path, bands, np.float64)]
-                    mask_i, mask_j = masks[overlap.i], masks[overlap.j]
-                    with TileReader(sources, run, threads=1, depth=2) as reader:
-                        for window, (tile_i, tile_j) in reader:
-                            tick(0)
-                            pixels, use = _pair_mask(mask_i, mask_j, pair.geotransform, window)
-                            a, b = result
-                            accumulate_pair_moments(tile_i, tile_j, value, has, pixels, use,
-                                                    a.counts, a.means, a.m2, b.means, b.m2)
-                            b.counts[:] = a.counts
-                            tick(window.xsize * window.ysize)
-                    return result
-
-                tasks.append((task, sum(w.xsize * w.ysize for w in run)))
-                owners.append(index)
-        pieces = run_in_threads(tasks, threads, reporter)
-    finally:
-        for pair in pairs:
-            pair.__exit__(None, None, None)
+    for index, overlap in enumerate(overlaps):
+        size = overlap.window
+        windows = _windows_of(size.xsize, size.ysize, window_size)
+        for run in split_evenly(windows, parts):
+            tasks.append((functools.partial(_pair_moments, images[overlap.i],
+                                            images[overlap.j], overlap.window, run,
+                                            (masks[overlap.i], masks[overlap.j]), nodata),
+                          sum(w.xsize * w.ysize for w in run)))
+            owners.append(index)
+    pieces = runner(tasks, threads, reporter)
     results = [(Moments.empty(images[o.i].bands), Moments.empty(images[o.i].bands))
                for o in overlaps]
     for owner, (a, b) in zip(owners, pieces, strict=True):
         results[owner] = (results[owner][0].merge(a), results[owner][1].merge(b))
     return results
+
+
+def _pair_moments(first, second, overlap_window, run, masks, nodata, tick):
+    """(Moments of ``first``, Moments of ``second``) over the windows ``run`` of their
+    overlap, ``second`` read on ``first``'s grid (one task, its own in-memory VRTs)."""
+    from .kernels import accumulate_pair_moments
+
+    value, has = _nodata_args(nodata)
+    bands = list(range(1, first.bands + 1))
+    result = (Moments.empty(first.bands), Moments.empty(first.bands))
+    mask_i, mask_j = masks
+    with ColocatedPair(first, second, overlap_window, nodata) as pair:
+        sources = [(pair.first_path, bands, np.float64), (pair.second_path, bands, np.float64)]
+        with TileReader(sources, run, threads=1, depth=2) as reader:
+            for window, (tile_i, tile_j) in reader:
+                tick(0)
+                pixels, use = _pair_mask(mask_i, mask_j, pair.geotransform, window)
+                a, b = result
+                accumulate_pair_moments(tile_i, tile_j, value, has, pixels, use, a.counts,
+                                        a.means, a.m2, b.means, b.m2)
+                b.counts[:] = a.counts
+                tick(window.xsize * window.ysize)
+    return result
 
 
 def _pair_mask(mask_i, mask_j, geotransform, window):
@@ -195,7 +197,7 @@ def _windows_of(width, height, window_size=None):
 
 
 def measure_statistics(images, overlaps, nodata, masks, reporter, threads=2, window_size=None,
-                       whole=None):
+                       whole=None, runner=run_in_threads):
     """Whole-image :class:`Moments` of the images ``whole`` lists (indices; default all;
     None for the others) and (Moments of i, Moments of j) of every overlap, reading each
     input pixel once.
@@ -221,7 +223,7 @@ def measure_statistics(images, overlaps, nodata, masks, reporter, threads=2, win
         wanted = [i for i in group if i in set(whole)]
         measured, pairs = region_statistics(
             images, group, wanted, [overlaps[k] for k in inside], nodata, masks,
-            _SubProgress(reporter, done / total, weight / total), threads, window_size)
+            _SubProgress(reporter, done / total, weight / total), threads, window_size, runner)
         for index in wanted:
             whole_moments[index] = measured[index]
         for k, moments in zip(inside, pairs, strict=True):
@@ -230,7 +232,7 @@ def measure_statistics(images, overlaps, nodata, masks, reporter, threads=2, win
     if crossing:
         measured = pair_statistics(images, [overlaps[k] for k in crossing], nodata, masks,
                                    _SubProgress(reporter, done / total, weights[-1] / total),
-                                   threads, window_size)
+                                   threads, window_size, runner)
         for k, moments in zip(crossing, measured, strict=True):
             pair_moments[k] = moments
     return whole_moments, pair_moments
@@ -351,7 +353,7 @@ def _cuts(phase, length, step):
 
 
 def region_statistics(images, group, wanted, overlaps, nodata, masks, reporter, threads=2,
-                      window_size=None):
+                      window_size=None, runner=run_in_threads):
     """One pass over the union of the images ``group`` (indices; grids lining up):
     ({index: Moments} of the images ``wanted``, [(Moments of i, Moments of j)] of the
     ``overlaps`` (pairs within the group)).
@@ -374,9 +376,8 @@ def region_statistics(images, group, wanted, overlaps, nodata, masks, reporter, 
     windows = union_windows(placed, width, height, block, pixel_bytes, window_size)
     region = _Region(images, placed, where, set(wanted), overlaps, nodata, masks)
     runs = split_evenly(windows, threads)
-    pieces = run_in_threads([(functools.partial(region.measure, run),
-                              sum(w.xsize * w.ysize for w in run)) for run in runs],
-                            threads, reporter)
+    pieces = runner([(functools.partial(region.measure, run),
+                      sum(w.xsize * w.ysize for w in run)) for run in runs], threads, reporter)
     moments, pairs = region.empty()
     for piece_moments, piece_pairs in pieces:
         for index, m in piece_moments.items():

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..dependencies import require
+from ..distributed import cluster_client
 from ..errors import TesseraError
 from ..io.output_safety import Publication, check_targets
 from ..io.raster_io import TileReader, band_dtype, band_nodata, get_band, open_raster, plan_windows
@@ -103,7 +104,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                 column_prefix=DEFAULT_PREFIX, missing_value=None, polygons_crs=None,
                 layer=None, output_table=None, progress=None, cancelled=None,
                 window_size=None, read_threads=2, compute_threads=2, overwrite=False,
-                polygons_name=None):
+                polygons_name=None, scheduler=None):
     """Compute statistics of ``raster`` for every polygon of ``polygons``.
 
     ``polygons`` is a vector file path (``layer`` or ``path|layername=x`` picks a
@@ -119,6 +120,9 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
     only with ``overwrite``). ``polygons_name`` names an iterable of polygons in messages.
     ``progress(fraction, message)`` and ``cancelled()`` report and stop the work;
     ``read_threads`` decode tiles ahead, ``compute_threads`` share each tile's polygons.
+    ``scheduler`` (:mod:`tessera.engine.distributed`): None runs on this machine's threads;
+    ``"local"``, a scheduler address or a ``distributed.Client`` compute groups of tiles as
+    Dask tasks (the raster a path every worker reads); the values are the same bits.
     """
     require("numba", "shapely", purpose="Zonal statistics")
     from ..io.polygon_source import layer_features, open_layer, read_polygons
@@ -174,9 +178,10 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                        f"Computing zonal statistics of {n_features} polygon(s) "
                        f"({pixel_rule} rule)")
         compute_started = time.perf_counter()
-        class_shares = _compute(shapes, bounds, raster_ds, bands, dtype, plan,
-                                PIXEL_RULES[pixel_rule], values, missing, reporter, window_size,
-                                read_threads, compute_threads)
+        with cluster_client(scheduler, "Zonal statistics on a Dask cluster") as client:
+            class_shares = _compute(shapes, bounds, raster_ds, bands, dtype, plan,
+                                    PIXEL_RULES[pixel_rule], values, missing, reporter,
+                                    window_size, read_threads, compute_threads, client)
         all_columns, values = with_class_columns(plan, values, class_shares, missing)
         columns = [(c.name, c.kind) for c in all_columns]
         timings["statistics"] = time.perf_counter() - compute_started
@@ -235,37 +240,25 @@ class _TileGrid:
 
 
 def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missing, reporter,
-             window_size, read_threads, compute_threads):
+             window_size, read_threads, compute_threads, client=None):
     """Gather every polygon's pixels tile by tile and fill ``values``; returns the class
-    shares (``frac``) found, a :class:`.statistics.ClassShares`."""
-    from ..statistics.kernels import zone_statistics
-    from ..statistics.weighted_kernels import weighted_zone_statistics
-
+    shares (``frac``) found, a :class:`.statistics.ClassShares`. With a Dask ``client``
+    groups of tiles are tasks on its workers (:mod:`.tile_tasks`)."""
     grid = _TileGrid(raster_ds, bands[0], bounds, window_size)
     work = list(grid.tiles())
     class_shares = ClassShares(plan)
     if not work:
         return class_shares
-    nodata = [band_nodata(b) for b in (raster_ds.GetRasterBand(n) for n in bands)]
-    nodata_values = np.array([np.nan if v is None else v for v in nodata], np.float64)
-    has_nodata = np.array([v is not None for v in nodata], np.bool_)
-    is_int = np.dtype(dtype).kind in "iu"
-    table = plan.kernel_table()
-    quantiles = np.true_divide(np.array(plan.percentiles or [0.0], np.float64), 100)
-    linear = plan.method == "linear"
-    needs = plan.band_needs()
-    weighted = rule == FRACTION
+    kernel = ZoneKernel.of(raster_ds, bands, dtype, plan, rule, missing)
+    if client is not None:
+        from .tile_tasks import compute_on_cluster
+
+        compute_on_cluster(client, shapes, bounds, grid, work, raster_ds, bands, dtype, rule,
+                           kernel, values, class_shares, reporter)
+        return class_shares
 
     def finish(ids, starts, lengths, pixel_values, weights):
-        if weighted:
-            pairs = weighted_zone_statistics(ids, starts, lengths, pixel_values, weights,
-                                             nodata_values, has_nodata, table, quantiles, needs,
-                                             values, missing)
-        else:
-            pairs = zone_statistics(ids, starts, lengths, pixel_values, nodata_values,
-                                    has_nodata, is_int, table, quantiles, linear, needs, values,
-                                    missing)
-        class_shares.add(pairs)
+        class_shares.add(kernel(ids, starts, lengths, pixel_values, weights, values))
 
     gatherers = [_Gatherer(shapes, bounds, grid, len(bands), dtype, rule, finish)
                  for _ in range(max(1, int(compute_threads)))]
@@ -293,6 +286,44 @@ def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missin
     if parts:
         raise TesseraError("Internal error: some polygons spanning tiles were never finished.")
     return class_shares
+
+
+@dataclass
+class ZoneKernel:
+    """The statistics of zones from their gathered pixels: the kernel of the pixel rule
+    and its constant arguments (picklable: Dask tasks carry it)."""
+
+    nodata_values: np.ndarray
+    has_nodata: np.ndarray
+    is_int: bool
+    table: np.ndarray
+    quantiles: np.ndarray
+    linear: bool
+    needs: np.ndarray
+    weighted: bool
+    missing: float
+
+    @classmethod
+    def of(cls, raster_ds, bands, dtype, plan, rule, missing):
+        nodata = [band_nodata(b) for b in (raster_ds.GetRasterBand(n) for n in bands)]
+        return cls(np.array([np.nan if v is None else v for v in nodata], np.float64),
+                   np.array([v is not None for v in nodata], np.bool_),
+                   np.dtype(dtype).kind in "iu", plan.kernel_table(),
+                   np.true_divide(np.array(plan.percentiles or [0.0], np.float64), 100),
+                   plan.method == "linear", plan.band_needs(), rule == FRACTION, missing)
+
+    def __call__(self, ids, starts, lengths, pixel_values, weights, values):
+        """Fill the columns ``values[:, ids]`` of the zones; returns their class shares."""
+        from ..statistics.kernels import zone_statistics
+        from ..statistics.weighted_kernels import weighted_zone_statistics
+
+        if self.weighted:
+            return weighted_zone_statistics(ids, starts, lengths, pixel_values, weights,
+                                            self.nodata_values, self.has_nodata, self.table,
+                                            self.quantiles, self.needs, values, self.missing)
+        return zone_statistics(ids, starts, lengths, pixel_values, self.nodata_values,
+                               self.has_nodata, self.is_int, self.table, self.quantiles,
+                               self.linear, self.needs, values, self.missing)
 
 
 class _Gatherer:
