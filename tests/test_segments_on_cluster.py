@@ -539,3 +539,25 @@ def test_a_worker_killed_while_writing_the_store_retries_or_changes_nothing(tmp_
         killer.join()
         client.wait_for_workers(2, timeout=60)
     assert killed[0] is not None, "no write task was caught running"
+
+
+def test_qgis_process_runs_a_local_cluster(qgis_process, tmp_path):
+    """DASK_SCHEDULER=local from qgis_process.bin: Tessera starts worker processes of QGIS's
+    own Python (whatever sys.executable says there) and closes them; the columns equal the
+    threaded run's."""
+    seg = _segments(150, 120, seed=41)
+    (seg_a, _), image_path = _case(tmp_path, seg, _image("uint16", (1, 150, 120), 42),
+                                   histogram=False)
+    outputs = {}
+    for name, scheduler in (("threads", ""), ("cluster", "local")):
+        out = tmp_path / f"{name}.img"
+        code, result, output = qgis_process(
+            "run", "tessera:segmentstats", "--", f"SEGMENTS={seg_a}", f"IMAGE={image_path}",
+            "STATISTICS=mean,median,stddev", f"OUTPUT_RAT={out}",
+            f"DASK_SCHEDULER={scheduler}")
+        assert code == 0, output
+        outputs[name] = read_rat(out)
+    assert sorted(outputs["cluster"]) == sorted(outputs["threads"]) == [
+        "b1_mean", "b1_median", "b1_stddev"]
+    for column, values in outputs["threads"].items():
+        assert np.array_equal(outputs["cluster"][column], values), column
