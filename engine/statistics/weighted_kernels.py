@@ -38,6 +38,7 @@ from .catalogue import (
     NEED_SHAPE,
 )
 from .column_values import add_class_share, check_codes, column_value
+from .value_order import bucket_sort_pairs, bucket_table
 
 #: What needs the distinct values and their summed weights.
 NEED_DISTINCT = NEED_ORDER | NEED_RUNS | NEED_CLASSES
@@ -82,6 +83,7 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
     scratch_w = np.empty(longest, np.float64)
     distinct = np.empty(longest, np.float64)
     distinct_w = np.empty(longest, np.float64)
+    buckets = bucket_table(longest)
     n_q = quantiles.shape[0]
     quantile_values = np.zeros(n_q + 1, np.float64)
     pairs = np.empty((0, 4), np.float64)
@@ -130,7 +132,8 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                     m3 = cubes / sum_w
                     m4 = fourths / sum_w
             if n > 0 and needs & NEED_DISTINCT:
-                n_distinct = distinct_values(scratch, scratch_w, n, distinct, distinct_w)
+                n_distinct = distinct_values(scratch, scratch_w, n, lo, hi, distinct, distinct_w,
+                                             buckets)
                 variety = float(n_distinct)
                 if needs & NEED_MODE:
                     mode = _by_weight(distinct, distinct_w, n_distinct, True)
@@ -154,18 +157,20 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
 
 
 @njit(cache=True, nogil=True)
-def distinct_values(values, weights, n, distinct, distinct_w):
-    """The distinct values of ``values[:n]`` in ascending order, with their summed
-    weights, into ``distinct`` and ``distinct_w``; returns how many."""
-    order = np.argsort(values[:n])
+def distinct_values(values, weights, n, lo, hi, distinct, distinct_w, buckets):
+    """The distinct values of ``values[:n]`` (between ``lo`` and ``hi``) in ascending
+    order, with their summed weights (added in pixel order), into ``distinct`` and
+    ``distinct_w``; returns how many. ``buckets`` is a :func:`.value_order.bucket_table`."""
+    bucket_sort_pairs(values, weights, n, lo, hi, distinct, distinct_w, buckets)
     n_distinct = 0
-    for i in range(n):
-        v = values[order[i]]
+    for i in range(n):  # in place: n_distinct <= i
+        v = distinct[i]
+        w = distinct_w[i]
         if n_distinct > 0 and distinct[n_distinct - 1] == v:
-            distinct_w[n_distinct - 1] += weights[order[i]]
+            distinct_w[n_distinct - 1] += w
         else:
             distinct[n_distinct] = v
-            distinct_w[n_distinct] = weights[order[i]]
+            distinct_w[n_distinct] = w
             n_distinct += 1
     return n_distinct
 

@@ -251,7 +251,7 @@ def _compute(shapes, bounds, raster_ds, bands, dtype, plan, rule, values, missin
     has_nodata = np.array([v is not None for v in nodata], np.bool_)
     is_int = np.dtype(dtype).kind in "iu"
     table = plan.kernel_table()
-    quantiles = np.true_divide(np.array(plan.percentiles or [0.0], np.float64), 100)
+    quantiles = np.true_divide(np.array(plan.percentiles, np.float64), 100)
     linear = plan.method == "linear"
     needs = plan.band_needs()
     weighted = rule == FRACTION
