@@ -112,7 +112,7 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     longest = 0
     for z in range(ids.shape[0]):
         longest = max(longest, lengths[z])
-    scratch = np.empty(longest, values.dtype)
+    scratch = np.empty(longest + 1, values.dtype)
     counts = np.zeros(COUNTING_SLACK, np.int64)
     # 8- and 16-bit integers are counted while they are read, in a table of every value
     direct = is_int and values.itemsize <= 2
@@ -133,6 +133,8 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     # buckets of float (and widely spread integer) values, see value_order
     buckets = bucket_table(longest)
     targets = np.zeros((4, 2 * n_q + 2), np.int64)
+    compact = np.empty(longest, values.dtype)
+    bucket_ids = np.empty(longest, np.int32)
     quantile_values = np.zeros(n_q + 1, np.float64)
     pairs = np.empty((0, 4), np.float64)
     n_pairs = 0
@@ -161,7 +163,7 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                 else:
                     n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
                         values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
-                        counts, buckets, targets)
+                        counts, (buckets, targets, compact, bucket_ids))
                 mean = total / n if n > 0 else 0.0
                 m3 = m4 = 0.0
                 if n > 0 and needs & NEED_SHAPE:
@@ -385,12 +387,12 @@ def walk_ranks(counts, lo, base, wanted, order, wanted_value):
 
 @njit(cache=True, nogil=True, inline='always')
 def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratch, counts,
-                 buckets, targets):
+                 selection):
     """Statistics of the valid pixels of any band: order statistics from a
     counting pass when integer values span little more than their count, else
     from the buckets of :mod:`.value_order` (values at ranks by selecting only the
     buckets that hold them; every value in order when mode, minority or variety
-    are asked: ``buckets`` and ``targets`` are its work arrays). Returns (valid
+    are asked: ``selection`` holds its work arrays). Returns (valid
     pixels, min, max, sum, variance, mode, minority, variety, the counts buffer,
     grown if needed)."""
     n = 0
@@ -427,13 +429,15 @@ def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratc
                 counts, span, lo, mean, needs & NEED_MOMENTS != 0, needs & NEED_RUNS != 0,
                 wanted, order, wanted_value)
         elif needs & NEED_RUNS:
+            buckets = selection[0]
             bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, buckets)
             for i in range(wanted.shape[0]):
                 wanted_value[i] = float(scratch[wanted[i]])
             mode, minority, variety = scan_runs(scratch, n)
         else:
+            buckets, targets, compact, bucket_ids = selection
             select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order,
-                         wanted_value, scratch, buckets, targets)
+                         wanted_value, scratch, buckets, targets, compact, bucket_ids)
     if squares < 0.0:
         squares = 0.0
         if needs & NEED_MOMENTS:

@@ -8,9 +8,10 @@ one bucket). One counting pass tells which bucket holds each wanted rank:
 
 - :func:`select_ranks` copies only the values of those few buckets and sorts them
   (a median costs two passes over the zone's values and a sort of a bucket or two);
-- :func:`bucket_sort` and :func:`bucket_sort_pairs` place every value in its bucket
+- :func:`bucket_sort` and :func:`distinct_sorted` place every value in its bucket
   and sort the buckets by insertion (mode, minority, variety and weighted quantiles
-  need every value in order).
+  need every value in order; the weighted kernel's distinct values are grouped as
+  each bucket is sorted).
 
 The values found are the zone's own values at the same ranks as a full sort gives,
 so every statistic stays the same to the bit. Zones of few values, and spans buckets
@@ -32,6 +33,9 @@ BUCKET_LOAD = 4
 MAX_BUCKETS = 1 << 16
 #: Buckets holding more values than this are sorted with numpy's sort, not by insertion.
 INSERTION_LIMIT = 24
+#: A wanted rank in a bucket of at most this many values is found by counting, for
+#: each value, the values below it (no sort: comparisons without branches).
+COUNTING_LIMIT = 32
 
 
 @njit(cache=True, nogil=True)
@@ -84,6 +88,22 @@ def sort_range(a, start, stop):
         a[start:stop].sort()
 
 
+@njit(cache=True, nogil=True, inline="always")
+def value_at_rank(a, start, stop, rank):
+    """The value of rank ``rank`` (0-based) among ``a[start:stop]``, without sorting: the
+    value with at most ``rank`` values below it and more than ``rank`` at or below it."""
+    for i in range(start, stop):
+        x = a[i]
+        below = 0
+        at = 0
+        for j in range(start, stop):
+            below += a[j] < x
+            at += a[j] <= x
+        if below <= rank < at:
+            return x
+    return a[start]  # not reached
+
+
 @njit(cache=True, nogil=True)
 def copy_valid_values(values, band, start, stop, nodata, out):
     """Copy the valid values (not NaN, not ``nodata``) of ``values[band, start:stop]`` to
@@ -110,12 +130,12 @@ def count_buckets(values, band, start, stop, nodata, lo, scale, last, counts):
 
 @njit(cache=True, nogil=True)
 def select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order, wanted_value,
-                 scratch, counts, targets):
+                 scratch, counts, targets, compact, bucket_ids):
     """``wanted_value[i]`` = the value of rank ``wanted[i]`` (0-based, ascending) among the
     ``n`` valid values of ``values[band, start:stop]``, whose minimum and maximum are
     ``lo`` and ``hi``; ``order`` visits ``wanted`` in ascending order. ``scratch`` holds
-    at least ``n`` values, ``counts`` is a :func:`bucket_table`, ``targets`` an int64
-    array (4, len(wanted))."""
+    at least ``n + 1`` values, ``counts`` is a :func:`bucket_table`, ``targets`` an int64
+    array (4, len(wanted)), ``compact`` (values) and ``bucket_ids`` (int32) hold ``n``."""
     buckets, scale = bucket_scale(n, lo, hi)
     n_wanted = wanted.shape[0]
     if buckets == 0:
@@ -125,7 +145,17 @@ def select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order, wa
             wanted_value[i] = np.float64(scratch[wanted[i]])
         return
     last = buckets - 1
-    count_buckets(values, band, start, stop, nodata, lo, scale, last, counts)
+    # count, keeping the valid values and their buckets side by side
+    k = 0
+    for i in range(start, stop):
+        v = values[band, i]
+        if v != v or v == nodata:
+            continue
+        b = bucket_of(v, lo, scale, last)
+        counts[b] += 1
+        compact[k] = v
+        bucket_ids[k] = b
+        k += 1
     # the buckets holding wanted ranks (targets[0]: bucket, 1: its first rank, 2: its
     # place in scratch, 3: next free place); counts[b] becomes target + 1, others 0
     n_targets = 0
@@ -154,23 +184,42 @@ def select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order, wa
         b += 1
     counts[b + 1:buckets] = 0
     # copy the values of those buckets, bucket by bucket
-    for i in range(start, stop):
-        v = values[band, i]
-        if v != v or v == nodata:
-            continue
-        t = counts[bucket_of(v, lo, scale, last)]
-        if t:
-            scratch[targets[3, t - 1]] = v
-            targets[3, t - 1] += 1
+    if placed * 8 > n and n_targets <= 4:
+        # many values to copy (small zones): one pass per bucket without branches
+        # (a value is written at the next free place, which advances when it belongs)
+        for t in range(n_targets):
+            target = targets[0, t]
+            m = targets[2, t]
+            for i in range(n):
+                scratch[m] = compact[i]
+                m += bucket_ids[i] == target
+            targets[3, t] = m
+    else:  # few values to copy: the branch is predictable
+        for i in range(n):
+            t = counts[bucket_ids[i]]
+            if t:
+                scratch[targets[3, t - 1]] = compact[i]
+                targets[3, t - 1] += 1
     for t in range(n_targets):
         counts[targets[0, t]] = 0
-        sort_range(scratch, targets[2, t], targets[3, t])
+        if targets[3, t] - targets[2, t] > COUNTING_LIMIT:
+            sort_range(scratch, targets[2, t], targets[3, t])
     t = 0
+    previous = -1
     for w in range(n_wanted):
         rank = wanted[order[w]]
+        if rank == previous:  # numpy's inverted_cdf: lower and upper ranks are equal
+            wanted_value[order[w]] = wanted_value[order[w - 1]]
+            continue
+        previous = rank
         while rank >= targets[1, t] + targets[3, t] - targets[2, t]:
             t += 1
-        wanted_value[order[w]] = np.float64(scratch[targets[2, t] + rank - targets[1, t]])
+        first, end = targets[2, t], targets[3, t]
+        if end - first > COUNTING_LIMIT:  # sorted above
+            wanted_value[order[w]] = np.float64(scratch[first + rank - targets[1, t]])
+        else:
+            wanted_value[order[w]] = np.float64(
+                value_at_rank(scratch, first, end, rank - targets[1, t]))
 
 
 @njit(cache=True, nogil=True)
@@ -212,17 +261,20 @@ def place_buckets(counts, buckets):
 
 
 @njit(cache=True, nogil=True)
-def bucket_sort_pairs(keys, weights, n, lo, hi, out_keys, out_weights, counts):
-    """``out_keys[:n]`` = ``keys[:n]`` (minimum ``lo``, maximum ``hi``, no NaN) in
-    ascending order, stable, with their ``weights`` alongside in ``out_weights``;
-    ``counts`` is a :func:`bucket_table`."""
+def distinct_sorted(keys, weights, n, lo, hi, out_keys, out_weights, counts):
+    """The distinct values of ``keys[:n]`` (minimum ``lo``, maximum ``hi``, no NaN) in
+    ascending order into ``out_keys``, with the sum of their ``weights`` (added in the
+    order of ``keys``) into ``out_weights``; ``counts`` is a :func:`bucket_table`.
+    Returns (how many distinct values, the sum of their summed weights in ascending
+    order of value)."""
     buckets, scale = bucket_scale(n, lo, hi)
     if buckets == 0:
         order = np.argsort(keys[:n], kind="mergesort")
         for i in range(n):
             out_keys[i] = keys[order[i]]
             out_weights[i] = weights[order[i]]
-        return
+        n_distinct, total = group_pairs(out_keys, out_weights, 0, n, 0, 0.0)
+        return n_distinct, total + out_weights[n_distinct - 1]
     last = buckets - 1
     for i in range(n):
         counts[bucket_of(keys[i], lo, scale, last)] += 1
@@ -232,6 +284,9 @@ def bucket_sort_pairs(keys, weights, n, lo, hi, out_keys, out_weights, counts):
         out_keys[counts[b]] = keys[i]
         out_weights[counts[b]] = weights[i]
         counts[b] += 1
+    # sort each bucket (stable) and group its equal values right away, in place
+    n_distinct = 0
+    total = 0.0
     begin = 0
     for b in range(buckets):
         end = counts[b]
@@ -253,4 +308,26 @@ def bucket_sort_pairs(keys, weights, n, lo, hi, out_keys, out_weights, counts):
                     j -= 1
                 out_keys[j + 1] = x
                 out_weights[j + 1] = y
+        n_distinct, total = group_pairs(out_keys, out_weights, begin, end, n_distinct, total)
         begin = end
+    return n_distinct, total + out_weights[n_distinct - 1]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def group_pairs(keys, weights, begin, end, n_distinct, total):
+    """Fold the sorted ``keys[begin:end]`` into the distinct values found so far
+    (``keys[:n_distinct]``, in place: ``n_distinct <= begin``), adding up the weights of
+    equal values; ``total`` adds each distinct value's summed weight once it is complete.
+    Returns (n_distinct, total)."""
+    for i in range(begin, end):
+        v = keys[i]
+        w = weights[i]
+        if n_distinct > 0 and keys[n_distinct - 1] == v:
+            weights[n_distinct - 1] += w
+        else:
+            if n_distinct > 0:
+                total += weights[n_distinct - 1]
+            keys[n_distinct] = v
+            weights[n_distinct] = w
+            n_distinct += 1
+    return n_distinct, total
