@@ -429,8 +429,9 @@ def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratc
                 counts, span, lo, mean, needs & NEED_MOMENTS != 0, needs & NEED_RUNS != 0,
                 wanted, order, wanted_value)
         elif needs & NEED_RUNS:
-            buckets = selection[0]
-            bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, buckets)
+            buckets, _, compact, bucket_ids = selection
+            bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, buckets, compact,
+                        bucket_ids)
             for i in range(wanted.shape[0]):
                 wanted_value[i] = float(scratch[wanted[i]])
             mode, minority, variety = scan_runs(scratch, n)

@@ -223,23 +223,31 @@ def select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order, wa
 
 
 @njit(cache=True, nogil=True)
-def bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, counts):
+def bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, counts, compact,
+                bucket_ids):
     """``scratch[:n]`` = the ``n`` valid values of ``values[band, start:stop]`` (minimum
-    ``lo``, maximum ``hi``) in ascending order; ``counts`` is a :func:`bucket_table`."""
+    ``lo``, maximum ``hi``) in ascending order; ``counts`` is a :func:`bucket_table`,
+    ``compact`` (values) and ``bucket_ids`` (int32) hold ``n``."""
     buckets, scale = bucket_scale(n, lo, hi)
     if buckets == 0:
         copy_valid_values(values, band, start, stop, nodata, scratch)
         scratch[:n].sort()
         return
     last = buckets - 1
-    count_buckets(values, band, start, stop, nodata, lo, scale, last, counts)
-    place_buckets(counts, buckets)
+    k = 0
     for i in range(start, stop):
         v = values[band, i]
         if v != v or v == nodata:
             continue
         b = bucket_of(v, lo, scale, last)
-        scratch[counts[b]] = v
+        counts[b] += 1
+        compact[k] = v
+        bucket_ids[k] = b
+        k += 1
+    place_buckets(counts, buckets)
+    for i in range(n):
+        b = bucket_ids[i]
+        scratch[counts[b]] = compact[i]
         counts[b] += 1
     begin = 0
     for b in range(buckets):  # counts[b] is now where bucket b ends
@@ -261,12 +269,12 @@ def place_buckets(counts, buckets):
 
 
 @njit(cache=True, nogil=True)
-def distinct_sorted(keys, weights, n, lo, hi, out_keys, out_weights, counts):
+def distinct_sorted(keys, weights, n, lo, hi, out_keys, out_weights, counts, bucket_ids):
     """The distinct values of ``keys[:n]`` (minimum ``lo``, maximum ``hi``, no NaN) in
     ascending order into ``out_keys``, with the sum of their ``weights`` (added in the
     order of ``keys``) into ``out_weights``; ``counts`` is a :func:`bucket_table`.
     Returns (how many distinct values, the sum of their summed weights in ascending
-    order of value)."""
+    order of value). ``bucket_ids`` (int32) holds ``n``."""
     buckets, scale = bucket_scale(n, lo, hi)
     if buckets == 0:
         order = np.argsort(keys[:n], kind="mergesort")
@@ -277,10 +285,12 @@ def distinct_sorted(keys, weights, n, lo, hi, out_keys, out_weights, counts):
         return n_distinct, total + out_weights[n_distinct - 1]
     last = buckets - 1
     for i in range(n):
-        counts[bucket_of(keys[i], lo, scale, last)] += 1
+        b = bucket_of(keys[i], lo, scale, last)
+        bucket_ids[i] = b
+        counts[b] += 1
     place_buckets(counts, buckets)
     for i in range(n):
-        b = bucket_of(keys[i], lo, scale, last)
+        b = bucket_ids[i]
         out_keys[counts[b]] = keys[i]
         out_weights[counts[b]] = weights[i]
         counts[b] += 1

@@ -98,6 +98,7 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
     distinct = np.empty(longest, np.float64)
     distinct_w = np.empty(longest, np.float64)
     buckets = bucket_table(longest)
+    bucket_ids = np.empty(longest, np.int32)
     n_q = quantiles.shape[0]
     quantile_values = np.zeros(n_q + 1, np.float64)
     every_quantile = np.append(quantiles, 0.5)  # the median last
@@ -149,7 +150,8 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                     m4 = fourths / sum_w
             if n > 0 and needs & NEED_DISTINCT:
                 n_distinct, distinct_sum = distinct_sorted(scratch, scratch_w, n, lo, hi,
-                                                           distinct, distinct_w, buckets)
+                                                           distinct, distinct_w, buckets,
+                                                           bucket_ids)
                 variety = float(n_distinct)
                 if needs & NEED_MODE:
                     mode = _by_weight(distinct, distinct_w, n_distinct, True)
