@@ -11,6 +11,10 @@ tiny case, so that loading numba's cache is not timed; the cases take turns,
 2. Tessera's segment_stats with pixcount, min, max, mean, stddev, median, mode, p25, p75,
    writing a RAT file: with the histogram, without it (counting pass), and with 4 bands;
 
+``--cases`` picks the cases; ``f32`` and ``f32-order`` time a float32 image (the same
+segments, values to 2 decimals) with pixcount, min, max, mean, stddev, then the same
++ median, p10 and p90 (issue 22: order statistics of floats at the speed of the mean);
+
 optionally pyshepseg's calcPerSegmentStatsTiled on the same files, in its own
 interpreter (`--pyshepseg PYTHON FOLDER`; not part of Tessera); and prints the ratios to
 the raw read, the peak RSS of each case's interpreter, and the first-call cost of numba
@@ -43,10 +47,13 @@ from tessera.engine.io.raster_io import create_raster  # noqa: E402
 
 STATISTICS = ["pixcount", "min", "max", "mean", "stddev", "median", "mode"]
 PERCENTILES = (25, 75)
+#: the float32 cases: (statistics, percentiles)
+FLOAT_BASIC = (["pixcount", "min", "max", "mean", "stddev"], ())
+FLOAT_ORDER = (FLOAT_BASIC[0] + ["median"], (10, 90))
 STRIP = 512
 
 
-def generate(folder, size, bands, compressed):
+def generate(folder, size, bands, compressed, dtype=np.uint16):
     """Write the segmentations and the image (if missing); return their paths.
 
     Segments are ragged ~10 x 10 pixel blocks, every id from 1 to the count present,
@@ -58,7 +65,8 @@ def generate(folder, size, bands, compressed):
     tag = f"{size}_{'deflate' if compressed else 'raw'}"
     seg_tif = os.path.join(folder, f"segments_{tag}.tif")
     seg_img = os.path.join(folder, f"segments_{size}.img")
-    image_path = os.path.join(folder, f"image_{tag}_{bands}b.tif")
+    suffix = "" if dtype == np.uint16 else f"_{np.dtype(dtype).name}"
+    image_path = os.path.join(folder, f"image_{tag}_{bands}b{suffix}.tif")
     options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=YES"]
     if compressed:
         options += ["COMPRESS=DEFLATE", "PREDICTOR=2"]
@@ -99,7 +107,7 @@ def generate(folder, size, bands, compressed):
         rat = dataset = None
     if not os.path.exists(image_path):
         print(f"generating {image_path} ...", flush=True)
-        dataset = create_raster(image_path, size, size, bands, np.uint16, nodata=0,
+        dataset = create_raster(image_path, size, size, bands, dtype, nodata=0,
                                 options=options + ["INTERLEAVE=PIXEL"])
         noise = np.random.default_rng(7)
         for row0 in range(0, size, STRIP):
@@ -107,7 +115,10 @@ def generate(folder, size, bands, compressed):
             grid = _grid(rows, size, wander_r, wander_c, block, per_row)
             for band in range(bands):
                 values = level[grid] * (1 + 0.1 * band) + noise.normal(0, 40, grid.shape)
-                values = np.clip(values, 1, 65535).astype(np.uint16)
+                if dtype == np.uint16:
+                    values = np.clip(values, 1, 65535).astype(np.uint16)
+                else:  # to 2 decimals, as a calibrated product: ties as well as spread
+                    values = np.round(np.clip(values, 1, 65535) / 100, 2).astype(dtype)
                 dataset.GetRasterBand(band + 1).WriteArray(values, 0, int(row0))
         dataset = None
     return seg_tif, seg_img, image_path
@@ -144,7 +155,8 @@ def raw_read(*paths):
     return time.perf_counter() - started, total
 
 
-def run_tessera(seg_path, image_path, folder, tiny):
+def run_tessera(seg_path, image_path, folder, tiny, statistics=STATISTICS,
+                percentiles=PERCENTILES):
     """In one fresh interpreter: a first call on the ``tiny`` case (numba's cache
     loaded outside the timings), a raw read of both rasters, then segment_stats
     into a separate RAT file (the inputs stay as they are). Returns (raw read
@@ -153,7 +165,7 @@ def run_tessera(seg_path, image_path, folder, tiny):
     for path in (rat, os.path.join(folder, "tiny_rat.img")):
         if os.path.exists(path):
             os.remove(path)
-    call = (f"statistics={STATISTICS!r}, percentiles={PERCENTILES!r}")
+    call = (f"statistics={statistics!r}, percentiles={tuple(percentiles)!r}")
     script = (
         "import sys, time; "
         f"sys.path.insert(0, {HERE!r}); "
@@ -164,11 +176,17 @@ def run_tessera(seg_path, image_path, folder, tiny):
         f"raw, _ = raw_read({seg_path!r}, {image_path!r}); "
         "from peak_memory import reset_peak; reset_peak(); t = time.perf_counter(); "
         f"r = segment_stats({seg_path!r}, {image_path!r}, {call}, output_rat={rat!r}); "
-        "print('RESULT', raw, time.perf_counter() - t, r.segment_count)"
+        "import resource; u = resource.getrusage(resource.RUSAGE_SELF); "
+        "c = u.ru_utime + u.ru_stime; "
+        "print('RESULT', raw, time.perf_counter() - t, r.segment_count, c - c0)"
     )
+    # CPU seconds of the Tessera call (c0 taken when the timing starts)
+    script = script.replace("t = time.perf_counter(); ",
+                            "import resource; u0 = resource.getrusage(resource.RUSAGE_SELF); "
+                            "c0 = u0.ru_utime + u0.ru_stime; t = time.perf_counter(); ")
     output, peak = run_child([sys.executable, "-c", script])
-    raw, seconds, count = output.split("RESULT")[1].split()[:3]
-    return float(raw), float(seconds), peak, int(count)
+    raw, seconds, count, cpu = output.split("RESULT")[1].split()[:4]
+    return float(raw), float(seconds), peak, int(count), float(cpu)
 
 
 PYSHEPSEG_RUN = """
@@ -237,20 +255,22 @@ def jit_start(cache_dir, seg_path, image_path):
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def tiny_case(folder):
+def tiny_case(folder, dtype=np.uint16):
     from tessera.engine.io.raster_io import write_array
 
     seg = (np.arange(400).reshape(20, 20) // 7 + 1).astype(np.uint32)
-    image = np.arange(400).reshape(20, 20).astype(np.uint16)
+    image = np.arange(400).reshape(20, 20).astype(dtype)
     return (write_array(os.path.join(folder, "tiny_seg.tif"), seg),
-            write_array(os.path.join(folder, "tiny_img.tif"), image))
+            write_array(os.path.join(folder, f"tiny_img_{np.dtype(dtype).name}.tif"), image))
 
 
 def _best(runs):
-    """(fastest raw read, fastest Tessera run, largest peak RSS, segment count) of a case's
-    runs (timeit's rule: the fastest run is the one least disturbed by the machine)."""
-    return (min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs),
-            runs[0][3])
+    """(fastest raw read, fastest Tessera run, largest peak RSS, segment count, CPU seconds
+    of the fastest run) of a case's runs (timeit's rule: the fastest run is the one least
+    disturbed by the machine)."""
+    fastest = min(runs, key=lambda r: r[1])
+    return (min(r[0] for r in runs), fastest[1], max(r[2] for r in runs), runs[0][3],
+            fastest[4])
 
 
 def _spread(runs):
@@ -268,35 +288,61 @@ def main():
     parser.add_argument("--pyshepseg", nargs=2, metavar=("PYTHON", "FOLDER"),
                         help="a Python and the folder holding the pyshepseg package (peer)")
     parser.add_argument("--output", default=os.path.join(HERE, "output"))
+    parser.add_argument("--cases", default="hfa,tif,4b",
+                        help="cases to run, of hfa, tif, 4b, f32, f32-order")
     parser.add_argument("--repeat", type=int, default=3,
                         help="fresh interpreters per case; the fastest run of each is reported")
     args = parser.parse_args()
     compressed = not args.uncompressed
+    chosen = args.cases.split(",")
     seg_tif, seg_img, image_path = generate(args.output, args.size, 1, compressed)
-    _, _, image4_path = generate(args.output, args.size, 4, compressed)
+    image4_path = image32_path = None
+    if "4b" in chosen:
+        _, _, image4_path = generate(args.output, args.size, 4, compressed)
+    if "f32" in chosen or "f32-order" in chosen:
+        _, _, image32_path = generate(args.output, args.size, 1, compressed, np.float32)
     work = tempfile.mkdtemp(prefix="tessera-bench-")
     try:
         print(f"\n{args.size} x {args.size} uint16 image ({'DEFLATE' if compressed else 'plain'}"
               f" tiled GeoTIFF), uint32 segments; {os.cpu_count()} CPUs")
         tiny = tiny_case(work)
-        raw_read(seg_img, seg_tif, image_path, image4_path)  # the files in the page cache
-        cases = {"hfa": (seg_img, image_path), "tif": (seg_tif, image_path),
-                 "4b": (seg_img, image4_path)}
+        tiny32 = tiny_case(work, np.float32)
+        # the files in the page cache
+        raw_read(*[p for p in (seg_img, seg_tif, image_path, image4_path, image32_path) if p])
+        cases = {"hfa": (seg_img, image_path, STATISTICS, PERCENTILES),
+                 "tif": (seg_tif, image_path, STATISTICS, PERCENTILES),
+                 "4b": (seg_img, image4_path, STATISTICS, PERCENTILES),
+                 "f32": (seg_img, image32_path, *FLOAT_BASIC),
+                 "f32-order": (seg_img, image32_path, *FLOAT_ORDER)}
+        cases = {name: case for name, case in cases.items() if name in chosen}
         runs = {name: [] for name in cases}
         for _ in range(args.repeat):  # the cases take turns: a slow spell hits them alike
-            for name, (seg, image) in cases.items():
-                runs[name].append(run_tessera(seg, image, work, tiny))
-        raw, seconds, peak, count = _best(runs["hfa"])
+            for name, (seg, image, statistics, percentiles) in cases.items():
+                first = tiny32 if name.startswith("f32") else tiny  # numba's cache, same type
+                runs[name].append(run_tessera(seg, image, work, first, statistics, percentiles))
+        for name in ("f32", "f32-order"):
+            if name in runs:
+                raw, seconds, peak, count, cpu = _best(runs[name])
+                print(f"float32 image, {name:9}: raw read {raw:5.2f} s, Tessera {seconds:5.2f} s "
+                      f"(CPU {cpu:5.2f} s), ratio {seconds / raw:5.2f}, peak RSS "
+                      f"{peak / 2**20:5.0f} MB{_spread(runs[name])}")
+        if "f32" in runs and "f32-order" in runs:
+            basic, order = _best(runs["f32"]), _best(runs["f32-order"])
+            print(f"float32: + median, p10, p90 / basic = {order[1] / basic[1]:.2f} "
+                  f"(CPU {order[4] / basic[4]:.2f})")
+        if not {"hfa", "tif", "4b"} <= set(runs):
+            return
+        raw, seconds, peak, count, _ = _best(runs["hfa"])
         print(f"raw GDAL read: HFA segments + image       {raw:7.2f} s")
         print(f"Tessera, histogram in the RAT ({count} segments)"
               f"\n                                           {seconds:7.2f} s  ratio "
               f"{seconds / raw:5.2f}  peak RSS {peak / 2**20:5.0f} MB{_spread(runs['hfa'])}")
-        raw_tif, seconds_tif, peak_tif, _ = _best(runs["tif"])
+        raw_tif, seconds_tif, peak_tif, _, _ = _best(runs["tif"])
         print(f"raw GDAL read: GeoTIFF segments + image   {raw_tif:7.2f} s")
         print(f"Tessera, no histogram (counting pass)     {seconds_tif:7.2f} s  ratio "
               f"{seconds_tif / raw_tif:5.2f}  peak RSS {peak_tif / 2**20:5.0f} MB"
               f"{_spread(runs['tif'])}")
-        raw4, seconds4, peak4, _ = _best(runs["4b"])
+        raw4, seconds4, peak4, _, _ = _best(runs["4b"])
         print(f"raw GDAL read: segments + 4-band image    {raw4:7.2f} s")
         print(f"Tessera, 4 bands                          {seconds4:7.2f} s  ratio "
               f"{seconds4 / raw4:5.2f}  peak RSS {peak4 / 2**20:5.0f} MB  "

@@ -9,8 +9,17 @@ tiled and DEFLATE-compressed, and a GeoPackage of Voronoi cells (some
 multipart, some with holes), large overlapping discs and polygons on the
 raster's edge. Every tool runs in its own process (timed, peak RSS from
 wait4) with statistics count, sum, mean, min, max, stddev, and again with
-median; the script prints the times, the ratios to Tessera and how far the
-results agree (Tessera centre vs QGIS, Tessera fraction vs exactextract).
+median, and with median, p10 and p90 (Tessera and exactextract only); the script
+prints the times (wall and CPU), the ratios to Tessera and how far the results
+agree (Tessera centre vs QGIS, Tessera fraction vs exactextract).
+
+``--repeat N`` runs every case N times, the cases taking turns, and reports the
+fastest run (timeit's rule); ``--rules`` and ``--sets`` narrow the cases;
+``--raw`` adds a raw read of the raster (a fresh process reading it window by
+window, one thread, as Tessera's reader: whole process and read alone).
+
+    .venv/bin/python bench/bench_zonal.py --skip qgis,rasterstats,exactextract \
+        --rules centre,fraction --repeat 2 --raw     # issue 22's order statistics
 """
 
 import argparse
@@ -28,6 +37,11 @@ OUTPUT = os.path.join(HERE, "output")
 sys.path.insert(0, os.path.join(REPO, "demo"))
 
 BASIC = ["count", "sum", "mean", "min", "max", "stddev"]
+#: statistic sets: label -> statistics (p<q>: a percentile)
+SETS = {"basic": BASIC, "+median": BASIC + ["median"],
+        "+median,p10,p90": BASIC + ["median", "p10", "p90"]}
+#: the tools that take percentiles
+PERCENTILE_TOOLS = ("tessera", "exactextract")
 TESSERA_NAMES = {"count": "pixcount", "stddev": "stddev"}
 EXACTEXTRACT_NAMES = {"stddev": "stdev"}
 QGIS_CODES = {"count": 0, "sum": 1, "mean": 2, "median": 3, "stddev": 4, "min": 5, "max": 6}
@@ -112,17 +126,23 @@ def run_tool(tool, rule, stats, raster, layer, result_path):
         sys.path.insert(0, plugin_folder())
         from tessera.engine import zonal_stats
 
-        names = [TESSERA_NAMES.get(s, s) for s in stats]
+        names = [TESSERA_NAMES.get(s, s) for s in stats if not s.startswith("p")]
+        percentiles = [float(s[1:]) for s in stats if s.startswith("p")]
         result = zonal_stats(layer, raster, statistics=names, pixel_rule=rule, column_prefix="",
-                             percentile_method="linear")
-        np.save(result_path, np.stack([result.column("pixcount"), result.column("mean")]))
+                             percentiles=percentiles, percentile_method="linear")
+        rows = [result.column("pixcount"), result.column("mean")]
+        rows += [result.column(s) for s in ("median", "p10", "p90") if s in stats]
+        np.save(result_path, np.stack(rows))
     elif tool == "exactextract":
         from exactextract import exact_extract
 
-        operations = [EXACTEXTRACT_NAMES.get(s, s) for s in stats]
+        operations = [f"quantile(q={float(s[1:]) / 100})" if s.startswith("p")
+                      else EXACTEXTRACT_NAMES.get(s, s) for s in stats]
         features = exact_extract(raster, layer, operations)
-        np.save(result_path, np.array([[f["properties"]["count"] for f in features],
-                                       [f["properties"]["mean"] for f in features]], float))
+        names = ["count", "mean"] + [{"p10": "quantile_10", "p90": "quantile_90"}.get(s, s)
+                                     for s in ("median", "p10", "p90") if s in stats]
+        np.save(result_path, np.array([[f["properties"][name] for f in features]
+                                       for name in names], float))
     elif tool == "rasterstats":
         from rasterstats import zonal_stats as rs_zonal_stats
 
@@ -131,12 +151,32 @@ def run_tool(tool, rule, stats, raster, layer, result_path):
         np.save(result_path, np.array([[f["count"] for f in features],
                                        [np.nan if f["mean"] is None else f["mean"]
                                         for f in features]], float))
+    elif tool == "raw":
+        read_seconds = raw_read(raster)
+        print("READ", read_seconds)
+        np.save(result_path, np.zeros((2, 0)))
     else:
         raise SystemExit(f"unknown tool {tool}")
 
 
+def raw_read(raster, window=1024):
+    """Read every pixel of the raster window by window in one thread (GDAL's block cache
+    dropped after each window, as Tessera's reader does); returns the seconds."""
+    from osgeo import gdal
+
+    started = time.perf_counter()
+    dataset = gdal.Open(raster)
+    band = dataset.GetRasterBand(1)
+    for row0 in range(0, dataset.RasterYSize, window):
+        rows = min(window, dataset.RasterYSize - row0)
+        for col0 in range(0, dataset.RasterXSize, window):
+            band.ReadAsArray(col0, row0, min(window, dataset.RasterXSize - col0), rows)
+        dataset.FlushCache()
+    return time.perf_counter() - started
+
+
 def measure(command, env=None):
-    """Run a command; return (seconds, peak RSS in GB, output)."""
+    """Run a command; return (seconds, peak RSS in GB, output, CPU seconds)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=env, text=True)
@@ -148,7 +188,7 @@ def measure(command, env=None):
     # our Python children report their own peak (VmHWM); for qgis_process wait4's figure,
     # which also counts this (small) parent's memory shared before exec
     megabytes = printed_peak_mb(output) if "PEAK" in output else usage.ru_maxrss / 1024
-    return seconds, megabytes / 1024, output
+    return seconds, megabytes / 1024, output, usage.ru_utime + usage.ru_stime
 
 
 def qgis_command(stats, raster, layer, result_path):
@@ -172,12 +212,15 @@ def qgis_values(path):
 
 
 def agreement(ours, theirs, counts_at_least=0):
-    """Largest relative difference of (count, mean) over features both computed."""
+    """Largest relative difference of count, mean (and median, p10, p90 when both have
+    them) over features both computed."""
     keep = (ours[0] >= counts_at_least) & np.isfinite(ours[1]) & np.isfinite(theirs[1])
+    names = ("count", "mean", "median", "p10", "p90")[:min(len(ours), len(theirs))]
     rel = [np.max(np.abs(ours[i][keep] - theirs[i][keep]) / np.maximum(np.abs(theirs[i][keep]),
                                                                        1e-300))
-           for i in (0, 1)]
-    return f"count {rel[0]:.1e}, mean {rel[1]:.1e} over {int(keep.sum())} features"
+           for i in range(len(names))]
+    return (", ".join(f"{name} {r:.1e}" for name, r in zip(names, rel, strict=True))
+            + f" over {int(keep.sum())} features")
 
 
 def compare_rasterizers(raster, layer):
@@ -227,7 +270,7 @@ def warm_up(args):
     timed Tessera runs measure work, not compilation."""
     small = ["--size", "512", "--polygons", "200"]
     for rule in ("centre", "all_touched", "fraction"):
-        for stats in (BASIC, BASIC + ["median"]):
+        for stats in SETS.values():
             path = os.path.join(OUTPUT, "warm_up.npy")
             measure([sys.executable, os.path.abspath(__file__), *small, "--run", "tessera",
                      rule, ",".join(stats), path])
@@ -240,6 +283,13 @@ def main():
     parser.add_argument("--skip", default="", help="tools to skip, e.g. rasterstats,qgis")
     parser.add_argument("--rasterizers", action="store_true",
                         help="only compare GDAL RasterizeLayer with Tessera's gathering")
+    parser.add_argument("--rules", default="", help="pixel rules to run, e.g. centre,fraction")
+    parser.add_argument("--sets", default="",
+                        help=f"statistic sets to run, of {', '.join(SETS)} (separated by ;)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of every case (taking turns); the fastest is reported")
+    parser.add_argument("--raw", action="store_true",
+                        help="also time a raw read of the raster in a fresh process")
     parser.add_argument("--run", nargs=4, metavar=("TOOL", "RULE", "STATS", "RESULT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -263,13 +313,17 @@ def main():
     warm_up(args)
     runs = [("tessera", "centre"), ("tessera", "all_touched"), ("tessera", "fraction"),
             ("exactextract", "fraction"), ("qgis", "centre"), ("rasterstats", "centre")]
+    rules = set(filter(None, args.rules.split(","))) or {rule for _, rule in runs}
+    sets = [label for label in args.sets.split(";") if label in SETS] if args.sets else list(SETS)
+    cases = [(tool, rule, label) for label in sets for tool, rule in runs
+             if tool not in skip and rule in rules
+             and (label != "+median,p10,p90" or tool in PERCENTILE_TOOLS)]
+    if args.raw:
+        cases.insert(0, ("raw", "read", "all pixels"))
     table = {}
-    for with_median in (False, True):
-        stats = BASIC + (["median"] if with_median else [])
-        label = "+median" if with_median else "basic"
-        for tool, rule in runs:
-            if tool in skip:
-                continue
+    for _ in range(args.repeat):  # the cases take turns: a slow spell hits them alike
+        for tool, rule, label in cases:
+            stats = SETS.get(label, BASIC)
             result_path = os.path.join(OUTPUT, f"result_{tool}_{rule}_{label}")
             if tool == "qgis":
                 result_path += ".gpkg"
@@ -282,18 +336,37 @@ def main():
                            "--polygons", str(args.polygons), "--run", tool, rule,
                            ",".join(stats), result_path]
                 env = None
-            seconds, rss, _ = measure(command, env)
+            seconds, rss, output, cpu = measure(command, env)
             values = qgis_values(result_path) if tool == "qgis" else np.load(result_path)
-            table[(tool, rule, label)] = (seconds, rss, values)
-            print(f"  {tool:>12} {rule:>11} {label:>8}: {seconds:7.2f} s, peak RSS {rss:5.2f} GB",
-                  flush=True)
-    print("\n| tool | rule | statistics | seconds | tool / Tessera (same rule) | peak RSS GB |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (tool, rule, label), (seconds, rss, _) in table.items():
+            read = float(output.split("READ")[1].split()[0]) if tool == "raw" else None
+            extra = f", read alone {read:.2f} s" if read is not None else ""
+            print(f"  {tool:>12} {rule:>11} {label:>15}: {seconds:7.2f} s, CPU {cpu:6.2f} s, "
+                  f"peak RSS {rss:5.2f} GB{extra}", flush=True)
+            best = table.get((tool, rule, label))
+            if best is None or seconds < best[0]:
+                table[(tool, rule, label)] = (seconds, rss, values, cpu, read)
+    print("\n| tool | rule | statistics | seconds | CPU s | tool / Tessera (same rule) | "
+          "peak RSS GB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (tool, rule, label), (seconds, rss, _, cpu, read) in table.items():
         base = table.get(("tessera", rule, label))
         ratio = f"{seconds / base[0]:.2f}" if base else "-"
-        print(f"| {tool} | {rule} | {label} | {seconds:.2f} | {ratio} | {rss:.2f} |")
-    for label in ("basic", "+median"):
+        if read is not None:
+            label += f" (read alone {read:.2f} s)"
+        print(f"| {tool} | {rule} | {label} | {seconds:.2f} | {cpu:.2f} | {ratio} | {rss:.2f} |")
+    for rule in ("centre", "all_touched", "fraction"):
+        basic = table.get(("tessera", rule, "basic"))
+        for label in ("+median", "+median,p10,p90"):
+            more = table.get(("tessera", rule, label))
+            if basic and more:
+                print(f"Tessera {rule}: {label} / basic = {more[0] / basic[0]:.2f} "
+                      f"(CPU {more[3] / basic[3]:.2f})")
+    raw = table.get(("raw", "read", "all pixels"))
+    centre = table.get(("tessera", "centre", "basic"))
+    if raw and centre:
+        print(f"Tessera centre basic / raw read: {centre[0] / raw[0]:.2f} (whole processes), "
+              f"{centre[0] / raw[4]:.2f} (against the read alone)")
+    for label in SETS:
         ours = table.get(("tessera", "fraction", label))
         theirs = table.get(("exactextract", "fraction", label))
         if ours and theirs:
@@ -304,7 +377,6 @@ def main():
         if ours and theirs:
             print(f"Tessera centre vs QGIS ({label}, features with >= 2 pixels): "
                   f"{agreement(ours[2], theirs[2], counts_at_least=2)}")
-
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,9 @@ minority ties to the smallest value).
 8- and 16-bit integers take :func:`small_int_band`: exact integer sums for
 the moments, and for order statistics, mode, minority and variety one pass
 counting values in a table of the whole type. Other integers are counted
-when their span is small next to their count; other values are sorted.
+when their span is small next to their count; other values are spread over
+buckets (:mod:`.value_order`): the values at the ranks asked come from the few
+buckets holding them, without sorting the zone.
 Result rows are gathered for blocks of zones before they are stored.
 
 What a zone needs is prepared once per band (the ``NEED_*`` bits the
@@ -37,6 +39,7 @@ from .catalogue import (
     ClassShares,
 )
 from .column_values import add_class_share, check_codes, column_value
+from .value_order import bucket_sort, bucket_table, select_ranks
 
 #: Integer values are counted rather than sorted when max - min < 4 n + this.
 COUNTING_SLACK = 4096
@@ -109,7 +112,7 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     longest = 0
     for z in range(ids.shape[0]):
         longest = max(longest, lengths[z])
-    scratch = np.empty(longest, values.dtype)
+    scratch = np.empty(longest + 1, values.dtype)
     counts = np.zeros(COUNTING_SLACK, np.int64)
     # 8- and 16-bit integers are counted while they are read, in a table of every value
     direct = is_int and values.itemsize <= 2
@@ -127,6 +130,11 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     by_quantile[0::2] = 2 * np.argsort(np.append(quantiles, 0.5), kind="mergesort")
     by_quantile[1::2] = by_quantile[0::2] + 1
     ranks = (quantiles, linear, weight, wanted, order, wanted_value, by_quantile)
+    # buckets of float (and widely spread integer) values, see value_order
+    buckets = bucket_table(longest)
+    targets = np.zeros((4, 2 * n_q + 2), np.int64)
+    compact = np.empty(longest, values.dtype)
+    bucket_ids = np.empty(longest, np.int32)
     quantile_values = np.zeros(n_q + 1, np.float64)
     pairs = np.empty((0, 4), np.float64)
     n_pairs = 0
@@ -155,7 +163,7 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                 else:
                     n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
                         values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
-                        counts)
+                        counts, (buckets, targets, compact, bucket_ids))
                 mean = total / n if n > 0 else 0.0
                 m3 = m4 = 0.0
                 if n > 0 and needs & NEED_SHAPE:
@@ -378,11 +386,15 @@ def walk_ranks(counts, lo, base, wanted, order, wanted_value):
 
 
 @njit(cache=True, nogil=True, inline='always')
-def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratch, counts):
+def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratch, counts,
+                 selection):
     """Statistics of the valid pixels of any band: order statistics from a
-    counting pass when integer values span little more than their count,
-    else from a sort. Returns (valid pixels, min, max, sum, variance, mode,
-    minority, variety, the counts buffer, grown if needed)."""
+    counting pass when integer values span little more than their count, else
+    from the buckets of :mod:`.value_order` (values at ranks by selecting only the
+    buckets that hold them; every value in order when mode, minority or variety
+    are asked: ``selection`` holds its work arrays). Returns (valid
+    pixels, min, max, sum, variance, mode, minority, variety, the counts buffer,
+    grown if needed)."""
     n = 0
     lo = np.inf
     hi = -np.inf
@@ -406,8 +418,8 @@ def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratc
         rank_plan(n, ranks)
         _, _, _, wanted, order, wanted_value, _ = ranks
         span = int(hi - lo) if is_int else -1
-        copy_valid(values, band, start, stop, True, nodata, scratch)
         if is_int and span < 4 * n + COUNTING_SLACK:
+            copy_valid(values, band, start, stop, True, nodata, scratch)
             if counts.shape[0] < span + 1:
                 counts = np.zeros(span + 1, np.int64)
             low = np.int64(lo)
@@ -416,12 +428,17 @@ def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratc
             squares, mode, minority, variety = scan_counts(
                 counts, span, lo, mean, needs & NEED_MOMENTS != 0, needs & NEED_RUNS != 0,
                 wanted, order, wanted_value)
-        else:
-            scratch[:n].sort()
+        elif needs & NEED_RUNS:
+            buckets, _, compact, bucket_ids = selection
+            bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, buckets, compact,
+                        bucket_ids)
             for i in range(wanted.shape[0]):
                 wanted_value[i] = float(scratch[wanted[i]])
-            if needs & NEED_RUNS:
-                mode, minority, variety = scan_runs(scratch, n)
+            mode, minority, variety = scan_runs(scratch, n)
+        else:
+            buckets, targets, compact, bucket_ids = selection
+            select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order,
+                         wanted_value, scratch, buckets, targets, compact, bucket_ids)
     if squares < 0.0:
         squares = 0.0
         if needs & NEED_MOMENTS:

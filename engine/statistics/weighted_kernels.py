@@ -38,33 +38,48 @@ from .catalogue import (
     NEED_SHAPE,
 )
 from .column_values import add_class_share, check_codes, column_value
+from .value_order import bucket_table, distinct_sorted
 
 #: What needs the distinct values and their summed weights.
 NEED_DISTINCT = NEED_ORDER | NEED_RUNS | NEED_CLASSES
 
 
 @njit(cache=True, nogil=True)
-def weighted_quantile(values, weights, n, q):
-    """exactextract's weighted quantile ``q`` (0..1) of distinct sorted ``values[:n]``
-    with summed ``weights[:n]``."""
+def weighted_quantiles(values, weights, n, sum_w, quantiles, by_quantile, count, out):
+    """exactextract's weighted quantiles of distinct sorted ``values[:n]`` with summed
+    ``weights[:n]`` (their sum, in order, ``sum_w``): ``out[j]`` = quantile
+    ``quantiles[j]`` (0..1) for every ``j < count``, found in one pass visiting the
+    quantiles in ascending order ``by_quantile``.
+
+    s_i = i·w_i + (n − 1)·Σ_{j<i} w_j; quantile q is interpolated between the values
+    around the first s_i above q·Σw·(n − 1)."""
     if n == 1:
-        return values[0]
-    sum_w = 0.0
-    for i in range(n):
-        sum_w += weights[i]
-    target = q * (sum_w * (n - 1.0))
-    cumsum = 0.0
+        for j in range(count):
+            out[j] = values[0]
+        return
+    scaled = sum_w * (n - 1.0)
+    i = 0  # the first index whose s may exceed the next target
+    s = 0.0
+    cumsum = 0.0  # weights below i
     previous_s = 0.0
-    for i in range(n):
-        s = 0.0 if i == 0 else i * weights[i] + (n - 1.0) * cumsum
-        cumsum += weights[i]
-        if s > target:
-            if i == 0:
-                return values[0]
-            return values[i - 1] + (target - previous_s) * (values[i] - values[i - 1]) / (
+    for k in range(by_quantile.shape[0]):
+        j = by_quantile[k]
+        if j >= count:
+            continue
+        target = quantiles[j] * scaled
+        while i < n and not s > target:
+            cumsum += weights[i]
+            previous_s = s
+            i += 1
+            if i < n:
+                s = i * weights[i] + (n - 1.0) * cumsum
+        if i == n:
+            out[j] = values[n - 1]
+        elif i == 0:
+            out[j] = values[0]
+        else:
+            out[j] = values[i - 1] + (target - previous_s) * (values[i] - values[i - 1]) / (
                 s - previous_s)
-        previous_s = s
-    return values[n - 1]
 
 
 @njit(cache=True, nogil=True)
@@ -82,8 +97,12 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
     scratch_w = np.empty(longest, np.float64)
     distinct = np.empty(longest, np.float64)
     distinct_w = np.empty(longest, np.float64)
+    buckets = bucket_table(longest)
+    bucket_ids = np.empty(longest, np.int32)
     n_q = quantiles.shape[0]
     quantile_values = np.zeros(n_q + 1, np.float64)
+    every_quantile = np.append(quantiles, 0.5)  # the median last
+    by_quantile = np.argsort(every_quantile, kind="mergesort")
     pairs = np.empty((0, 4), np.float64)
     n_pairs = 0
     for z in range(ids.shape[0]):
@@ -130,16 +149,18 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                     m3 = cubes / sum_w
                     m4 = fourths / sum_w
             if n > 0 and needs & NEED_DISTINCT:
-                n_distinct = distinct_values(scratch, scratch_w, n, distinct, distinct_w)
+                n_distinct, distinct_sum = distinct_sorted(scratch, scratch_w, n, lo, hi,
+                                                           distinct, distinct_w, buckets,
+                                                           bucket_ids)
                 variety = float(n_distinct)
                 if needs & NEED_MODE:
                     mode = _by_weight(distinct, distinct_w, n_distinct, True)
                 if needs & NEED_MINORITY:
                     minority = _by_weight(distinct, distinct_w, n_distinct, False)
                 if needs & NEED_ORDER:
-                    for i in range(n_q + 1 if needs & NEED_MEDIAN else n_q):
-                        quantile_values[i] = weighted_quantile(
-                            distinct, distinct_w, n_distinct, quantiles[i] if i < n_q else 0.5)
+                    weighted_quantiles(distinct, distinct_w, n_distinct, distinct_sum,
+                                       every_quantile, by_quantile,
+                                       n_q + 1 if needs & NEED_MEDIAN else n_q, quantile_values)
                 if needs & NEED_CLASSES:
                     for i in range(n_distinct):
                         pairs, n_pairs = add_class_share(pairs, n_pairs, zone, b, distinct[i],
@@ -151,23 +172,6 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                     results[c, zone] = column_value(table[c, 1], prepared, quantile_values,
                                                     table[c, 2], missing)
     return pairs[:n_pairs]
-
-
-@njit(cache=True, nogil=True)
-def distinct_values(values, weights, n, distinct, distinct_w):
-    """The distinct values of ``values[:n]`` in ascending order, with their summed
-    weights, into ``distinct`` and ``distinct_w``; returns how many."""
-    order = np.argsort(values[:n])
-    n_distinct = 0
-    for i in range(n):
-        v = values[order[i]]
-        if n_distinct > 0 and distinct[n_distinct - 1] == v:
-            distinct_w[n_distinct - 1] += weights[order[i]]
-        else:
-            distinct[n_distinct] = v
-            distinct_w[n_distinct] = weights[order[i]]
-            n_distinct += 1
-    return n_distinct
 
 
 @njit(cache=True, nogil=True)

@@ -309,7 +309,7 @@ class ZoneKernel:
         return cls(np.array([np.nan if v is None else v for v in nodata], np.float64),
                    np.array([v is not None for v in nodata], np.bool_),
                    np.dtype(dtype).kind in "iu", plan.kernel_table(),
-                   np.true_divide(np.array(plan.percentiles or [0.0], np.float64), 100),
+                   np.true_divide(np.array(plan.percentiles, np.float64), 100),
                    plan.method == "linear", plan.band_needs(), rule == FRACTION, missing)
 
     def __call__(self, ids, starts, lengths, pixel_values, weights, values):

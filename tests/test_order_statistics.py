@@ -1,0 +1,171 @@
+"""Median, percentiles, mode, minority and variety of zones large enough for the
+bucket selection of ``engine/statistics/value_order.py`` (the statistics matrix's
+zones are too small to reach it), against numpy and ``statistic_reference.py``:
+the kernels are called directly on many generated zones, never compared with
+themselves.
+
+Zones: many ties (rounded values, few distinct values), NaN and nodata pixels,
+single pixels, all-equal values, -0.0 beside 0.0, skewed values with a far outlier
+(one bucket holds nearly all), infinite values, large zones, wide-span integers.
+"""
+
+import numpy as np
+import pytest
+from statistic_reference import reference
+
+from tessera.engine.statistics.catalogue import SEGMENTS, WEIGHTED, StatPlan
+from tessera.engine.statistics.kernels import zone_statistics
+from tessera.engine.statistics.value_order import MAX_BUCKETS, SMALL_ZONE
+from tessera.engine.statistics.weighted_kernels import weighted_zone_statistics
+
+NODATA = -9999.0
+PERCENTILES = (0, 2.5, 10, 33.3, 62.5, 90, 99, 100)
+ORDER = ["median", "mode", "minority", "variety"]
+
+
+def zone_values(kind, n, rng):
+    """``n`` values of one kind of zone (float64; cast by the caller)."""
+    if kind == "normal":
+        return rng.normal(1500, 25, n)
+    if kind == "rounded":  # the zonal benchmark's raster: many ties
+        return np.round(rng.normal(1500, 25, n), 2)
+    if kind == "few":
+        return rng.integers(0, 5, n) * 0.5 - 1.0
+    if kind == "equal":
+        return np.full(n, 3.25)
+    if kind == "zeros":  # -0.0 beside 0.0, and ties across the two
+        return np.where(rng.random(n) < 0.5, -0.0, 0.0) + (rng.random(n) < 0.2)
+    if kind == "skewed":  # a far outlier: one bucket holds nearly every value
+        values = rng.exponential(1.0, n) ** 4
+        values[rng.integers(n)] = 3e38
+        return values
+    if kind == "infinite":
+        values = rng.normal(0, 1, n)
+        values[rng.integers(n, size=2)] = (np.inf, -np.inf)
+        return values
+    if kind == "spread":  # integers spread wider than their count (no counting pass)
+        return rng.integers(-2_000_000_000, 2_000_000_000, n).astype(np.float64)
+    raise ValueError(kind)
+
+
+KINDS = ["normal", "rounded", "few", "equal", "zeros", "skewed", "infinite"]
+
+
+def zones(dtype, kinds, rng, sizes=(1, 2, 7, SMALL_ZONE, SMALL_ZONE + 1, 300, 4099)):
+    """(values (1, pixels), starts, lengths, the valid values of each zone); about 8 % of
+    the pixels invalid (NaN for floats, nodata)."""
+    parts, valid = [], []
+    for kind in kinds:
+        for n in sizes:
+            values = zone_values(kind, n, rng)
+            invalid = rng.random(n) < 0.08
+            if n > 2:
+                values[invalid] = NODATA
+                if np.dtype(dtype).kind == "f":
+                    values[invalid & (rng.random(n) < 0.5)] = np.nan
+            values = values.astype(dtype)
+            parts.append(values)
+            keep = ~np.isnan(values.astype(np.float64)) & (values != NODATA)
+            valid.append(values[keep].astype(np.float64))
+    lengths = np.array([len(p) for p in parts], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return np.concatenate(parts)[None, :], starts, lengths, valid
+
+
+def run_plain(values, starts, lengths, statistics, percentiles, method):
+    plan = StatPlan(statistics, [1], values.dtype, percentiles=percentiles,
+                    percentile_method=method, where=SEGMENTS)
+    ids = np.arange(len(starts), dtype=np.int64)
+    results = np.full((len(plan.columns), len(ids)), np.nan)
+    zone_statistics(ids, starts, lengths, values, np.array([NODATA]), np.array([True]),
+                    values.dtype.kind in "iu", plan.kernel_table(),
+                    np.array(plan.percentiles, np.float64) / 100, method == "linear",
+                    plan.band_needs(), results, -1e300)
+    return {c.name.removeprefix("b1_"): results[i] for i, c in enumerate(plan.columns)}
+
+
+def expected(valid, label, method):
+    if not len(valid):
+        return None
+    return reference(valid, percentiles=PERCENTILES, method=method)[label]
+
+
+@pytest.mark.parametrize("method", ["inverted_cdf", "linear"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ranks_equal_numpy_to_the_bit(dtype, method):
+    """Percentiles and median alone (values at ranks selected from buckets) and with mode,
+    minority and variety (every value in order): numpy's values, bit for bit."""
+    rng = np.random.default_rng(22)
+    values, starts, lengths, valid = zones(dtype, KINDS, rng)
+    labels = ["median"] + [f"p{np.format_float_positional(p, trim='-')}" for p in PERCENTILES]
+    for statistics in (["median"], ORDER):
+        got = run_plain(values, starts, lengths, statistics, PERCENTILES, method)
+        for label in labels + (statistics[1:]):
+            for z, zone in enumerate(valid):
+                want = expected(zone, label, method)
+                if want is None:
+                    assert got[label][z] == -1e300
+                    continue
+                if np.isnan(want):  # numpy interpolates between equal infinities to NaN
+                    assert np.isnan(got[label][z]) or np.isinf(got[label][z])
+                    continue
+                # -0.0 and 0.0 are one value for every statistic (as numpy's sort)
+                assert got[label][z] == want, (statistics, label, z, len(zone), got[label][z],
+                                               want)
+                if method == "inverted_cdf" and label != "variety":
+                    assert got[label][z] in zone  # an actual pixel value
+
+
+def test_spread_integers_and_a_large_zone():
+    rng = np.random.default_rng(7)
+    values, starts, lengths, valid = zones("int32", ["spread"], rng, sizes=(60, 1000, 20000))
+    big, _, big_lengths, big_valid = zones("float32", ["rounded"], rng,
+                                           sizes=(8 * MAX_BUCKETS,))
+    for data, s, n, v in ((values, starts, lengths, valid), (big, _, big_lengths, big_valid)):
+        for method in ("inverted_cdf", "linear"):
+            got = run_plain(data, s, n, ["median"], (10, 90), method)
+            got_all = run_plain(data, s, n, ORDER, (10, 90), method)
+            for z, zone in enumerate(v):
+                for p, label in ((50, "median"), (10, "p10"), (90, "p90")):
+                    want = np.percentile(zone, p, method=method)
+                    assert got[label][z] == want and got_all[label][z] == want
+                ref = reference(zone)
+                for label in ORDER[1:]:
+                    assert got_all[label][z] == ref[label], (label, z)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weighted_quantiles_mode_and_variety(dtype):
+    """Coverage-weighted: the reference's weighted quantile (exactextract's), mode,
+    minority (largest / smallest summed weight) and variety, with ties of values whose
+    weights add up."""
+    rng = np.random.default_rng(5)
+    values, starts, lengths, valid = zones(dtype, KINDS, rng)
+    weights = rng.random(values.shape[1]).astype(np.float32)
+    weights[rng.random(values.shape[1]) < 0.5] = 1.0  # inner pixels: fully covered
+    plan = StatPlan(ORDER, [1], values.dtype, percentiles=PERCENTILES, where=WEIGHTED)
+    ids = np.arange(len(starts), dtype=np.int64)
+    results = np.full((len(plan.columns), len(ids)), np.nan)
+    weighted_zone_statistics(ids, starts, lengths, values, weights, np.array([NODATA]),
+                             np.array([True]), plan.kernel_table(),
+                             np.array(plan.percentiles, np.float64) / 100, plan.band_needs(),
+                             results, -1e300)
+    got = {c.name.removeprefix("b1_"): results[i] for i, c in enumerate(plan.columns)}
+    labels = ["median"] + [f"p{np.format_float_positional(p, trim='-')}" for p in PERCENTILES]
+    for z in range(len(ids)):
+        zone = values[0, starts[z]:starts[z] + lengths[z]].astype(np.float64)
+        w = weights[starts[z]:starts[z] + lengths[z]].astype(np.float64)
+        keep = ~np.isnan(zone) & (zone != NODATA)
+        if not keep.any():
+            assert got["median"][z] == -1e300
+            continue
+        ref = reference(zone[keep], w[keep], percentiles=PERCENTILES)
+        for label in labels:
+            want = ref[label]
+            if np.isinf(want) or np.isnan(want):  # interpolation with an infinite value
+                assert np.isnan(got[label][z]) or got[label][z] == want, (label, z)
+                continue
+            # the reference sums all weights pairwise (np.sum), the kernel in order
+            assert got[label][z] == pytest.approx(want, rel=1e-12, abs=1e-300), (label, z)
+        assert got["variety"][z] == ref["variety"]
+        assert got["mode"][z] == ref["mode"] and got["minority"][z] == ref["minority"], z
