@@ -14,6 +14,7 @@ with progress as they finish, cancel, and a clear message when workers die.
 """
 
 import multiprocessing
+import multiprocessing.spawn
 import os
 import shutil
 import sys
@@ -108,11 +109,12 @@ def _python_for_workers():
     if python == sys.executable:
         yield
         return
+    previous = multiprocessing.spawn.get_executable()
     multiprocessing.set_executable(python)
     try:
         yield
     finally:
-        multiprocessing.set_executable(sys.executable)
+        multiprocessing.set_executable(previous)
 
 
 def worker_python():
