@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+from dask_cluster import two_workers
 
 from tessera.engine.distributed import connect, run_tasks, uses_cluster
 from tessera.engine.errors import CancelledError, TesseraError
@@ -18,8 +19,7 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def client():
     """Two single-threaded worker processes, as the issue's tests ask."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+    with two_workers() as cluster, \
             distributed.Client(cluster) as dask_client:
         yield dask_client
 

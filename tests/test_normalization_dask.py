@@ -9,6 +9,7 @@ import signal
 
 import numpy as np
 import pytest
+from dask_cluster import two_workers
 from normalization_scenes import distort, read, shifted, utm_wkt, write, write_polygons
 from test_global_regression import GT, synthetic, textured, three_synthetic
 
@@ -22,8 +23,7 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as local:
+    with two_workers() as local:
         yield local
 
 

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from dask_cluster import two_workers
 from moto_s3 import s3_bucket, s3_endpoint  # noqa: F401 (fixtures)
 from raster_files import add_histogram, blocky_segments, read_rat, write_raster
 from segment_reference import assert_columns_match, reference_stats
@@ -28,8 +29,7 @@ PERCENTILES = (0, 10, 25, 50, 75, 99.5, 100)
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=":0") as local:
+    with two_workers() as local:
         yield local
 
 

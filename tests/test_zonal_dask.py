@@ -9,6 +9,7 @@ import signal
 import numpy as np
 import pytest
 import zonal_cases as cases
+from dask_cluster import two_workers
 from moto_s3 import s3_bucket, s3_endpoint  # noqa: F401 (fixtures)
 
 from tessera.engine import TesseraError, zonal_stats
@@ -23,8 +24,7 @@ STATISTICS = ["pixcount", "min", "max", "sum", "mean", "stddev", "median", "mode
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+    with two_workers() as cluster, \
             distributed.Client(cluster) as dask_client:
         yield dask_client
 
@@ -149,8 +149,7 @@ def test_a_raster_on_s3_is_read_by_the_workers(scene, s3_endpoint, s3_bucket,  #
     raster = f"/vsis3/{s3_bucket}/image.tif"
     options = dict(statistics=STATISTICS, pixel_rule="fraction", window_size=32)
     here = zonal_stats(scene["layer"], scene["image"], **options)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+    with two_workers() as cluster, \
             distributed.Client(cluster) as s3_client:
         there = zonal_stats(scene["layer"], raster, scheduler=s3_client, **options)
     same_results(here, there)

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from ..errors import TesseraError
+from ..io.raster_io import gdal_path
 
 #: Pixels per part (task) at most; more parts than workers keep every worker busy.
 PART_PIXELS = 1 << 24
@@ -73,9 +74,7 @@ def shared_path(source, role):
                 f"The {role} is an in-memory dataset: Dask workers cannot read it. Give a "
                 "path on a shared file system, a /vsis3/ or /vsicurl/ URL, or run without "
                 "a scheduler.")
-    if name.lower().startswith("s3://"):
-        name = "/vsis3/" + name[5:]
-    return name
+    return gdal_path(name)
 
 
 # ---------------------------------------------------------------- pixel counts
@@ -83,24 +82,10 @@ def shared_path(source, role):
 
 def count_part(segments, band, null_id, windows):
     """Pixels per segment id of ``windows`` (index = id)."""
-    from ..io.raster_io import TileReader, open_raster
-    from .collector import count_ids
-    from .pipeline import COUNT_BYTES_PER_ID, check_segment_ids
+    from ..io.raster_io import open_raster
+    from .pipeline import count_ids_in_windows
 
-    dataset = open_raster(segments)
-    counts = np.zeros(1 << 16, np.int64)
-    largest_seen = -1
-    with TileReader([(dataset, [band], None)], windows, threads=1) as reader:
-        for _, (tile,) in reader:
-            largest, smallest = count_ids(tile[0], null_id, counts)
-            check_segment_ids(smallest, largest, dataset, COUNT_BYTES_PER_ID)
-            if largest >= len(counts):
-                grown = np.zeros(max(2 * len(counts), largest + 1), np.int64)
-                grown[: len(counts)] = counts
-                counts = grown
-                count_ids(tile[0], null_id, counts)
-            largest_seen = max(largest_seen, largest)
-    return counts[: largest_seen + 1]
+    return count_ids_in_windows(open_raster(segments), band, null_id, windows, read_threads=1)
 
 
 def cluster_totals(client, segments, band, null_id, groups, reporter):

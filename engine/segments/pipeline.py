@@ -147,18 +147,29 @@ def read_histogram(dataset, band=1):
 
 def count_segment_pixels(dataset, band, null_id, reporter=None, read_threads=2):
     """Pixels per segment id (index = id), by one pass over the segment band."""
+    windows = plan_windows(dataset, band)
+    total = dataset.RasterXSize * dataset.RasterYSize
+    done = [0]
+
+    def counted(window):
+        done[0] += window.xsize * window.ysize
+        if reporter is not None:
+            reporter.check()
+            reporter.update(done[0] / total)
+
+    return count_ids_in_windows(dataset, band, null_id, windows, read_threads, counted)
+
+
+def count_ids_in_windows(dataset, band, null_id, windows, read_threads=2, counted=None):
+    """Pixels per segment id (index = id) in ``windows`` of the segment band;
+    ``counted(window)`` is called after each window."""
     from .collector import count_ids
 
     dtype = band_dtype(dataset.GetRasterBand(band))
     counts = np.zeros(1 << 16 if dtype.itemsize <= 2 else 1 << 20, np.int64)
     largest_seen = -1
-    windows = plan_windows(dataset, band)
-    total = dataset.RasterXSize * dataset.RasterYSize
-    done = 0
     with TileReader([(dataset, [band], None)], windows, threads=read_threads) as reader:
         for window, (tile,) in reader:
-            if reporter is not None:
-                reporter.check()
             largest, smallest = count_ids(tile[0], null_id, counts)
             check_segment_ids(smallest, largest, dataset, COUNT_BYTES_PER_ID)
             if largest >= len(counts):
@@ -167,7 +178,6 @@ def count_segment_pixels(dataset, band, null_id, reporter=None, read_threads=2):
                 counts = grown
                 count_ids(tile[0], null_id, counts)
             largest_seen = max(largest_seen, largest)
-            done += window.xsize * window.ysize
-            if reporter is not None:
-                reporter.update(done / total)
+            if counted is not None:
+                counted(window)
     return counts[: largest_seen + 1]
