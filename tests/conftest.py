@@ -96,3 +96,21 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS[-1])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Dask cluster of two single-threaded worker processes for the test module."""
+    from dask_cluster import two_workers
+
+    with two_workers() as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    """A ``distributed.Client`` of the module's :func:`cluster`."""
+    import distributed
+
+    with distributed.Client(cluster) as dask_client:
+        yield dask_client

@@ -7,7 +7,6 @@ import sys
 import threading
 
 import pytest
-from dask_cluster import two_workers
 
 from tessera.engine.distributed import connect, run_tasks, uses_cluster
 from tessera.engine.errors import CancelledError, TesseraError
@@ -16,17 +15,13 @@ from tessera.engine.progress import Progress
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def client():
-    """Two single-threaded worker processes, as the issue's tests ask."""
-    with two_workers() as cluster, \
-            distributed.Client(cluster) as dask_client:
-        yield dask_client
-
-
 def test_the_default_path_never_imports_dask():
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import tessera.engine as e; "
             "import tessera.engine.segments.statistics, tessera.engine.zonal.statistics; "
+            "import tessera.engine.segments.spatial, tessera.engine.zonal.tile_tasks; "
+            "import tessera.engine.normalization.global_regression, "
+            "tessera.engine.normalization.local_block_adjustment, "
+            "tessera.engine.normalization.distributed_output; "
             "import tessera.engine.distributed as d; assert not d.uses_cluster(None); "
             "assert not d.uses_cluster('  '); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")

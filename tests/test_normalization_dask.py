@@ -9,7 +9,6 @@ import signal
 
 import numpy as np
 import pytest
-from dask_cluster import two_workers
 from normalization_scenes import distort, read, shifted, utm_wkt, write, write_polygons
 from test_global_regression import GT, synthetic, textured, three_synthetic
 
@@ -19,18 +18,6 @@ from tessera.engine.normalization.global_regression import global_regression
 from tessera.engine.normalization.local_block_adjustment import local_block_adjustment
 
 distributed = pytest.importorskip("distributed")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with two_workers() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def client(cluster):
-    with distributed.Client(cluster) as dask_client:
-        yield dask_client
 
 
 def same_rasters(first, second):
@@ -284,19 +271,3 @@ def test_the_algorithms_take_a_dask_scheduler(run_algorithm, cluster, tmp_path, 
     same_rasters(sorted(here["OUTPUTS"]), sorted(there["OUTPUTS"]))
     for key in ("ADJUSTMENTS", "GRID_ROWS", "GRID_COLS"):
         assert here.get(key) == there.get(key)
-
-
-def test_the_normalization_modules_never_import_dask():
-    import subprocess
-    import sys
-
-    from conftest import PLUGINS_DIR
-
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "import tessera.engine.normalization.global_regression, "
-            "tessera.engine.normalization.local_block_adjustment, "
-            "tessera.engine.normalization.distributed_output, tessera.engine.zonal.tile_tasks; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
-    out = subprocess.run([sys.executable, "-c", code, PLUGINS_DIR], capture_output=True,
-                         text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-from dask_cluster import two_workers
 from moto_s3 import s3_bucket, s3_endpoint  # noqa: F401 (fixtures)
 from raster_files import add_histogram, blocky_segments, read_rat, write_raster
 from segment_reference import assert_columns_match, reference_stats
@@ -25,18 +24,6 @@ distributed = pytest.importorskip("distributed")
 
 ALL = [s for s in STATISTICS if s not in CLASS_STATISTICS]
 PERCENTILES = (0, 10, 25, 50, 75, 99.5, 100)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with two_workers() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def client(cluster):
-    with distributed.Client(cluster) as dask_client:
-        yield dask_client
 
 
 def _segments(rows, cols, seed, spanning=True):

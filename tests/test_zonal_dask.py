@@ -23,13 +23,6 @@ STATISTICS = ["pixcount", "min", "max", "sum", "mean", "stddev", "median", "mode
 
 
 @pytest.fixture(scope="module")
-def client():
-    with two_workers() as cluster, \
-            distributed.Client(cluster) as dask_client:
-        yield dask_client
-
-
-@pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zonal_dask")
     data = cases.image()
