@@ -41,7 +41,7 @@ STRIP = 512
 
 def generate(folder, size):
     """The segment GeoTIFF and its Zarr RAT store (if missing); their paths."""
-    from bench_segment_stats import _grid
+    from bench_segment_stats import segment_grid
 
     from tessera.engine.io.raster_io import create_raster
     from tessera.engine.rat.store import RatStore
@@ -49,18 +49,8 @@ def generate(folder, size):
     os.makedirs(folder, exist_ok=True)
     seg_tif = os.path.join(folder, f"segments_{size}_deflate.tif")
     store = os.path.join(folder, f"segments_{size}_rat.zarr")
-    rng = np.random.default_rng(42)  # the same draws as bench_segment_stats.generate
-    block = 10
-    wander_r = np.cumsum(rng.integers(-1, 2, size)) % block
-    wander_c = np.cumsum(rng.integers(-1, 2, size)) % block
-    per_row = size // block + 2
-    used = np.zeros(per_row * per_row, bool)
-    for row0 in range(0, size, STRIP):
-        used[_grid(np.arange(row0, min(size, row0 + STRIP)), size, wander_r, wander_c, block,
-                   per_row)] = True
-    count = int(used.sum())
-    ids = np.zeros(len(used), np.uint32)
-    ids[used] = rng.permutation(count) + 1
+    _, ids, segment_rows = segment_grid(size)  # bench_segment_stats' segmentation
+    count = int(ids.max())
     if not os.path.exists(seg_tif):
         print(f"generating {seg_tif} ...", flush=True)
         options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=YES",
@@ -68,8 +58,7 @@ def generate(folder, size):
         dataset = create_raster(seg_tif, size, size, 1, np.uint32, options=options)
         for row0 in range(0, size, STRIP):
             rows = np.arange(row0, min(size, row0 + STRIP))
-            dataset.GetRasterBand(1).WriteArray(
-                ids[_grid(rows, size, wander_r, wander_c, block, per_row)], 0, int(row0))
+            dataset.GetRasterBand(1).WriteArray(ids[segment_rows(rows)], 0, int(row0))
         dataset = None
     if not os.path.exists(store):
         print(f"generating {store} ...", flush=True)

@@ -70,25 +70,14 @@ def generate(folder, size, bands, compressed, dtype=np.uint16):
     options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=YES"]
     if compressed:
         options += ["COMPRESS=DEFLATE", "PREDICTOR=2"]
-    rng = np.random.default_rng(42)
-    block = 10
-    wander_r = np.cumsum(rng.integers(-1, 2, size)) % block   # ragged segment edges
-    wander_c = np.cumsum(rng.integers(-1, 2, size)) % block
-    per_row = size // block + 2
-    used = np.zeros(per_row * per_row, bool)
-    for row0 in range(0, size, STRIP):
-        used[_grid(np.arange(row0, min(size, row0 + STRIP)), size, wander_r, wander_c, block,
-                   per_row)] = True
-    count = int(used.sum())
-    ids = np.zeros(len(used), np.uint32)
-    ids[used] = rng.permutation(count) + 1                     # random order, none missing
-    level = rng.integers(200, 60000, len(used)).astype(np.float64)  # brightness per segment
+    rng, ids, segment_rows = segment_grid(size)
+    count = int(ids.max())
+    level = rng.integers(200, 60000, len(ids)).astype(np.float64)  # brightness per segment
     if not os.path.exists(seg_tif):
         print(f"generating {seg_tif} ...", flush=True)
         dataset = create_raster(seg_tif, size, size, 1, np.uint32, options=options)
         for row0 in range(0, size, STRIP):
-            rows = np.arange(row0, min(size, row0 + STRIP))
-            grid = _grid(rows, size, wander_r, wander_c, block, per_row)
+            grid = segment_rows(np.arange(row0, min(size, row0 + STRIP)))
             dataset.GetRasterBand(1).WriteArray(ids[grid], 0, int(row0))
         dataset = None
     if not os.path.exists(seg_img):
@@ -112,7 +101,7 @@ def generate(folder, size, bands, compressed, dtype=np.uint16):
         noise = np.random.default_rng(7)
         for row0 in range(0, size, STRIP):
             rows = np.arange(row0, min(size, row0 + STRIP))
-            grid = _grid(rows, size, wander_r, wander_c, block, per_row)
+            grid = segment_rows(rows)
             for band in range(bands):
                 values = level[grid] * (1 + 0.1 * band) + noise.normal(0, 40, grid.shape)
                 if dtype == np.uint16:
@@ -122,6 +111,27 @@ def generate(folder, size, bands, compressed, dtype=np.uint16):
                 dataset.GetRasterBand(band + 1).WriteArray(values, 0, int(row0))
         dataset = None
     return seg_tif, seg_img, image_path
+
+
+def segment_grid(size):
+    """The segmentation of the case: (the random generator, to draw on from, the id of
+    every grid cell — random order, none missing —, ``segment_rows(rows)`` giving the
+    grid cell of every pixel of those rows)."""
+    rng = np.random.default_rng(42)
+    block = 10
+    wander_r = np.cumsum(rng.integers(-1, 2, size)) % block   # ragged segment edges
+    wander_c = np.cumsum(rng.integers(-1, 2, size)) % block
+    per_row = size // block + 2
+
+    def segment_rows(rows):
+        return _grid(rows, size, wander_r, wander_c, block, per_row)
+
+    used = np.zeros(per_row * per_row, bool)
+    for row0 in range(0, size, STRIP):
+        used[segment_rows(np.arange(row0, min(size, row0 + STRIP)))] = True
+    ids = np.zeros(len(used), np.uint32)
+    ids[used] = rng.permutation(int(used.sum())) + 1
+    return rng, ids, segment_rows
 
 
 def _grid(rows, size, wander_r, wander_c, block, per_row):
