@@ -15,7 +15,7 @@ from statistic_reference import reference
 
 from tessera.engine.statistics.catalogue import SEGMENTS, WEIGHTED, StatPlan
 from tessera.engine.statistics.kernels import zone_statistics
-from tessera.engine.statistics.value_order import MAX_BUCKETS, SMALL_ZONE
+from tessera.engine.statistics.value_order import MAX_BUCKETS, SMALL_SELECTION, SMALL_ZONE
 from tessera.engine.statistics.weighted_kernels import weighted_zone_statistics
 
 NODATA = -9999.0
@@ -51,7 +51,8 @@ def zone_values(kind, n, rng):
 KINDS = ["normal", "rounded", "few", "equal", "zeros", "skewed", "infinite"]
 
 
-def zones(dtype, kinds, rng, sizes=(1, 2, 7, SMALL_ZONE, SMALL_ZONE + 1, 300, 4099)):
+def zones(dtype, kinds, rng, sizes=(1, 2, 7, SMALL_SELECTION, SMALL_SELECTION + 1, 30,
+                                    SMALL_ZONE, SMALL_ZONE + 1, 100, 300, 4099)):
     """(values (1, pixels), starts, lengths, the valid values of each zone); about 8 % of
     the pixels invalid (NaN for floats, nodata)."""
     parts, valid = [], []

@@ -132,7 +132,6 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
     ranks = (quantiles, linear, weight, wanted, order, wanted_value, by_quantile)
     # buckets of float (and widely spread integer) values, see value_order
     buckets = bucket_table(longest)
-    targets = np.zeros((4, 2 * n_q + 2), np.int64)
     compact = np.empty(longest, values.dtype)
     bucket_ids = np.empty(longest, np.int32)
     quantile_values = np.zeros(n_q + 1, np.float64)
@@ -163,7 +162,7 @@ def zone_statistics(ids, starts, lengths, values, nodata, has_nodata, is_int, ta
                 else:
                     n, lo, hi, total, variance, mode, minority, variety, counts = general_band(
                         values, b, start, stop, band_nodata, needs, is_int, ranks, scratch,
-                        counts, (buckets, targets, compact, bucket_ids))
+                        counts, (buckets, compact, bucket_ids))
                 mean = total / n if n > 0 else 0.0
                 m3 = m4 = 0.0
                 if n > 0 and needs & NEED_SHAPE:
@@ -429,16 +428,18 @@ def general_band(values, band, start, stop, nodata, needs, is_int, ranks, scratc
                 counts, span, lo, mean, needs & NEED_MOMENTS != 0, needs & NEED_RUNS != 0,
                 wanted, order, wanted_value)
         elif needs & NEED_RUNS:
-            buckets, _, compact, bucket_ids = selection
-            bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, buckets, compact,
-                        bucket_ids)
+            buckets, compact, bucket_ids = selection
+            squares = bucket_sort(values, band, start, stop, nodata, n, lo, hi, mean,
+                                  needs & NEED_MOMENTS != 0, scratch, buckets, compact,
+                                  bucket_ids)
             for i in range(wanted.shape[0]):
                 wanted_value[i] = float(scratch[wanted[i]])
             mode, minority, variety = scan_runs(scratch, n)
         else:
-            buckets, targets, compact, bucket_ids = selection
-            select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order,
-                         wanted_value, scratch, buckets, targets, compact, bucket_ids)
+            buckets, compact, bucket_ids = selection
+            squares = select_ranks(values, band, start, stop, nodata, n, lo, hi, mean,
+                                   needs & NEED_MOMENTS != 0, wanted, order, wanted_value,
+                                   scratch, buckets, compact, bucket_ids)
     if squares < 0.0:
         squares = 0.0
         if needs & NEED_MOMENTS:

@@ -6,17 +6,20 @@ maximum (``bucket = (v - min) * buckets / (max - min)``, a mapping that never pu
 larger value in a lower bucket, and always puts equal values, -0.0 and 0.0 included, in
 one bucket). One counting pass tells which bucket holds each wanted rank:
 
-- :func:`select_ranks` copies only the values of those few buckets and sorts them
-  (a median costs two passes over the zone's values and a sort of a bucket or two);
+- :func:`select_ranks` places every value in its bucket (a counting pass, then a
+  placing pass over the values kept by it) and ranks only the values of the few
+  buckets holding wanted ranks, by counting or, when many, by sorting them;
 - :func:`bucket_sort` and :func:`distinct_sorted` place every value in its bucket
   and sort the buckets by insertion (mode, minority, variety and weighted quantiles
   need every value in order; the weighted kernel's distinct values are grouped as
   each bucket is sorted).
 
 The values found are the zone's own values at the same ranks as a full sort gives,
-so every statistic stays the same to the bit. Zones of few values, and spans buckets
-cannot split (equal values, an infinite value or span), are sorted as before; a
-bucket holding many values (a skewed zone) is sorted whole.
+so every statistic stays the same to the bit. The counting pass also adds up the
+squared deviations from the mean (the variance's sum, in the same order as a pass of
+its own): in small zones a pass less weighs as much as the selection. Zones of few
+values, and spans buckets cannot split (equal values, an infinite value or span), are
+sorted as before; a bucket holding many values (a skewed zone) is sorted whole.
 
 numba caches the kernels by their own source files: after editing this module, touch
 ``kernels.py`` and ``weighted_kernels.py``.
@@ -27,6 +30,8 @@ from numba import njit
 
 #: Zones with at most this many valid values are sorted: buckets do not pay below it.
 SMALL_ZONE = 48
+#: The same for :func:`select_ranks` (it looks at only a few buckets: they pay sooner).
+SMALL_SELECTION = 16
 #: Values per bucket on average.
 BUCKET_LOAD = 4
 #: Most buckets of a zone (a table of this many int32 counts stays in the L2 cache).
@@ -46,10 +51,10 @@ def bucket_table(longest):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def bucket_scale(n, lo, hi):
+def bucket_scale(n, lo, hi, small=SMALL_ZONE):
     """(buckets, scale) for ``n`` values in [lo, hi]; buckets is 0 when buckets do not
-    apply (few values, equal values, an infinite value or span)."""
-    if n <= SMALL_ZONE:
+    apply (at most ``small`` values, equal values, an infinite value or span)."""
+    if n <= small:
         return 0, 0.0
     span = hi - lo
     if not (span > 0.0 and span < np.inf):
@@ -105,48 +110,37 @@ def value_at_rank(a, start, stop, rank):
 
 
 @njit(cache=True, nogil=True)
-def copy_valid_values(values, band, start, stop, nodata, out):
+def copy_valid_values(values, band, start, stop, nodata, out, mean, need_squares):
     """Copy the valid values (not NaN, not ``nodata``) of ``values[band, start:stop]`` to
-    ``out``; returns their count."""
+    ``out``; returns their sum of squared deviations from ``mean`` if ``need_squares``,
+    else -1.0 (see :func:`fill_buckets`)."""
     n = 0
+    squares = 0.0
     for i in range(start, stop):
         v = values[band, i]
         if v != v or v == nodata:
             continue
         out[n] = v
         n += 1
-    return n
+        if need_squares:
+            d = np.float64(v) - mean
+            squares += d * d
+    return squares if need_squares else -1.0
 
 
-@njit(cache=True, nogil=True)
-def count_buckets(values, band, start, stop, nodata, lo, scale, last, counts):
-    """Count the valid values of ``values[band, start:stop]`` per bucket."""
-    for i in range(start, stop):
-        v = values[band, i]
-        if v != v or v == nodata:
-            continue
-        counts[bucket_of(v, lo, scale, last)] += 1
-
-
-@njit(cache=True, nogil=True)
-def select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order, wanted_value,
-                 scratch, counts, targets, compact, bucket_ids):
-    """``wanted_value[i]`` = the value of rank ``wanted[i]`` (0-based, ascending) among the
-    ``n`` valid values of ``values[band, start:stop]``, whose minimum and maximum are
-    ``lo`` and ``hi``; ``order`` visits ``wanted`` in ascending order. ``scratch`` holds
-    at least ``n + 1`` values, ``counts`` is a :func:`bucket_table`, ``targets`` an int64
-    array (4, len(wanted)), ``compact`` (values) and ``bucket_ids`` (int32) hold ``n``."""
-    buckets, scale = bucket_scale(n, lo, hi)
-    n_wanted = wanted.shape[0]
-    if buckets == 0:
-        copy_valid_values(values, band, start, stop, nodata, scratch)
-        scratch[:n].sort()
-        for i in range(n_wanted):
-            wanted_value[i] = np.float64(scratch[wanted[i]])
-        return
+@njit(cache=True, nogil=True, inline="always")
+def fill_buckets(values, band, start, stop, nodata, n, lo, scale, buckets, counts, compact,
+                 bucket_ids, mean, need_squares, scratch):
+    """Place the ``n`` valid values of ``values[band, start:stop]`` in ``scratch``
+    bucket after bucket (in their order within a bucket); ``counts[b]`` becomes where
+    bucket ``b`` ends. One pass counts them per bucket, keeping each value (``compact``)
+    and its bucket (``bucket_ids``) side by side; a second pass places them. Returns
+    their sum of squared deviations from ``mean`` if ``need_squares`` (the variance's
+    sum, added in the same order as a pass of its own would: its additions wait on each
+    other, the counting does not, so it costs little there), else -1.0."""
     last = buckets - 1
-    # count, keeping the valid values and their buckets side by side
     k = 0
+    squares = 0.0
     for i in range(start, stop):
         v = values[band, i]
         if v != v or v == nodata:
@@ -156,55 +150,42 @@ def select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order, wa
         compact[k] = v
         bucket_ids[k] = b
         k += 1
-    # the buckets holding wanted ranks (targets[0]: bucket, 1: its first rank, 2: its
-    # place in scratch, 3: next free place); counts[b] becomes target + 1, others 0
-    n_targets = 0
-    seen = 0
-    w = 0
-    rank = wanted[order[0]]
-    placed = 0
-    b = 0
-    while b < buckets:
-        c = counts[b]
-        counts[b] = 0
-        if rank < seen + c:
-            targets[0, n_targets] = b
-            targets[1, n_targets] = seen
-            targets[2, n_targets] = placed
-            targets[3, n_targets] = placed
-            placed += c
-            n_targets += 1
-            counts[b] = n_targets
-            while w < n_wanted and wanted[order[w]] < seen + c:
-                w += 1
-            if w == n_wanted:
-                break
-            rank = wanted[order[w]]
-        seen += c
-        b += 1
-    counts[b + 1:buckets] = 0
-    # copy the values of those buckets, bucket by bucket
-    if placed * 8 > n and n_targets <= 4:
-        # many values to copy (small zones): one pass per bucket without branches
-        # (a value is written at the next free place, which advances when it belongs)
-        for t in range(n_targets):
-            target = targets[0, t]
-            m = targets[2, t]
-            for i in range(n):
-                scratch[m] = compact[i]
-                m += bucket_ids[i] == target
-            targets[3, t] = m
-    else:  # few values to copy: the branch is predictable
-        for i in range(n):
-            t = counts[bucket_ids[i]]
-            if t:
-                scratch[targets[3, t - 1]] = compact[i]
-                targets[3, t - 1] += 1
-    for t in range(n_targets):
-        counts[targets[0, t]] = 0
-        if targets[3, t] - targets[2, t] > COUNTING_LIMIT:
-            sort_range(scratch, targets[2, t], targets[3, t])
-    t = 0
+        if need_squares:
+            d = np.float64(v) - mean
+            squares += d * d
+    place_buckets(counts, buckets)
+    for i in range(n):
+        b = bucket_ids[i]
+        scratch[counts[b]] = compact[i]
+        counts[b] += 1
+    return squares if need_squares else -1.0
+
+
+@njit(cache=True, nogil=True)
+def select_ranks(values, band, start, stop, nodata, n, lo, hi, mean, need_squares, wanted,
+                 order, wanted_value, scratch, counts, compact, bucket_ids):
+    """``wanted_value[i]`` = the value of rank ``wanted[i]`` (0-based, ascending) among the
+    ``n`` valid values of ``values[band, start:stop]``, whose minimum and maximum are
+    ``lo`` and ``hi``; ``order`` visits ``wanted`` in ascending order. Every value is
+    placed in its bucket (:func:`fill_buckets`), then only the buckets holding a wanted
+    rank are looked at: ranked by counting (:func:`value_at_rank`), or sorted when they
+    hold many values. Returns the sum of squared deviations from ``mean`` if
+    ``need_squares``, else -1.0. ``scratch`` holds at least ``n + 1`` values,
+    ``counts`` is a :func:`bucket_table`, ``compact`` (values) and ``bucket_ids``
+    (int32) hold ``n``."""
+    buckets, scale = bucket_scale(n, lo, hi, SMALL_SELECTION)
+    n_wanted = wanted.shape[0]
+    if buckets == 0:
+        squares = copy_valid_values(values, band, start, stop, nodata, scratch, mean,
+                                    need_squares)
+        scratch[:n].sort()
+        for i in range(n_wanted):
+            wanted_value[i] = np.float64(scratch[wanted[i]])
+        return squares
+    squares = fill_buckets(values, band, start, stop, nodata, n, lo, scale, buckets, counts,
+                           compact, bucket_ids, mean, need_squares, scratch)
+    # counts[b] is now where bucket b ends
+    sorted_bucket = -1
     previous = -1
     for w in range(n_wanted):
         rank = wanted[order[w]]
@@ -212,43 +193,37 @@ def select_ranks(values, band, start, stop, nodata, n, lo, hi, wanted, order, wa
             wanted_value[order[w]] = wanted_value[order[w - 1]]
             continue
         previous = rank
-        while rank >= targets[1, t] + targets[3, t] - targets[2, t]:
-            t += 1
-        first, end = targets[2, t], targets[3, t]
-        if end - first > COUNTING_LIMIT:  # sorted above
-            wanted_value[order[w]] = np.float64(scratch[first + rank - targets[1, t]])
+        b = 0  # the bucket holding the rank: the buckets ending at or before it
+        for i in range(buckets):
+            b += counts[i] <= rank
+        first = counts[b - 1] if b > 0 else 0
+        end = counts[b]
+        if end - first > COUNTING_LIMIT:
+            if b != sorted_bucket:
+                sort_range(scratch, first, end)
+                sorted_bucket = b
+            wanted_value[order[w]] = np.float64(scratch[rank])
         else:
-            wanted_value[order[w]] = np.float64(
-                value_at_rank(scratch, first, end, rank - targets[1, t]))
+            wanted_value[order[w]] = np.float64(value_at_rank(scratch, first, end, rank - first))
+    counts[:buckets] = 0
+    return squares
 
 
 @njit(cache=True, nogil=True)
-def bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, counts, compact,
-                bucket_ids):
+def bucket_sort(values, band, start, stop, nodata, n, lo, hi, mean, need_squares, scratch, counts,
+                compact, bucket_ids):
     """``scratch[:n]`` = the ``n`` valid values of ``values[band, start:stop]`` (minimum
-    ``lo``, maximum ``hi``) in ascending order; ``counts`` is a :func:`bucket_table`,
+    ``lo``, maximum ``hi``) in ascending order; returns the sum of squared deviations
+    from ``mean`` if ``need_squares``, else -1.0. ``counts`` is a :func:`bucket_table`,
     ``compact`` (values) and ``bucket_ids`` (int32) hold ``n``."""
     buckets, scale = bucket_scale(n, lo, hi)
     if buckets == 0:
-        copy_valid_values(values, band, start, stop, nodata, scratch)
+        squares = copy_valid_values(values, band, start, stop, nodata, scratch, mean,
+                                    need_squares)
         scratch[:n].sort()
-        return
-    last = buckets - 1
-    k = 0
-    for i in range(start, stop):
-        v = values[band, i]
-        if v != v or v == nodata:
-            continue
-        b = bucket_of(v, lo, scale, last)
-        counts[b] += 1
-        compact[k] = v
-        bucket_ids[k] = b
-        k += 1
-    place_buckets(counts, buckets)
-    for i in range(n):
-        b = bucket_ids[i]
-        scratch[counts[b]] = compact[i]
-        counts[b] += 1
+        return squares
+    squares = fill_buckets(values, band, start, stop, nodata, n, lo, scale, buckets, counts,
+                           compact, bucket_ids, mean, need_squares, scratch)
     begin = 0
     for b in range(buckets):  # counts[b] is now where bucket b ends
         end = counts[b]
@@ -256,6 +231,7 @@ def bucket_sort(values, band, start, stop, nodata, n, lo, hi, scratch, counts, c
         if end - begin > 1:
             sort_range(scratch, begin, end)
         begin = end
+    return squares
 
 
 @njit(cache=True, nogil=True, inline="always")
