@@ -34,9 +34,6 @@ SMALL_ZONE = 48
 SMALL_SELECTION = 16
 #: Values per bucket on average.
 BUCKET_LOAD = 4
-#: The same for :func:`select_ranks`: smaller wanted buckets to rank, for a few more
-#: bucket counts (twice as many as a sort's).
-SELECTION_LOAD = 2
 #: Most buckets of a zone (a table of this many int32 counts stays in the L2 cache).
 MAX_BUCKETS = 1 << 16
 #: Buckets holding more values than this are sorted with numpy's sort, not by insertion.
@@ -50,21 +47,19 @@ COUNTING_LIMIT = 32
 def bucket_table(longest):
     """A zeroed table of bucket counts for zones of up to ``longest`` values (one spare
     slot); the functions below leave it zeroed."""
-    load = min(BUCKET_LOAD, SELECTION_LOAD)
-    return np.zeros(min(max(longest // load, 2), MAX_BUCKETS) + 1, np.int32)
+    return np.zeros(min(max(longest // BUCKET_LOAD, 2), MAX_BUCKETS) + 1, np.int32)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def bucket_scale(n, lo, hi, small=SMALL_ZONE, load=BUCKET_LOAD):
-    """(buckets, scale) for ``n`` values in [lo, hi], ``load`` values per bucket on
-    average; buckets is 0 when buckets do not apply (at most ``small`` values, equal
-    values, an infinite value or span)."""
+def bucket_scale(n, lo, hi, small=SMALL_ZONE):
+    """(buckets, scale) for ``n`` values in [lo, hi]; buckets is 0 when buckets do not
+    apply (at most ``small`` values, equal values, an infinite value or span)."""
     if n <= small:
         return 0, 0.0
     span = hi - lo
     if not (span > 0.0 and span < np.inf):
         return 0, 0.0
-    buckets = min(n // load, MAX_BUCKETS)
+    buckets = min(n // BUCKET_LOAD, MAX_BUCKETS)
     scale = buckets / span
     if not scale < np.inf:
         return 0, 0.0
@@ -178,7 +173,7 @@ def select_ranks(values, band, start, stop, nodata, n, lo, hi, mean, need_square
     ``need_squares``, else -1.0. ``scratch`` holds at least ``n + 1`` values,
     ``counts`` is a :func:`bucket_table`, ``compact`` (values) and ``bucket_ids``
     (int32) hold ``n``."""
-    buckets, scale = bucket_scale(n, lo, hi, SMALL_SELECTION, SELECTION_LOAD)
+    buckets, scale = bucket_scale(n, lo, hi, SMALL_SELECTION)
     n_wanted = wanted.shape[0]
     if buckets == 0:
         squares = copy_valid_values(values, band, start, stop, nodata, scratch, mean,
