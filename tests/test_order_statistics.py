@@ -242,8 +242,10 @@ def test_weighted_selection_applies_where_it_should():
     """The bucket selection answers for zones of many distinct values (and equals the
     definition, with weights whose sums round or not); it declines few values, equal
     values and infinite spans, and leaves its tables zeroed."""
-    from tessera.engine.statistics.value_order import bucket_table
+    from tessera.engine.statistics.value_order import bucket_scale, bucket_table
     from tessera.engine.statistics.weighted_selection import (
+        TIED_ZONE,
+        count_with_ties,
         selection_work,
         weighted_quantiles_by_buckets,
     )
@@ -270,6 +272,30 @@ def test_weighted_selection_applies_where_it_should():
                 for j, q in enumerate(quantiles):
                     assert out[j] == in_order_weighted_quantile(values, weights, q), (sliver, q)
                 assert not any(part.any() for part in work[:6] if part is not work[2])
+    # large zones: buckets narrower than the values' steps hold one value each (placed
+    # without going value by value), or values all distinct (placed one by one)
+    large = TIED_ZONE + 7
+    table = bucket_table(large)
+    work = selection_work(table, np.empty(large), np.empty(large), np.empty(large, np.int32))
+    for values, tied in ((np.round(rng.normal(1500, 25, large), 2), True),
+                         (rng.normal(1500, 25, large), False)):
+        weights = rng.random(large).astype(np.float32).astype(np.float64)
+        weights[rng.random(large) < 0.8] = 1.0
+        weights[rng.integers(large, size=3)] = 1e-9
+        buckets, scale = bucket_scale(large, values.min(), values.max())
+        fresh = selection_work(bucket_table(large), np.empty(large), np.empty(large),
+                               np.empty(large, np.int32))
+        in_several = count_with_ties(values, weights, large, values.min(), scale, buckets - 1,
+                                     0.0, fresh)
+        assert (in_several <= large // 2) == tied
+        out = np.full(len(quantiles), np.nan)
+        assert weighted_quantiles_by_buckets(values, weights, large, values.min(), values.max(),
+                                             weights.sum(), quantiles, by_quantile,
+                                             len(quantiles), out, 23, work)
+        for j, q in enumerate(quantiles):
+            assert out[j] == in_order_weighted_quantile(values, weights, q), (tied, q)
+        assert not any(part.any() for part in work[:6] if part is not work[2])
+        assert not work[12].any()
     equal = np.full(n, 2.5)
     infinite = np.r_[rng.normal(0, 1, n - 1), np.inf]
     for values in (equal, infinite, np.arange(10.0)):

@@ -19,7 +19,7 @@ cannot split (equal values, an infinite value or span), are sorted as before; a
 bucket holding many values (a skewed zone) is sorted whole.
 
 numba caches the kernels by their own source files: after editing this module, touch
-``kernels.py`` and ``weighted_kernels.py``.
+``kernels.py``, ``weighted_kernels.py`` and ``weighted_selection.py``.
 """
 
 import numpy as np

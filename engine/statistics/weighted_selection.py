@@ -10,7 +10,9 @@ without sorting most of the zone:
 
 - one pass counts each bucket's values and adds up their weights; a second places the
   values in their buckets; each bucket's distinct values are counted by comparisons
-  (sorted and grouped when it holds many);
+  (sorted and grouped when it holds many). In large zones buckets are often narrower
+  than the values' steps: a bucket holding one distinct value is not placed value by
+  value, its value and summed weight are all the walk needs;
 - the running sum then crosses the buckets in order. Adding a bucket's weights one by
   one in order of value gives the same bits as adding their sum when no addition
   rounds. Weights are float32 (or float64) numbers: every weight of at least
@@ -23,6 +25,9 @@ without sorting most of the zone:
   between buckets; only it and the bucket before it are sorted and walked.
 
 The values are those of the full walk, to the bit.
+
+numba caches kernels by their own source files: after editing this module, touch
+``weighted_kernels.py``.
 """
 
 import numpy as np
@@ -42,6 +47,11 @@ from .value_order import (
 ROUNDING_MARGIN = 1.0 + 1e-9
 FRACTION_MASK = (np.int64(1) << 52) - 1
 SMALLEST_NORMAL = np.finfo(np.float64).tiny
+#: Buckets of at most this many values count their distinct values without branches.
+FEW_VALUES = 32
+#: Zones of at least this many values look for buckets of one distinct value (repeated
+#: values, narrower buckets than the values' steps): those are not placed value by value.
+TIED_ZONE = 1 << 17
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -83,26 +93,35 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
     if buckets == 0:
         return False
     ends, bucket_w, entering, distinct, grouped, fine, placed_keys, placed_w, bucket_ids, \
-        cell, cell_bits = work
+        cell, cell_bits, seen = work[:12]
     # sums of multiples of 2^unit up to the zone's total (with room for rounding) are
     # exact; weights of at least ``coarse`` are such multiples
     unit = binary_exponent(sum_w * ROUNDING_MARGIN, cell, cell_bits) - 52
     coarse = power_of_two(unit + mantissa_bits, cell, cell_bits)
     last = buckets - 1
-    for i in range(n):
-        b = bucket_of(keys[i], lo, scale, last)
-        bucket_ids[i] = b
-        ends[b] += 1
-        w = weights[i]
-        bucket_w[b] += w
-        if w < coarse:  # rare: a sliver
-            fine[b] = True
-    place_buckets(ends, buckets)
-    for i in range(n):
-        b = bucket_ids[i]
-        placed_keys[ends[b]] = keys[i]
-        placed_w[ends[b]] = weights[i]
-        ends[b] += 1
+    tied = False
+    if n >= TIED_ZONE:  # large zones: values often repeat, buckets of one value are common
+        tied = count_with_ties(keys, weights, n, lo, scale, last, coarse, work) <= n // 2
+        if tied:
+            place_tied(keys, weights, n, buckets, work)
+        else:
+            work[12][:buckets] = False
+    else:
+        for i in range(n):
+            b = bucket_of(keys[i], lo, scale, last)
+            bucket_ids[i] = b
+            ends[b] += 1
+            w = weights[i]
+            bucket_w[b] += w
+            if w < coarse:  # rare: a sliver
+                fine[b] = True
+    if not tied:
+        place_buckets(ends, buckets)
+        for i in range(n):
+            b = bucket_ids[i]
+            placed_keys[ends[b]] = keys[i]
+            placed_w[ends[b]] = weights[i]
+            ends[b] += 1
     # ends[b] is now where bucket b ends; the running sum of the distinct values'
     # weights entering every bucket, and the distinct values of every bucket
     n_distinct = 0
@@ -121,20 +140,17 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
         else:  # bits below 2^unit left by a sliver: exact while below 2^(53 + total_unit)
             exact = binary_exponent((total + bucket_w[b]) * ROUNDING_MARGIN, cell,
                                     cell_bits) < 53 + total_unit
-        if end - begin > COUNTING_LIMIT or not exact:  # sort and group it now
+        if grouped[b]:  # one value (place_tied): one addition
+            distinct[b] = 1
+            total += placed_w[begin]
+        elif (d := count_distinct(placed_keys, begin, end, seen) if exact else -1) < 0:
+            # sort and group it now
             sort_pairs(placed_keys, placed_w, begin, end)
             distinct[b] = group_pairs(placed_keys, placed_w, begin, end, begin, 0.0)[0] - begin
             grouped[b] = True
             for i in range(begin, begin + distinct[b]):
                 total += placed_w[i]
         else:
-            d = 0
-            for i in range(begin, end):
-                x = placed_keys[i]
-                repeated = False
-                for j in range(begin, i):
-                    repeated |= placed_keys[j] == x
-                d += not repeated
             distinct[b] = d
             total += bucket_w[b]
         if exact:  # a multiple of 2^unit added
@@ -164,6 +180,92 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
     grouped[:buckets] = False
     fine[:buckets] = False
     return True
+
+
+@njit(cache=True, nogil=True)
+def count_with_ties(keys, weights, n, lo, scale, last, coarse, work):
+    """The counting pass of :func:`weighted_quantiles_by_buckets` that also tells the
+    buckets holding more than one distinct value (``work[12]``; ``work[13]`` keeps each
+    bucket's first value). Returns how many values those buckets hold."""
+    ends, bucket_w, _, _, _, fine, _, _, bucket_ids = work[:9]
+    several, first_key = work[12], work[13]
+    for i in range(n):
+        x = keys[i]
+        b = bucket_of(x, lo, scale, last)
+        bucket_ids[i] = b
+        c = ends[b]
+        ends[b] = c + 1
+        w = weights[i]
+        bucket_w[b] += w
+        if c == 0:
+            first_key[b] = x
+        elif first_key[b] != x:
+            several[b] = True
+        if w < coarse:  # rare: a sliver
+            fine[b] = True
+    in_several = 0
+    for b in range(last + 1):
+        if several[b]:
+            in_several += ends[b]
+    return in_several
+
+
+@njit(cache=True, nogil=True)
+def place_tied(keys, weights, n, buckets, work):
+    """Place a zone counted by :func:`count_with_ties`: a bucket of one distinct value
+    becomes that value (its first occurrence, the one a stable sort keeps) with the
+    bucket's weight (added in pixel order, as grouping adds them), already grouped;
+    only the values of the other buckets are placed one by one."""
+    ends, bucket_w, _, _, grouped, _, placed_keys, placed_w, bucket_ids = work[:9]
+    several, first_key = work[12], work[13]
+    total = 0
+    for b in range(buckets):
+        c = ends[b]
+        ends[b] = total
+        if c > 0 and not several[b]:
+            placed_keys[total] = first_key[b]
+            placed_w[total] = bucket_w[b]
+            grouped[b] = True
+            c = 1
+        total += c
+    for i in range(n):
+        b = bucket_ids[i]
+        if several[b]:
+            placed_keys[ends[b]] = keys[i]
+            placed_w[ends[b]] = weights[i]
+            ends[b] += 1
+    for b in range(buckets):
+        if grouped[b]:
+            ends[b] += 1
+        several[b] = False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def count_distinct(keys, begin, end, seen):
+    """How many distinct values ``keys[begin:end]`` holds (-1: more than
+    COUNTING_LIMIT), by comparisons: each value with those before it in a few values
+    (without branches), else with the distinct values seen so far (``seen``)."""
+    if end - begin <= FEW_VALUES:
+        d = 0
+        for i in range(begin, end):
+            x = keys[i]
+            repeated = False
+            for j in range(begin, i):
+                repeated |= keys[j] == x
+            d += not repeated
+        return d
+    d = 0
+    for i in range(begin, end):
+        x = keys[i]
+        j = 0
+        while j < d and seen[j] != x:
+            j += 1
+        if j == d:
+            if d == COUNTING_LIMIT:
+                return -1
+            seen[d] = x
+            d += 1
+    return d
 
 
 @njit(cache=True, nogil=True)
@@ -213,4 +315,6 @@ def selection_work(table, keys, weights, bucket_ids):
     cell = np.zeros(1, np.float64)
     return (table, np.zeros(size, np.float64), np.zeros(size, np.float64),
             np.zeros(size, np.int32), np.zeros(size, np.bool_), np.zeros(size, np.bool_),
-            keys, weights, bucket_ids, cell, cell.view(np.int64))
+            keys, weights, bucket_ids, cell, cell.view(np.int64),
+            np.empty(COUNTING_LIMIT, np.float64), np.zeros(size, np.bool_),
+            np.empty(size, np.float64))
