@@ -170,3 +170,165 @@ def test_weighted_quantiles_mode_and_variety(dtype):
             assert got[label][z] == pytest.approx(want, rel=1e-12, abs=1e-300), (label, z)
         assert got["variety"][z] == ref["variety"]
         assert got["mode"][z] == ref["mode"] and got["minority"][z] == ref["minority"], z
+
+
+def in_order_weighted_quantile(values, weights, q):
+    """exactextract's weighted quantile with every sum taken in ascending order of value
+    (np.bincount adds the weights of equal values in pixel order, np.cumsum goes one by
+    one): the kernel's order of operations, so its values to the bit."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    summed = np.bincount(inverse.ravel(), weights)
+    n = len(distinct)
+    if n == 1:
+        return distinct[0]
+    cumulative = np.cumsum(summed)
+    s = np.arange(n) * summed + (n - 1.0) * np.concatenate([[0.0], cumulative[:-1]])
+    target = q * (cumulative[-1] * (n - 1.0))
+    above = np.flatnonzero(s > target)
+    if not above.size:
+        return distinct[-1]
+    right = above[0]
+    left = right - 1
+    with np.errstate(invalid="ignore"):  # an infinite value: NaN, as the kernel
+        return distinct[left] + (target - s[left]) * (distinct[right] - distinct[left]) / (
+            s[right] - s[left])
+
+
+def run_weighted(values, weights, starts, lengths, statistics):
+    plan = StatPlan(statistics, [1], values.dtype, percentiles=PERCENTILES, where=WEIGHTED)
+    ids = np.arange(len(starts), dtype=np.int64)
+    results = np.full((len(plan.columns), len(ids)), np.nan)
+    weighted_zone_statistics(ids, starts, lengths, values, weights, np.array([NODATA]),
+                             np.array([True]), plan.kernel_table(),
+                             np.array(plan.percentiles, np.float64) / 100, plan.band_needs(),
+                             results, -1e300)
+    return {c.name.removeprefix("b1_"): results[i] for i, c in enumerate(plan.columns)}
+
+
+@pytest.mark.parametrize("weight_type", ["float32", "float64"])
+@pytest.mark.parametrize("tiny_weights", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weighted_quantiles_to_the_bit(dtype, tiny_weights, weight_type):
+    """Weighted median and percentiles alone (selected from buckets when the zone's weight
+    sums are exact) and with mode (every value in order): equal to the bit to the
+    definition summed in order of value. ``tiny_weights`` puts a weight of 1e-30 in some
+    zones, whose sums are then not exact (the in-order path); float64 weights of
+    fractions are not exact either; float32 fractions and whole pixels are."""
+    rng = np.random.default_rng(23)
+    values, starts, lengths, _ = zones(dtype, KINDS, rng, sizes=(1, 2, 7, SMALL_ZONE + 1, 300,
+                                                                 4099, 30000))
+    weights = rng.random(values.shape[1]).astype(weight_type)
+    weights[rng.random(values.shape[1]) < 0.7] = 1.0  # inner pixels: fully covered
+    if tiny_weights:
+        weights[starts[::2] + lengths[::2] // 2] = 1e-30
+    labels = ["median"] + [f"p{np.format_float_positional(p, trim='-')}" for p in PERCENTILES]
+    quantiles = [0.5] + [p / 100 for p in PERCENTILES]
+    for statistics in (["median"], ["median", "mode"]):
+        got = run_weighted(values, weights, starts, lengths, statistics)
+        for z in range(len(starts)):
+            zone = values[0, starts[z]:starts[z] + lengths[z]].astype(np.float64)
+            w = weights[starts[z]:starts[z] + lengths[z]].astype(np.float64)
+            keep = ~np.isnan(zone) & (zone != NODATA) & (w > 0)
+            if not keep.any():
+                continue
+            for label, q in zip(labels, quantiles, strict=True):
+                want = in_order_weighted_quantile(zone[keep], w[keep], q)
+                if np.isnan(want):  # interpolation with an infinite value
+                    assert np.isnan(got[label][z]), (label, z)
+                    continue
+                assert got[label][z] == want, (statistics, label, z, got[label][z], want)
+
+
+def test_weighted_selection_applies_where_it_should():
+    """The bucket selection answers for zones of many distinct values (and equals the
+    definition, with weights whose sums round or not); it declines few values, equal
+    values and infinite spans, and leaves its tables zeroed."""
+    from tessera.engine.statistics.value_order import bucket_scale, bucket_table
+    from tessera.engine.statistics.weighted_selection import (
+        TIED_ZONE,
+        count_with_ties,
+        selection_work,
+        weighted_quantiles_by_buckets,
+    )
+
+    rng = np.random.default_rng(4)
+    n = 5000
+    quantiles = np.array([0.1, 0.9, 0.5, 0.0, 1.0])
+    by_quantile = np.argsort(quantiles, kind="mergesort")
+    table = bucket_table(n)
+    work = selection_work(table, np.empty(n), np.empty(n), np.empty(n, np.int32))
+    for values in (np.round(rng.normal(1500, 25, n), 2), rng.integers(0, 5, n) * 0.5,
+                   rng.exponential(1.0, n) ** 4):
+        for sliver in (None, 1e-9, 1e-30, 1e-300):
+            weights = rng.random(n).astype(np.float32).astype(np.float64)
+            weights[rng.random(n) < 0.5] = 1.0
+            if sliver:
+                weights[rng.integers(n, size=5)] = sliver
+            for mantissa_bits in (23, 52):  # float32 weights, or any
+                out = np.full(len(quantiles), np.nan)
+                assert weighted_quantiles_by_buckets(values, weights, n, values.min(),
+                                                     values.max(), weights.sum(), quantiles,
+                                                     by_quantile, len(quantiles), out,
+                                                     mantissa_bits, work)
+                for j, q in enumerate(quantiles):
+                    assert out[j] == in_order_weighted_quantile(values, weights, q), (sliver, q)
+                assert not any(part.any() for part in work[:6] if part is not work[2])
+    # large zones: buckets narrower than the values' steps hold one value each (placed
+    # without going value by value), or values all distinct (placed one by one)
+    large = TIED_ZONE + 7
+    table = bucket_table(large)
+    work = selection_work(table, np.empty(large), np.empty(large), np.empty(large, np.int32))
+    for values, tied in ((np.round(rng.normal(1500, 25, large), 2), True),
+                         (rng.normal(1500, 25, large), False)):
+        weights = rng.random(large).astype(np.float32).astype(np.float64)
+        weights[rng.random(large) < 0.8] = 1.0
+        weights[rng.integers(large, size=3)] = 1e-9
+        buckets, scale = bucket_scale(large, values.min(), values.max())
+        fresh = selection_work(bucket_table(large), np.empty(large), np.empty(large),
+                               np.empty(large, np.int32))
+        in_several = count_with_ties(values, weights, large, values.min(), scale, buckets - 1,
+                                     0.0, fresh)
+        assert (in_several <= large // 2) == tied
+        out = np.full(len(quantiles), np.nan)
+        assert weighted_quantiles_by_buckets(values, weights, large, values.min(), values.max(),
+                                             weights.sum(), quantiles, by_quantile,
+                                             len(quantiles), out, 23, work)
+        for j, q in enumerate(quantiles):
+            assert out[j] == in_order_weighted_quantile(values, weights, q), (tied, q)
+        assert not any(part.any() for part in work[:6] if part is not work[2])
+        assert not work[12].any()
+    equal = np.full(n, 2.5)
+    infinite = np.r_[rng.normal(0, 1, n - 1), np.inf]
+    for values in (equal, infinite, np.arange(10.0)):
+        out = np.full(len(quantiles), np.nan)
+        assert not weighted_quantiles_by_buckets(values, np.ones(n), len(values), values.min(),
+                                                 values.max(), float(len(values)), quantiles,
+                                                 by_quantile, len(quantiles), out, 23, work)
+        assert np.isnan(out).all()
+
+
+def test_float_bits():
+    """The exponents read from a float's bits equal numpy's frexp and the lowest set bit
+    of the float's exact fraction."""
+    from fractions import Fraction
+
+    from tessera.engine.statistics.weighted_selection import (
+        binary_exponent,
+        lowest_bit_exponent,
+        power_of_two,
+    )
+
+    cell = np.zeros(1)
+    bits = (cell, cell.view(np.int64))
+    rng = np.random.default_rng(9)
+    numbers = np.r_[rng.random(200) * 10.0 ** rng.integers(-300, 300, 200), 1.0, 0.75, 3.0,
+                    2.0 ** -1022, 2.0 ** 1023, np.float32(0.1), 5000.0 + 2.0 ** -40]
+    for x in numbers:
+        assert binary_exponent(x, *bits) == np.frexp(x)[1] - 1
+        denominator = Fraction(float(x)).denominator  # x = a / 2^k, a odd (or x integer)
+        numerator = Fraction(float(x)).numerator
+        low = -(denominator.bit_length() - 1) if denominator > 1 else \
+            (numerator & -numerator).bit_length() - 1
+        assert lowest_bit_exponent(x, *bits) == low, x
+    for k in (-1000, -52, 0, 7, 1000):
+        assert power_of_two(k, *bits) == 2.0 ** k

@@ -22,7 +22,7 @@ values, and spans buckets cannot split (equal values, an infinite value or span)
 sorted as before; a bucket holding many values (a skewed zone) is sorted whole.
 
 numba caches the kernels by their own source files: after editing this module, touch
-``kernels.py`` and ``weighted_kernels.py``.
+``kernels.py``, ``weighted_kernels.py`` and ``weighted_selection.py``.
 """
 
 import numpy as np
@@ -277,23 +277,7 @@ def distinct_sorted(keys, weights, n, lo, hi, out_keys, out_weights, counts, buc
     for b in range(buckets):
         end = counts[b]
         counts[b] = 0
-        if end - begin > INSERTION_LIMIT:
-            order = np.argsort(out_keys[begin:end], kind="mergesort") + begin
-            sorted_keys = out_keys[order]
-            sorted_weights = out_weights[order]
-            out_keys[begin:end] = sorted_keys
-            out_weights[begin:end] = sorted_weights
-        else:
-            for i in range(begin + 1, end):
-                x = out_keys[i]
-                y = out_weights[i]
-                j = i - 1
-                while j >= begin and out_keys[j] > x:
-                    out_keys[j + 1] = out_keys[j]
-                    out_weights[j + 1] = out_weights[j]
-                    j -= 1
-                out_keys[j + 1] = x
-                out_weights[j + 1] = y
+        sort_pairs(out_keys, out_weights, begin, end)
         n_distinct, total = group_pairs(out_keys, out_weights, begin, end, n_distinct, total)
         begin = end
     return n_distinct, total + out_weights[n_distinct - 1]
@@ -317,3 +301,25 @@ def group_pairs(keys, weights, begin, end, n_distinct, total):
             weights[n_distinct] = w
             n_distinct += 1
     return n_distinct, total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def sort_pairs(keys, weights, begin, end):
+    """Sort ``keys[begin:end]`` in place, stable, moving ``weights`` alike."""
+    if end - begin > INSERTION_LIMIT:
+        order = np.argsort(keys[begin:end], kind="mergesort") + begin
+        sorted_keys = keys[order]
+        sorted_weights = weights[order]
+        keys[begin:end] = sorted_keys
+        weights[begin:end] = sorted_weights
+        return
+    for i in range(begin + 1, end):
+        x = keys[i]
+        y = weights[i]
+        j = i - 1
+        while j >= begin and keys[j] > x:
+            keys[j + 1] = keys[j]
+            weights[j + 1] = weights[j]
+            j -= 1
+        keys[j + 1] = x
+        weights[j + 1] = y

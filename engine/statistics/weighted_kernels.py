@@ -39,9 +39,12 @@ from .catalogue import (
 )
 from .column_values import add_class_share, check_codes, column_value
 from .value_order import bucket_table, distinct_sorted
+from .weighted_selection import selection_work, weighted_quantiles_by_buckets
 
 #: What needs the distinct values and their summed weights.
 NEED_DISTINCT = NEED_ORDER | NEED_RUNS | NEED_CLASSES
+#: What needs every distinct value (quantiles alone do not: weighted_selection).
+NEED_ALL_DISTINCT = NEED_RUNS | NEED_CLASSES
 
 
 @njit(cache=True, nogil=True)
@@ -99,6 +102,8 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
     distinct_w = np.empty(longest, np.float64)
     buckets = bucket_table(longest)
     bucket_ids = np.empty(longest, np.int32)
+    selection = selection_work(buckets, distinct, distinct_w, bucket_ids)
+    mantissa_bits = 23 if weights.itemsize == 4 else 52
     n_q = quantiles.shape[0]
     quantile_values = np.zeros(n_q + 1, np.float64)
     every_quantile = np.append(quantiles, 0.5)  # the median last
@@ -148,7 +153,13 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                         fourths += scratch_w[i] * d * d * d * d
                     m3 = cubes / sum_w
                     m4 = fourths / sum_w
-            if n > 0 and needs & NEED_DISTINCT:
+            count = n_q + 1 if needs & NEED_MEDIAN else n_q
+            if n > 0 and needs & NEED_DISTINCT and not needs & NEED_ALL_DISTINCT and \
+                    weighted_quantiles_by_buckets(scratch, scratch_w, n, lo, hi, sum_w,
+                                                  every_quantile, by_quantile, count,
+                                                  quantile_values, mantissa_bits, selection):
+                pass  # the quantiles, without every value in order
+            elif n > 0 and needs & NEED_DISTINCT:
                 n_distinct, distinct_sum = distinct_sorted(scratch, scratch_w, n, lo, hi,
                                                            distinct, distinct_w, buckets,
                                                            bucket_ids)
@@ -159,8 +170,7 @@ def weighted_zone_statistics(ids, starts, lengths, values, weights, nodata, has_
                     minority = _by_weight(distinct, distinct_w, n_distinct, False)
                 if needs & NEED_ORDER:
                     weighted_quantiles(distinct, distinct_w, n_distinct, distinct_sum,
-                                       every_quantile, by_quantile,
-                                       n_q + 1 if needs & NEED_MEDIAN else n_q, quantile_values)
+                                       every_quantile, by_quantile, count, quantile_values)
                 if needs & NEED_CLASSES:
                     for i in range(n_distinct):
                         pairs, n_pairs = add_class_share(pairs, n_pairs, zone, b, distinct[i],
