@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from .dependencies import require
 from .errors import CancelledError, TesseraError
-from .memory import available_memory
+from .memory import available_memory, large_buffers_reused
 
 #: How often :func:`run_tasks` looks at the futures and the cancel flag (seconds).
 POLL_SECONDS = 0.05
@@ -206,10 +206,19 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
 
 
 def submit(client, calls, name="tessera"):
-    """Futures of ``calls`` (``(function, *arguments)``), none of them cached by key."""
-    return [client.submit(function, *arguments, pure=False,
+    """Futures of ``calls`` (``(function, *arguments)``), none of them cached by key; each
+    runs on its worker through :func:`run_task`."""
+    return [client.submit(run_task, function, *arguments, pure=False,
                           key=f"{name}-{index}-{time.monotonic_ns()}")
             for index, (function, *arguments) in enumerate(calls)]
+
+
+def run_task(function, *arguments):
+    """``function(*arguments)`` on a worker, its large buffers reused as in a process of
+    threads (:func:`~.memory.large_buffers_reused`: a Dask nanny's ``MALLOC_TRIM_THRESHOLD_``
+    otherwise makes every window's arrays fresh pages)."""
+    with large_buffers_reused():
+        return function(*arguments)
 
 
 @contextmanager

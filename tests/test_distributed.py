@@ -2,6 +2,7 @@
 cancel and failures, on LocalClusters started by the tests on 127.0.0.1."""
 
 import operator
+import os
 import subprocess
 import sys
 import threading
@@ -139,3 +140,31 @@ def test_results_lost_with_a_dead_worker_are_computed_again(client):
     assert results[3:] == [i * 2 for i in range(6)]
     assert killed
     client.wait_for_workers(2, timeout=60)
+
+
+def _page_faults_of_buffers(count=40, size=8 << 20):
+    """Minor page faults of this thread while ``count`` arrays of ``size`` bytes are
+    filled and freed one after the other (as a task's windows are)."""
+    import resource
+
+    import numpy as np
+
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    for _ in range(count):
+        np.ones(size, np.uint8)
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_tasks_reuse_large_buffers_despite_the_nannys_trim_threshold(client):
+    """Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_, which makes every buffer
+    above 128 KiB fresh pages (page faults, system CPU); a task run by run_tasks reuses
+    them as a process of threads does, and the worker's own setting is back afterwards."""
+    environments = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert all(value is not None for value in environments.values())
+    in_task = run_tasks(client, [(_page_faults_of_buffers,)] * 2, Progress())
+    outside = client.run(_page_faults_of_buffers)
+    # in a task the first buffer's pages are reused by the 39 others; outside every buffer
+    # is fresh pages again (numpy may ask for huge pages: fewer faults per buffer)
+    assert min(outside.values()) > 10 * max(in_task)
+
