@@ -236,21 +236,26 @@ def worker_threads(client):
     return max(1, sum(client.nthreads().values()))
 
 
-def task_runner(client, name="tessera"):
+def task_runner(client, name="tessera", within=None):
     """A stand-in for :func:`~.parallel.run_in_threads` that runs its ``(function, weight)``
     tasks on ``client``: each ``function`` (picklable, e.g. a ``functools.partial`` of a
     module-level function) is called as ``function(tick)`` on a worker with a ``tick``
-    that does nothing (progress follows the finished tasks' weights)."""
+    that does nothing (progress follows the finished tasks' weights). ``within``: a
+    picklable callable giving a context manager each task runs inside on its worker, for
+    the process-wide settings the caller's threads run under (e.g. a GDAL cache cap)."""
 
     def run(tasks, threads, reporter):
-        calls = [(_call_without_ticks, function) for function, _ in tasks]
+        calls = [(_call_without_ticks, function, within) for function, _ in tasks]
         return run_tasks(client, calls, reporter, [weight for _, weight in tasks], name)
 
     return run
 
 
-def _call_without_ticks(function):
-    return function(_no_tick)
+def _call_without_ticks(function, within=None):
+    if within is None:
+        return function(_no_tick)
+    with within():
+        return function(_no_tick)
 
 
 def _no_tick(amount=0):

@@ -168,3 +168,23 @@ def test_tasks_reuse_large_buffers_despite_the_nannys_trim_threshold(client):
     # is fresh pages again (numpy may ask for huge pages: fewer faults per buffer)
     assert min(outside.values()) > 10 * max(in_task)
 
+
+def test_a_task_runner_runs_its_tasks_within_the_callers_settings(client):
+    """Process-wide settings the caller's threads run under (the run's GDAL cache cap)
+    hold in the worker during each task, and not after it."""
+    import functools
+
+    from osgeo import gdal
+
+    from tessera.engine.distributed import task_runner
+    from tessera.engine.io.raster_io import gdal_cache_limit
+
+    capped = task_runner(client, "tessera-test", functools.partial(gdal_cache_limit, 3 << 20))
+    assert capped([(_cache_max, 1)] * 2, 1, Progress()) == [3 << 20] * 2
+    assert all(v > 3 << 20 for v in client.run(gdal.GetCacheMax).values())
+
+
+def _cache_max(tick):
+    from osgeo import gdal
+
+    return gdal.GetCacheMax()
