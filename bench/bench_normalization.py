@@ -40,8 +40,9 @@ With ``--dask`` (needs dask[distributed]) each algorithm runs instead with the t
 default (--threads threads), then with ``scheduler=`` a LocalCluster of 1 and of 2
 single-threaded worker processes (and of 2 workers whose corrections are forced into
 stripes assembled by a last task per image), each in a fresh interpreter with the same
-pieces (threads=--threads) (``--setups`` picks among them): wall time, its ratio to the
-threaded run, the CPU seconds of the whole process tree (start-up, imports and the
+pieces (threads=--threads) (``--setups`` picks among them; the cluster's workers have
+loaded the kernels beforehand, the threaded process too with ``--warm``): wall time, its
+ratio to the threaded run, the CPU seconds of the whole process tree (start-up, imports and the
 cluster's warm-up included) and of the timed run alone ("run CPU": the threaded process;
 the client, scheduler, workers and nannies), the pickled bytes
 of every task's arguments and result (per task boundary: the statistics, correction and
@@ -180,8 +181,12 @@ with distributed.LocalCluster(n_workers={workers}, threads_per_worker=1, process
                               host="127.0.0.1", dashboard_address=None,
                               silence_logs=logging.ERROR) as cluster, \\
         distributed.Client(cluster) as client:
-    # the workers import Tessera and load the numba kernels once, on tiny scenes
+    # the workers import Tessera and load the numba kernels once, on tiny scenes: a run on
+    # the cluster, then one on each worker's own thread (tiny tasks may all go to one
+    # worker, which would leave a kernel to load to another in the timed run)
     {function}({warm!r}, {out!r} + "_warm", threads={threads}, scheduler=client, overwrite=True)
+    client.run(lambda: {function}({warm!r}, {out!r} + f"_warm{{os.getpid()}}", threads=1,
+                                  overwrite=True))
     boundaries.clear()
     cluster_seconds = time.perf_counter() - started
 
@@ -286,7 +291,7 @@ def dask_comparison(args, chosen, functions, suffixes, paths):
         base = os.path.join(OUTPUT, f"{which}_dask_{tag}{args.size}")
         options = {"overwrite": True}
         threaded = best_of(args.runs, functools.partial(
-            run, function, paths, args.threads, base + "_threads", options))
+            run, function, paths, args.threads, base + "_threads", options, warm=args.warm))
         print(f"{function:<24}{f'threads ({args.threads})':<28}{threaded['wall']:>8.1f}"
               f"{1.0:>11.2f}{threaded['cpu']:>8.1f}{threaded['cpu_run']:>11.1f}{'':>13}",
               flush=True)
