@@ -40,7 +40,11 @@ With ``--dask`` (needs dask[distributed]) each algorithm runs instead with the t
 default (--threads threads), then with ``scheduler=`` a LocalCluster of 1 and of 2
 single-threaded worker processes (and of 2 workers whose corrections are forced into
 stripes assembled by a last task per image), each in a fresh interpreter with the same
-pieces (threads=--threads): wall time, its ratio to the threaded run, the pickled bytes
+pieces (threads=--threads) (``--setups`` picks among them; the cluster's workers have
+loaded the kernels beforehand, the threaded process too with ``--warm``): wall time, its
+ratio to the threaded run, the CPU seconds of the whole process tree (start-up, imports and the
+cluster's warm-up included) and of the timed run alone ("run CPU": the threaded process;
+the client, scheduler, workers and nannies), the pickled bytes
 of every task's arguments and result (per task boundary: the statistics, correction and
 assembly tasks), the tasks' compute times (Dask's task stream), a check that the outputs'
 pixels equal the threaded run's, and a projection for N machines of 2 cores from the
@@ -49,7 +53,7 @@ measured per-task times.
     .venv/bin/python bench/bench_normalization.py [global|local|both] [--size 8000]
         [--layout grid|chain] [--threads 2] [--runs 1] [--no-serial] [--warm]
         [--baseline CHECKOUT] [--spectralmatch /work/peers/spectralmatch-env/bin/python]
-        [--dask]
+        [--dask [--setups 1w,2w,stripes]]
 """
 
 import argparse
@@ -150,7 +154,7 @@ print(json.dumps({{"wall": wall, "peak_mb": peak_rss_mb(), "cpu_run": cpu}}))
 # cluster is the use case); the engine's run_tasks
 # is wrapped to weigh what crosses each task boundary (pickled arguments and results).
 DASK_CHILD = """
-import json, logging, pickle, sys, time
+import json, logging, os, pickle, sys, time
 sys.path.insert(0, {plugins!r})
 import cloudpickle, distributed
 from tessera.engine import {function}
@@ -177,14 +181,29 @@ with distributed.LocalCluster(n_workers={workers}, threads_per_worker=1, process
                               host="127.0.0.1", dashboard_address=None,
                               silence_logs=logging.ERROR) as cluster, \\
         distributed.Client(cluster) as client:
-    # the workers import Tessera and load the numba kernels once, on tiny scenes
+    # the workers import Tessera and load the numba kernels once, on tiny scenes: a run on
+    # the cluster, then one on each worker's own thread (tiny tasks may all go to one
+    # worker, which would leave a kernel to load to another in the timed run)
     {function}({warm!r}, {out!r} + "_warm", threads={threads}, scheduler=client, overwrite=True)
+    client.run(lambda: {function}({warm!r}, {out!r} + f"_warm{{os.getpid()}}", threads=1,
+                                  overwrite=True))
     boundaries.clear()
     cluster_seconds = time.perf_counter() - started
+
+    def cpu_seconds():  # user + system of this process (client and scheduler)
+        times = os.times()
+        return times.user + times.system
+
+    def tree_cpu():  # this process, the workers and their nannies
+        return (cpu_seconds() + sum(client.run(cpu_seconds).values())
+                + sum(client.run(cpu_seconds, nanny=True).values()))
+
     with distributed.get_task_stream(client) as stream:
+        cpu = tree_cpu()
         started = time.perf_counter()
         {function}(paths, {out!r}, threads={threads}, scheduler=client, **{options!r})
         wall = time.perf_counter() - started
+        cpu_run = tree_cpu() - cpu
     tasks = {{}}
     for record in stream.data:
         key = record["key"] if isinstance(record["key"], str) else "other"
@@ -197,8 +216,15 @@ with distributed.LocalCluster(n_workers={workers}, threads_per_worker=1, process
                 entry["first"] = min(entry["first"], step["start"])
                 entry["last"] = max(entry["last"], step["stop"])
 print(json.dumps({{"wall": wall, "cluster": cluster_seconds, "boundaries": boundaries,
-                  "tasks": tasks}}))
+                  "tasks": tasks, "cpu_run": cpu_run}}))
 """
+
+
+#: The --dask set-ups: (label, workers, stripes per image or 0), chosen with --setups.
+DASK_SETUPS = (("LocalCluster 1 worker", 1, 0), ("LocalCluster 2 workers", 2, 0),
+               ("2 workers, stripes", 2, 2))
+SETUP_NAMES = {"1w": "LocalCluster 1 worker", "2w": "LocalCluster 2 workers",
+               "stripes": "2 workers, stripes"}
 
 
 def run_dask(function, paths, threads, out, options, workers, stripes=0):
@@ -258,20 +284,21 @@ def dask_comparison(args, chosen, functions, suffixes, paths):
     """The --dask figures: threads, LocalCluster of 1 and 2 workers, stripes."""
     tag = "" if args.layout == "grid" else f"{args.layout}_"
     print(f"\n{'algorithm':<24}{'run':<28}{'wall s':>8}{'x threads':>11}{'CPU s':>8}"
-          f"{'same pixels':>13}")
+          f"{'run CPU s':>11}{'same pixels':>13}")
     for which in chosen:
         function = functions[which]
         warm_up(function, args.layout)
         base = os.path.join(OUTPUT, f"{which}_dask_{tag}{args.size}")
         options = {"overwrite": True}
         threaded = best_of(args.runs, functools.partial(
-            run, function, paths, args.threads, base + "_threads", options))
+            run, function, paths, args.threads, base + "_threads", options, warm=args.warm))
         print(f"{function:<24}{f'threads ({args.threads})':<28}{threaded['wall']:>8.1f}"
-              f"{1.0:>11.2f}{threaded['cpu']:>8.1f}{'':>13}", flush=True)
+              f"{1.0:>11.2f}{threaded['cpu']:>8.1f}{threaded['cpu_run']:>11.1f}{'':>13}",
+              flush=True)
         runs = {}
-        for label, workers, stripes in (("LocalCluster 1 worker", 1, 0),
-                                        ("LocalCluster 2 workers", 2, 0),
-                                        ("2 workers, stripes", 2, 2)):
+        for label, workers, stripes in DASK_SETUPS:
+            if label not in args.setups:
+                continue
             out = f"{base}_{workers}w{'_stripes' if stripes else ''}"
             figures = min((run_dask(function, paths, args.threads, out, options, workers,
                                     stripes) for _ in range(max(1, args.runs))),
@@ -280,23 +307,25 @@ def dask_comparison(args, chosen, functions, suffixes, paths):
             same = same_pixels(base + "_threads", out, suffixes[which])
             print(f"{'':<24}{label:<28}{figures['wall']:>8.1f}"
                   f"{figures['wall'] / threaded['wall']:>11.2f}{figures['cpu']:>8.1f}"
-                  f"{str(same):>13}"
+                  f"{figures['cpu_run']:>11.1f}{str(same):>13}"
                   f"   (cluster start and warm-up {figures['cluster']:.1f} s)", flush=True)
-        two = runs["LocalCluster 2 workers"]
+        two = runs.get("LocalCluster 2 workers")
+        if two is None:
+            continue
         print("  bytes per task boundary (2 workers; pickled arguments / results per task):")
         for label in ("LocalCluster 2 workers", "2 workers, stripes"):
-            for name, seen in runs[label]["boundaries"].items():
+            for name, seen in runs.get(label, {}).get("boundaries", {}).items():
                 print(f"    {label:<24}{name:<28}{seen['tasks']:>5} tasks "
                       f"{seen['arguments'] / seen['tasks'] / 1024:>9.1f} KiB in "
                       f"{seen['results'] / seen['tasks'] / 1024:>9.1f} KiB out")
         print("  task compute times (2 workers): ")
         for label in ("LocalCluster 2 workers", "2 workers, stripes"):
-            for name, entry in runs[label]["tasks"].items():
+            for name, entry in runs.get(label, {}).get("tasks", {}).items():
                 computes = entry["computes"]
                 print(f"    {label:<24}{name:<28}{len(computes):>5} tasks, sum "
                       f"{sum(computes):6.1f} s, longest {max(computes):5.2f} s, phase "
                       f"{entry['last'] - entry['first']:5.1f} s")
-        assembly = runs["2 workers, stripes"]["tasks"].get("tessera-assembly")
+        assembly = runs.get("2 workers, stripes", {}).get("tasks", {}).get("tessera-assembly")
         if assembly:
             two = dict(two, assembly=assembly["computes"])
         print("  projection (machines of 2 single-threaded workers, from the 2-worker run): " +
@@ -728,7 +757,14 @@ def main():
                              "commit) whose engine runs in turn with this one's")
     parser.add_argument("--dask", action="store_true",
                         help="threads against a LocalCluster of 1 and 2 workers (only)")
+    parser.add_argument("--setups", default="1w,2w,stripes",
+                        help="with --dask: which cluster runs, of 1w (1 worker), 2w (2 "
+                             "workers), stripes (2 workers, corrections in stripes)")
     args = parser.parse_args()
+    unknown = set(args.setups.split(",")) - set(SETUP_NAMES)
+    if unknown:
+        parser.error(f"--setups: unknown {', '.join(sorted(unknown))}")
+    args.setups = [SETUP_NAMES[name] for name in args.setups.split(",")]
     if args.spectralmatch and not os.access(args.spectralmatch, os.X_OK):
         parser.error(f"--spectralmatch {args.spectralmatch}: not an executable interpreter")
     count = len(layout_corners(args.size, args.layout))

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from .dependencies import require
 from .errors import CancelledError, TesseraError
-from .memory import available_memory
+from .memory import available_memory, large_buffers_reused
 
 #: How often :func:`run_tasks` looks at the futures and the cancel flag (seconds).
 POLL_SECONDS = 0.05
@@ -206,10 +206,19 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
 
 
 def submit(client, calls, name="tessera"):
-    """Futures of ``calls`` (``(function, *arguments)``), none of them cached by key."""
-    return [client.submit(function, *arguments, pure=False,
+    """Futures of ``calls`` (``(function, *arguments)``), none of them cached by key; each
+    runs on its worker through :func:`run_task`."""
+    return [client.submit(run_task, function, *arguments, pure=False,
                           key=f"{name}-{index}-{time.monotonic_ns()}")
             for index, (function, *arguments) in enumerate(calls)]
+
+
+def run_task(function, *arguments):
+    """``function(*arguments)`` on a worker, its large buffers reused as in a process of
+    threads (:func:`~.memory.large_buffers_reused`: a Dask nanny's ``MALLOC_TRIM_THRESHOLD_``
+    otherwise makes every window's arrays fresh pages)."""
+    with large_buffers_reused():
+        return function(*arguments)
 
 
 @contextmanager
@@ -227,21 +236,26 @@ def worker_threads(client):
     return max(1, sum(client.nthreads().values()))
 
 
-def task_runner(client, name="tessera"):
+def task_runner(client, name="tessera", within=None):
     """A stand-in for :func:`~.parallel.run_in_threads` that runs its ``(function, weight)``
     tasks on ``client``: each ``function`` (picklable, e.g. a ``functools.partial`` of a
     module-level function) is called as ``function(tick)`` on a worker with a ``tick``
-    that does nothing (progress follows the finished tasks' weights)."""
+    that does nothing (progress follows the finished tasks' weights). ``within``: a
+    picklable callable giving a context manager each task runs inside on its worker, for
+    the process-wide settings the caller's threads run under (e.g. a GDAL cache cap)."""
 
     def run(tasks, threads, reporter):
-        calls = [(_call_without_ticks, function) for function, _ in tasks]
+        calls = [(_call_without_ticks, function, within) for function, _ in tasks]
         return run_tasks(client, calls, reporter, [weight for _, weight in tasks], name)
 
     return run
 
 
-def _call_without_ticks(function):
-    return function(_no_tick)
+def _call_without_ticks(function, within=None):
+    if within is None:
+        return function(_no_tick)
+    with within():
+        return function(_no_tick)
 
 
 def _no_tick(amount=0):

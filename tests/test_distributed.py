@@ -2,6 +2,7 @@
 cancel and failures, on LocalClusters started by the tests on 127.0.0.1."""
 
 import operator
+import os
 import subprocess
 import sys
 import threading
@@ -139,3 +140,59 @@ def test_results_lost_with_a_dead_worker_are_computed_again(client):
     assert results[3:] == [i * 2 for i in range(6)]
     assert killed
     client.wait_for_workers(2, timeout=60)
+
+
+def _fresh_mapping_per_buffer(size=8 << 20):
+    """Whether glibc serves a ``size``-byte array (a task's window) with a fresh mmap,
+    given back when freed: every window then costs new zeroed pages (page faults,
+    system CPU)."""
+    import ctypes
+
+    import numpy as np
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = MallInfo2
+    before = mallinfo2().hblks
+    buffer = np.ones(size, np.uint8)
+    mapped = mallinfo2().hblks - before
+    del buffer
+    return mapped > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_tasks_reuse_large_buffers_despite_the_nannys_trim_threshold():
+    """Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_, which makes every buffer
+    above 128 KiB a fresh mmap (page faults, system CPU); a task run by run_tasks has its
+    windows' buffers served from the heap and reused, as in a process of threads, and the
+    worker's own setting is back afterwards. (A cluster of its own: no task of another
+    test still running on its workers.)"""
+    with connect("local") as local:
+        environments = local.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert all(value is not None for value in environments.values())
+        assert run_tasks(local, [(_fresh_mapping_per_buffer,)] * 2, Progress()) == [False] * 2
+        assert all(local.run(_fresh_mapping_per_buffer).values())
+
+def test_a_task_runner_runs_its_tasks_within_the_callers_settings(client):
+    """Process-wide settings the caller's threads run under (the run's GDAL cache cap)
+    hold in the worker during each task, and not after it."""
+    import functools
+
+    from osgeo import gdal
+
+    from tessera.engine.distributed import task_runner
+    from tessera.engine.io.raster_io import gdal_cache_limit
+
+    capped = task_runner(client, "tessera-test", functools.partial(gdal_cache_limit, 3 << 20))
+    assert capped([(_cache_max, 1)] * 2, 1, Progress()) == [3 << 20] * 2
+    assert all(v > 3 << 20 for v in client.run(gdal.GetCacheMax).values())
+
+
+def _cache_max(tick):
+    from osgeo import gdal
+
+    return gdal.GetCacheMax()

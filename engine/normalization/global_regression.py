@@ -170,14 +170,17 @@ def run_threads(threads, client=None):
 
 
 def statistics_runner(client, name):
-    """How the statistics' pieces run: this machine's threads, or tasks on ``client``."""
+    """How the statistics' pieces run: this machine's threads, or tasks on ``client``
+    (under the run's GDAL cache cap there too: a piece reading without flushing would
+    otherwise fill the worker's default cache, 5 % of its memory, with fresh blocks)."""
     if client is None:
         from ..parallel import run_in_threads
 
         return run_in_threads
     from ..distributed import task_runner
 
-    return task_runner(client, name)
+    return task_runner(client, name,
+                       functools.partial(gdal_cache_limit, NORMALIZATION_CACHE_BYTES))
 
 
 def reusable_statistics(loaded, image_set, overlaps, say):
