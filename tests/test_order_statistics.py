@@ -85,6 +85,17 @@ def run_plain(values, starts, lengths, statistics, percentiles, method):
     return {c.name.removeprefix("b1_"): results[i] for i, c in enumerate(plan.columns)}
 
 
+def run_weighted(values, weights, starts, lengths, statistics):
+    plan = StatPlan(statistics, [1], values.dtype, percentiles=PERCENTILES, where=WEIGHTED)
+    ids = np.arange(len(starts), dtype=np.int64)
+    results = np.full((len(plan.columns), len(ids)), np.nan)
+    weighted_zone_statistics(ids, starts, lengths, values, weights, np.array([NODATA]),
+                             np.array([True]), plan.kernel_table(),
+                             np.array(plan.percentiles, np.float64) / 100, plan.band_needs(),
+                             results, -1e300)
+    return {c.name.removeprefix("b1_"): results[i] for i, c in enumerate(plan.columns)}
+
+
 def expected(valid, label, method):
     if not len(valid):
         return None
@@ -144,16 +155,9 @@ def test_weighted_quantiles_mode_and_variety(dtype):
     values, starts, lengths, valid = zones(dtype, KINDS, rng)
     weights = rng.random(values.shape[1]).astype(np.float32)
     weights[rng.random(values.shape[1]) < 0.5] = 1.0  # inner pixels: fully covered
-    plan = StatPlan(ORDER, [1], values.dtype, percentiles=PERCENTILES, where=WEIGHTED)
-    ids = np.arange(len(starts), dtype=np.int64)
-    results = np.full((len(plan.columns), len(ids)), np.nan)
-    weighted_zone_statistics(ids, starts, lengths, values, weights, np.array([NODATA]),
-                             np.array([True]), plan.kernel_table(),
-                             np.array(plan.percentiles, np.float64) / 100, plan.band_needs(),
-                             results, -1e300)
-    got = {c.name.removeprefix("b1_"): results[i] for i, c in enumerate(plan.columns)}
+    got = run_weighted(values, weights, starts, lengths, ORDER)
     labels = ["median"] + [f"p{np.format_float_positional(p, trim='-')}" for p in PERCENTILES]
-    for z in range(len(ids)):
+    for z in range(len(starts)):
         zone = values[0, starts[z]:starts[z] + lengths[z]].astype(np.float64)
         w = weights[starts[z]:starts[z] + lengths[z]].astype(np.float64)
         keep = ~np.isnan(zone) & (zone != NODATA)
@@ -192,17 +196,6 @@ def in_order_weighted_quantile(values, weights, q):
     with np.errstate(invalid="ignore"):  # an infinite value: NaN, as the kernel
         return distinct[left] + (target - s[left]) * (distinct[right] - distinct[left]) / (
             s[right] - s[left])
-
-
-def run_weighted(values, weights, starts, lengths, statistics):
-    plan = StatPlan(statistics, [1], values.dtype, percentiles=PERCENTILES, where=WEIGHTED)
-    ids = np.arange(len(starts), dtype=np.int64)
-    results = np.full((len(plan.columns), len(ids)), np.nan)
-    weighted_zone_statistics(ids, starts, lengths, values, weights, np.array([NODATA]),
-                             np.array([True]), plan.kernel_table(),
-                             np.array(plan.percentiles, np.float64) / 100, plan.band_needs(),
-                             results, -1e300)
-    return {c.name.removeprefix("b1_"): results[i] for i, c in enumerate(plan.columns)}
 
 
 @pytest.mark.parametrize("weight_type", ["float32", "float64"])

@@ -265,11 +265,7 @@ def distinct_sorted(keys, weights, n, lo, hi, out_keys, out_weights, counts, buc
         bucket_ids[i] = b
         counts[b] += 1
     place_buckets(counts, buckets)
-    for i in range(n):
-        b = bucket_ids[i]
-        out_keys[counts[b]] = keys[i]
-        out_weights[counts[b]] = weights[i]
-        counts[b] += 1
+    place_pairs(keys, weights, n, bucket_ids, counts, out_keys, out_weights)
     # sort each bucket (stable) and group its equal values right away, in place
     n_distinct = 0
     total = 0.0
@@ -301,6 +297,18 @@ def group_pairs(keys, weights, begin, end, n_distinct, total):
             weights[n_distinct] = w
             n_distinct += 1
     return n_distinct, total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def place_pairs(keys, weights, n, bucket_ids, ends, out_keys, out_weights):
+    """Place ``keys[:n]`` and their ``weights`` in their buckets (``bucket_ids``) of
+    ``out_keys`` and ``out_weights``, in their order within a bucket; ``ends[b]`` goes
+    from where bucket ``b`` starts to where it ends."""
+    for i in range(n):
+        b = bucket_ids[i]
+        out_keys[ends[b]] = keys[i]
+        out_weights[ends[b]] = weights[i]
+        ends[b] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -39,6 +39,7 @@ from .value_order import (
     bucket_scale,
     group_pairs,
     place_buckets,
+    place_pairs,
     sort_pairs,
 )
 
@@ -117,11 +118,7 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
                 fine[b] = True
     if not tied:
         place_buckets(ends, buckets)
-        for i in range(n):
-            b = bucket_ids[i]
-            placed_keys[ends[b]] = keys[i]
-            placed_w[ends[b]] = weights[i]
-            ends[b] += 1
+        place_pairs(keys, weights, n, bucket_ids, ends, placed_keys, placed_w)
     # ends[b] is now where bucket b ends; the running sum of the distinct values'
     # weights entering every bucket, and the distinct values of every bucket
     n_distinct = 0
