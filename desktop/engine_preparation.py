@@ -1,5 +1,7 @@
 """The engine's first compilation (see ``engine/compilation.py``) in a background task."""
 
+import traceback
+
 from qgis.core import QgsTask
 
 from ..algorithms.qgis_compat import TASK_CAN_CANCEL
@@ -15,6 +17,7 @@ class PrepareEngineTask(QgsTask):
         self.version = version
         self.needed = False
         self.error = None
+        self.details = ""  # the traceback, for the log panel
 
     def run(self):
         from ..engine import compilation
@@ -32,6 +35,7 @@ class PrepareEngineTask(QgsTask):
             return False
         except Exception as error:  # reported in the main thread
             self.error = str(error) or type(error).__name__
+            self.details = traceback.format_exc()
             return False
 
     def _progress(self, fraction, message=""):

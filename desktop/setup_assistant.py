@@ -176,8 +176,8 @@ class SetupAssistant:
     def _prepare_stopped(self, task):
         self._pop("prepare")
         if task.error:
-            QgsMessageLog.logMessage(f"Preparing the engine failed: {task.error}", LOG_TAG,
-                                     MESSAGE_WARNING)
+            QgsMessageLog.logMessage(f"Preparing the engine failed: {task.error}\n"
+                                     f"{task.details}", LOG_TAG, MESSAGE_WARNING)
         self._push("prepare", "engine preparation stopped; the first algorithm run compiles "
                    "what it needs.", MESSAGE_INFO, duration=8)
 

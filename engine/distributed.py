@@ -164,10 +164,12 @@ def run_tasks(client, calls, reporter=None, weights=None, name="tessera"):
     return client.gather(futures)
 
 
-def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
+def wait_tasks(client, futures, reporter=None, weights=None, name="tessera",
+               on_finished=None):
     """Wait until ``futures`` are finished, their results left on the workers (progress,
     cancel and failures as :func:`run_tasks`); on leaving early every future is
-    cancelled."""
+    cancelled. ``on_finished(index)``, when given, is called once per future as soon as it
+    is seen finished (e.g. to fetch its result while the others still run)."""
     from distributed import KilledWorker
     from distributed.client import FutureCancelledError
 
@@ -183,6 +185,8 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
                 # that worker too: gather waits for them to be computed again)
                 if status == "finished":
                     done += pending.pop(index)
+                    if on_finished is not None:
+                        on_finished(index)
                 elif status in ("error", "cancelled"):
                     futures[index].result()  # raises the task's error
                     raise TesseraError(f"A Dask task of {name} was {status}.")
@@ -191,7 +195,7 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
                 if reporter.is_cancelled():
                     raise CancelledError()
             if pending:
-                time.sleep(POLL_SECONDS)
+                _wait_for_one([futures[index] for index in pending])
     except KilledWorker as error:
         raise TesseraError(
             f"Dask workers died while running {name} ({error}); nothing was published. "
@@ -203,6 +207,22 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera"):
     finally:
         if pending:
             client.cancel(futures)
+
+
+def _wait_for_one(futures):
+    """Until one of ``futures`` changes state, at most :data:`POLL_SECONDS` (the next look
+    at the cancel button); lost futures (being run again) are only waited for."""
+    from distributed import wait
+    from distributed.client import FuturesCancelledError
+
+    running = [future for future in futures if future.status == "pending"]
+    if not running:
+        time.sleep(POLL_SECONDS)
+        return
+    try:
+        wait(running, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+    except (TimeoutError, FuturesCancelledError):
+        pass  # the caller looks at the states
 
 
 def submit(client, calls, name="tessera"):

@@ -22,11 +22,19 @@ SCRIPT = textwrap.dedent("""
     from qgis.utils import iface
     from qgis.PyQt.QtCore import QCoreApplication, QTimer
     from qgis.PyQt.QtWidgets import QPushButton
+    from qgis.core import QgsApplication
 
     LOG = open(os.environ["CHECK_LOG"], "a")
     WAIT_FOR = os.environ.get("CHECK_WAIT_FOR", "")
     START = time.time()
     seen = []
+
+    def logged(message, tag, level):
+        if tag == "Tessera":
+            LOG.write("LOG " + message.replace("\\n", " | ") + "\\n")
+            LOG.flush()
+
+    QgsApplication.messageLog().messageReceived.connect(logged)
 
     def items():
         found = []
@@ -56,6 +64,11 @@ SCRIPT = textwrap.dedent("""
 
     def finish():
         try:
+            from qgis.utils import plugins
+            task = plugins["tessera"].setup.prepare_task
+            if task is not None and task.error:
+                error = f"{task.error} {task.details}".replace("\\n", " | ")
+                LOG.write(f"PREPARE_ERROR {error}\\n")
             if os.environ.get("CHECK_RUN"):
                 run_algorithms()
         except Exception:

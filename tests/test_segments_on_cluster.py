@@ -128,6 +128,32 @@ def test_whole_width_stripes_and_an_img_target(tmp_path, client):
     _assert_same_columns(read_rat(targets[0]), read_rat(targets[1]))
 
 
+def test_packed_rows_come_back_with_the_same_bits():
+    """Columns sent as float32 only where every value survives the round trip bit for bit
+    (NaN, -0.0, infinities, float32 subnormals); the others stay float64."""
+    from tessera.engine.segments.cluster import packed_rows, row_block, select_rows
+
+    rng = np.random.default_rng(5)
+    ids = rng.permutation(1000)[:300]
+    rows = np.empty((300, 5))
+    rows[:, 0] = rng.integers(0, 70000, 300)  # counts: exact in float32
+    rows[:, 1] = rng.random(300)  # means: not
+    rows[:, 2] = np.float32(rng.standard_normal(300)).astype(np.float64)  # float32 pixels
+    rows[:5, 2] = [np.nan, -0.0, np.inf, -np.inf, float(np.float32(1e-40))]
+    rows[:, 3] = rows[:, 0]
+    rows[7, 3] = 2.0 ** 24 + 1  # one value float32 cannot hold
+    rows[:, 4] = np.nan
+    rows[9, 4] = 5e-324  # the smallest float64 subnormal: 0 in float32
+    piece = {**packed_rows(ids, rows), "pairs": np.zeros((0, 4))}
+    assert [c.dtype for c in piece["columns"]] == [np.float32, np.float64, np.float32,
+                                                    np.float64, np.float64]
+    assert np.array_equal(row_block(piece).view(np.int64), rows.view(np.int64))
+    chosen = select_rows(piece, 200, 600)
+    inside = (ids >= 200) & (ids < 600)
+    assert np.array_equal(chosen["ids"], ids[inside])
+    assert np.array_equal(row_block(chosen).view(np.int64), rows[inside].view(np.int64))
+
+
 def test_parts_are_consecutive_runs_of_the_windows():
     from tessera.engine.io.raster_io import Window
 
