@@ -15,7 +15,12 @@ from statistic_reference import reference
 
 from tessera.engine.statistics.catalogue import SEGMENTS, WEIGHTED, StatPlan
 from tessera.engine.statistics.kernels import zone_statistics
-from tessera.engine.statistics.value_order import MAX_BUCKETS, SMALL_SELECTION, SMALL_ZONE
+from tessera.engine.statistics.value_order import (
+    DENSE_SELECTION,
+    MAX_BUCKETS,
+    SMALL_SELECTION,
+    SMALL_ZONE,
+)
 from tessera.engine.statistics.weighted_kernels import weighted_zone_statistics
 
 NODATA = -9999.0
@@ -52,7 +57,8 @@ KINDS = ["normal", "rounded", "few", "equal", "zeros", "skewed", "infinite"]
 
 
 def zones(dtype, kinds, rng, sizes=(1, 2, 7, SMALL_SELECTION, SMALL_SELECTION + 1, 30,
-                                    SMALL_ZONE, SMALL_ZONE + 1, 100, 300, 4099)):
+                                    SMALL_ZONE, SMALL_ZONE + 1, 100, DENSE_SELECTION,
+                                    DENSE_SELECTION + 40, 300, 4099)):
     """(values (1, pixels), starts, lengths, the valid values of each zone); about 8 % of
     the pixels invalid (NaN for floats, nodata)."""
     parts, valid = [], []
@@ -106,9 +112,14 @@ def expected(valid, label, method):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_ranks_equal_numpy_to_the_bit(dtype, method):
     """Percentiles and median alone (values at ranks selected from buckets) and with mode,
-    minority and variety (every value in order): numpy's values, bit for bit."""
+    minority and variety (every value in order): numpy's values, bit for bit; also in a
+    batch of small zones only (its table of bucket counts sized for them)."""
     rng = np.random.default_rng(22)
-    values, starts, lengths, valid = zones(dtype, KINDS, rng)
+    for sizes in (None, (SMALL_SELECTION + 1, 30, 100, DENSE_SELECTION + 8)):
+        check_ranks(*zones(dtype, KINDS, rng, *([sizes] if sizes else [])), method)
+
+
+def check_ranks(values, starts, lengths, valid, method):
     labels = ["median"] + [f"p{np.format_float_positional(p, trim='-')}" for p in PERCENTILES]
     for statistics in (["median"], ORDER):
         got = run_plain(values, starts, lengths, statistics, PERCENTILES, method)

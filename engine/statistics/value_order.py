@@ -34,6 +34,11 @@ SMALL_ZONE = 48
 SMALL_SELECTION = 16
 #: Values per bucket on average.
 BUCKET_LOAD = 4
+#: :func:`select_ranks` on zones of at most this many values fills buckets half as much
+#: (:data:`DENSE_LOAD`): ranking the few values of a wanted bucket is what costs there,
+#: not the table of bucket counts, which stays small.
+DENSE_SELECTION = 256
+DENSE_LOAD = 2
 #: Most buckets of a zone (a table of this many int32 counts stays in the L2 cache).
 MAX_BUCKETS = 1 << 16
 #: Buckets holding more values than this are sorted with numpy's sort, not by insertion.
@@ -47,19 +52,21 @@ COUNTING_LIMIT = 32
 def bucket_table(longest):
     """A zeroed table of bucket counts for zones of up to ``longest`` values (one spare
     slot); the functions below leave it zeroed."""
-    return np.zeros(min(max(longest // BUCKET_LOAD, 2), MAX_BUCKETS) + 1, np.int32)
+    dense = min(longest, DENSE_SELECTION) // DENSE_LOAD
+    return np.zeros(min(max(longest // BUCKET_LOAD, dense, 2), MAX_BUCKETS) + 1, np.int32)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def bucket_scale(n, lo, hi, small=SMALL_ZONE):
-    """(buckets, scale) for ``n`` values in [lo, hi]; buckets is 0 when buckets do not
-    apply (at most ``small`` values, equal values, an infinite value or span)."""
+def bucket_scale(n, lo, hi, small=SMALL_ZONE, load=BUCKET_LOAD):
+    """(buckets, scale) for ``n`` values in [lo, hi], ``load`` values per bucket on
+    average; buckets is 0 when buckets do not apply (at most ``small`` values, equal
+    values, an infinite value or span)."""
     if n <= small:
         return 0, 0.0
     span = hi - lo
     if not (span > 0.0 and span < np.inf):
         return 0, 0.0
-    buckets = min(n // BUCKET_LOAD, MAX_BUCKETS)
+    buckets = min(n // load, MAX_BUCKETS)
     scale = buckets / span
     if not scale < np.inf:
         return 0, 0.0
@@ -173,7 +180,8 @@ def select_ranks(values, band, start, stop, nodata, n, lo, hi, mean, need_square
     ``need_squares``, else -1.0. ``scratch`` holds at least ``n + 1`` values,
     ``counts`` is a :func:`bucket_table`, ``compact`` (values) and ``bucket_ids``
     (int32) hold ``n``."""
-    buckets, scale = bucket_scale(n, lo, hi, SMALL_SELECTION)
+    buckets, scale = bucket_scale(n, lo, hi, SMALL_SELECTION,
+                                  DENSE_LOAD if n <= DENSE_SELECTION else BUCKET_LOAD)
     n_wanted = wanted.shape[0]
     if buckets == 0:
         squares = copy_valid_values(values, band, start, stop, nodata, scratch, mean,
