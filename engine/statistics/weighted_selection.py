@@ -30,6 +30,8 @@ numba caches kernels by their own source files: after editing this module, touch
 ``weighted_kernels.py``.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -53,6 +55,18 @@ FEW_VALUES = 32
 #: Zones of at least this many values look for buckets of one distinct value (repeated
 #: values, narrower buckets than the values' steps): those are not placed value by value.
 TIED_ZONE = 1 << 17
+
+#: The work arrays of :func:`weighted_quantiles_by_buckets` (:func:`selection_work`),
+#: per bucket unless said: where it ends (``ends``, a :func:`.value_order.bucket_table`,
+#: left zeroed), its weight (``bucket_w``), the running sum entering it (``entering``),
+#: its distinct values (``distinct``), whether it is grouped (``grouped``) or holds a
+#: sliver weight (``fine``), more than one distinct value (``several``) and its first
+#: value (``first_key``); per value: the placed values and weights (``placed_keys``,
+#: ``placed_w``) and buckets (``bucket_ids``); ``cell`` and ``cell_bits`` one float64
+#: seen as its bits; ``seen`` room for the values counted one by one.
+SelectionWork = namedtuple("SelectionWork", [
+    "ends", "bucket_w", "entering", "distinct", "grouped", "fine", "placed_keys",
+    "placed_w", "bucket_ids", "cell", "cell_bits", "seen", "several", "first_key"])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -93,8 +107,10 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
     buckets, scale = bucket_scale(n, lo, hi)
     if buckets == 0:
         return False
-    ends, bucket_w, entering, distinct, grouped, fine, placed_keys, placed_w, bucket_ids, \
-        cell, cell_bits, seen = work[:12]
+    ends, bucket_w, entering, distinct = work.ends, work.bucket_w, work.entering, work.distinct
+    grouped, fine, placed_keys, placed_w = work.grouped, work.fine, work.placed_keys, \
+        work.placed_w
+    bucket_ids, cell, cell_bits, seen = work.bucket_ids, work.cell, work.cell_bits, work.seen
     # sums of multiples of 2^unit up to the zone's total (with room for rounding) are
     # exact; weights of at least ``coarse`` are such multiples
     unit = binary_exponent(sum_w * ROUNDING_MARGIN, cell, cell_bits) - 52
@@ -106,7 +122,7 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
         if tied:
             place_tied(keys, weights, n, buckets, work)
         else:
-            work[12][:buckets] = False
+            work.several[:buckets] = False
     else:
         for i in range(n):
             b = bucket_of(keys[i], lo, scale, last)
@@ -182,10 +198,10 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
 @njit(cache=True, nogil=True)
 def count_with_ties(keys, weights, n, lo, scale, last, coarse, work):
     """The counting pass of :func:`weighted_quantiles_by_buckets` that also tells the
-    buckets holding more than one distinct value (``work[12]``; ``work[13]`` keeps each
-    bucket's first value). Returns how many values those buckets hold."""
-    ends, bucket_w, _, _, _, fine, _, _, bucket_ids = work[:9]
-    several, first_key = work[12], work[13]
+    buckets holding more than one distinct value (``work.several``; ``work.first_key``
+    keeps each bucket's first value). Returns how many values those buckets hold."""
+    ends, bucket_w, fine, bucket_ids = work.ends, work.bucket_w, work.fine, work.bucket_ids
+    several, first_key = work.several, work.first_key
     for i in range(n):
         x = keys[i]
         b = bucket_of(x, lo, scale, last)
@@ -213,8 +229,10 @@ def place_tied(keys, weights, n, buckets, work):
     becomes that value (its first occurrence, the one a stable sort keeps) with the
     bucket's weight (added in pixel order, as grouping adds them), already grouped;
     only the values of the other buckets are placed one by one."""
-    ends, bucket_w, _, _, grouped, _, placed_keys, placed_w, bucket_ids = work[:9]
-    several, first_key = work[12], work[13]
+    ends, bucket_w, grouped, bucket_ids = work.ends, work.bucket_w, work.grouped, \
+        work.bucket_ids
+    placed_keys, placed_w = work.placed_keys, work.placed_w
+    several, first_key = work.several, work.first_key
     total = 0
     for b in range(buckets):
         c = ends[b]
@@ -305,13 +323,13 @@ def _walk(keys, weights, ends, entering, distinct, grouped, b, index_before, n_d
 
 @njit(cache=True, nogil=True)
 def selection_work(table, keys, weights, bucket_ids):
-    """The work arrays of :func:`weighted_quantiles_by_buckets`: ``table`` a
+    """The :data:`SelectionWork` of :func:`weighted_quantiles_by_buckets`: ``table`` a
     :func:`.value_order.bucket_table` (the bucket ends), ``keys`` and ``weights``
     (float64) and ``bucket_ids`` (int32) holding a zone's values."""
     size = table.shape[0]
     cell = np.zeros(1, np.float64)
-    return (table, np.zeros(size, np.float64), np.zeros(size, np.float64),
-            np.zeros(size, np.int32), np.zeros(size, np.bool_), np.zeros(size, np.bool_),
-            keys, weights, bucket_ids, cell, cell.view(np.int64),
-            np.empty(COUNTING_LIMIT, np.float64), np.zeros(size, np.bool_),
-            np.empty(size, np.float64))
+    return SelectionWork(table, np.zeros(size, np.float64), np.zeros(size, np.float64),
+                         np.zeros(size, np.int32), np.zeros(size, np.bool_),
+                         np.zeros(size, np.bool_), keys, weights, bucket_ids, cell,
+                         cell.view(np.int64), np.empty(COUNTING_LIMIT, np.float64),
+                         np.zeros(size, np.bool_), np.empty(size, np.float64))
