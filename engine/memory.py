@@ -4,8 +4,9 @@ glibc's allocator serves a task's large buffers on a Dask worker."""
 import functools
 import os
 import sys
-import threading
-from contextlib import contextmanager
+from contextlib import nullcontext
+
+from .parallel import SharedSetting
 
 
 def available_memory() -> int | None:
@@ -50,11 +51,9 @@ TRIM_BYTES = 2 * REUSED_BUFFER_BYTES
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _DEFAULT_MMAP_BYTES = _DEFAULT_TRIM_BYTES = 128 << 10
 
-_allocator_lock = threading.Lock()
-_allocator_users = [0]
+_allocator = SharedSetting()
 
 
-@contextmanager
 def large_buffers_reused():
     """Let glibc reuse freed buffers of up to :data:`REUSED_BUFFER_BYTES` while the block
     runs, where the process was started with fixed allocator thresholds.
@@ -69,24 +68,20 @@ def large_buffers_reused():
     Dask intends between tasks. Elsewhere (no such variable, not glibc): nothing."""
     libc = _fixed_threshold_glibc()
     if libc is None:
-        yield
-        return
-    with _allocator_lock:
-        _allocator_users[0] += 1
-        if _allocator_users[0] == 1:
-            libc.mallopt(_M_MMAP_THRESHOLD, REUSED_BUFFER_BYTES)
-            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES)
-    try:
-        yield
-    finally:
-        with _allocator_lock:
-            _allocator_users[0] -= 1
-            if _allocator_users[0] == 0:
-                libc.mallopt(_M_MMAP_THRESHOLD, _environment_bytes(
-                    "MALLOC_MMAP_THRESHOLD_", _DEFAULT_MMAP_BYTES))
-                libc.mallopt(_M_TRIM_THRESHOLD, _environment_bytes(
-                    "MALLOC_TRIM_THRESHOLD_", _DEFAULT_TRIM_BYTES))
-                libc.malloc_trim(0)
+        return nullcontext()
+
+    def reuse():
+        libc.mallopt(_M_MMAP_THRESHOLD, REUSED_BUFFER_BYTES)
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES)
+
+    def restore(_):
+        libc.mallopt(_M_MMAP_THRESHOLD, _environment_bytes("MALLOC_MMAP_THRESHOLD_",
+                                                           _DEFAULT_MMAP_BYTES))
+        libc.mallopt(_M_TRIM_THRESHOLD, _environment_bytes("MALLOC_TRIM_THRESHOLD_",
+                                                           _DEFAULT_TRIM_BYTES))
+        libc.malloc_trim(0)
+
+    return _allocator.held(reuse, restore)
 
 
 @functools.lru_cache(maxsize=1)

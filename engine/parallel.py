@@ -7,8 +7,38 @@ reported and cancellation checked from the calling thread only.
 
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 from .errors import CancelledError
+
+
+class SharedSetting:
+    """A process-wide setting that runs overlapping in threads hold together: the first
+    to enter changes it, the last to leave puts it back."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = None
+
+    @contextmanager
+    def held(self, change, restore, each=None):
+        """While the block runs: ``change()`` when no other block holds the setting (its
+        result is what ``restore(saved)`` gets when the last block leaves), ``each()``
+        on every entry (e.g. a lower cap than the one in force)."""
+        with self._lock:
+            if self._users == 0:
+                self._saved = change()
+            self._users += 1
+            if each is not None:
+                each()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    restore(self._saved)
 
 
 def split_evenly(items, parts):

@@ -178,6 +178,46 @@ def test_gdal_cache_is_capped_during_a_run_and_restored_after(tmp_path, function
         gdal.SetCacheMax(previous)
 
 
+def test_overlapping_caps_in_threads_keep_the_lowest_and_restore_the_first_setting():
+    """Runs in threads overlapping in time: each lowers the cap, none raises it, and the
+    setting found before the first comes back only when the last has left."""
+    import threading
+
+    from tessera.engine.io.raster_io import gdal_cache_limit
+
+    previous = gdal.GetCacheMax()
+    entered, release = threading.Barrier(3), threading.Event()
+    seen = {}
+
+    def run(name, limit, leave):
+        with gdal_cache_limit(limit):
+            entered.wait(timeout=30)
+            leave.wait(timeout=30)
+            seen[name] = gdal.GetCacheMax()
+
+    first_leaves = threading.Event()
+    threads = [threading.Thread(target=run, args=("a", 64 << 20, first_leaves)),
+               threading.Thread(target=run, args=("b", 16 << 20, release))]
+    try:
+        gdal.SetCacheMax(256 << 20)
+        for thread in threads:
+            thread.start()
+        entered.wait(timeout=30)
+        assert gdal.GetCacheMax() == 16 << 20  # the lower cap holds, whoever came first
+        first_leaves.set()
+        threads[0].join(timeout=30)
+        assert seen["a"] == 16 << 20 and gdal.GetCacheMax() == 16 << 20  # b still runs
+        release.set()
+        threads[1].join(timeout=30)
+        assert gdal.GetCacheMax() == 256 << 20
+        with gdal_cache_limit(1 << 30):  # a cap above the setting does not raise it
+            assert gdal.GetCacheMax() == 256 << 20
+    finally:
+        release.set()
+        first_leaves.set()
+        gdal.SetCacheMax(previous)
+
+
 def test_statistics_windows_hold_a_bounded_number_of_bytes_for_any_scenes():
     """The pieces one window of the statistics pass holds stay within its byte budget
     (up to whole blocks) however many and however large the scenes."""

@@ -16,6 +16,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..errors import TesseraError
+from ..parallel import SharedSetting
 from .output_safety import redact
 
 #: Pixels per window when the caller does not choose (a few tens of MB per band).
@@ -467,26 +468,16 @@ def write_array(path, array, geotransform=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), crs_w
     return os.fspath(path)
 
 
-_cache_lock = threading.Lock()
-_cache_users = [0, None]  # runs inside gdal_cache_limit, the setting they found
+_gdal_cache = SharedSetting()
 
 
-@contextlib.contextmanager
 def gdal_cache_limit(limit):
     """Cap GDAL's block cache (process-wide) at ``limit`` bytes while the block runs,
     never raising it, and restore the setting found once the last of the runs sharing the
     cap has ended (runs may overlap in threads). Blocks beyond the cap are dropped at once.
     """
-    with _cache_lock:
-        if _cache_users[0] == 0:
-            _cache_users[1] = gdal.GetCacheMax()
-        _cache_users[0] += 1
+    def lower():
         if gdal.GetCacheMax() > limit:
             gdal.SetCacheMax(int(limit))
-    try:
-        yield
-    finally:
-        with _cache_lock:
-            _cache_users[0] -= 1
-            if _cache_users[0] == 0:
-                gdal.SetCacheMax(_cache_users[1])
+
+    return _gdal_cache.held(gdal.GetCacheMax, gdal.SetCacheMax, lower)
