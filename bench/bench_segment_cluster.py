@@ -14,10 +14,11 @@ store's row blocks themselves.
 The cluster is started before the timing (its start is printed apart) and warmed with a
 tiny case, as numba's cache is. ``--calls 2`` times a second call in each process and on
 each cluster (reported; the first call's time printed beside it): the steady state of a
-long-lived QGIS session or Dask cluster, where no process is fresh. The set-ups take turns ``--repeat`` times; the fastest run
-of each is reported, with the Dask path's parts and merge times, the bytes of the segments
-crossing part edges (sent to the merge) per part boundary, the result rows gathered, and a
-projection for N machines from the measured per-part times.
+long-lived QGIS session or Dask cluster, where no process is fresh. The set-ups take turns
+``--repeat`` times; the fastest run of each is reported, with the Dask path's parts and
+merge times, the bytes of the segments crossing part edges (sent to the merge) per part
+boundary, the result rows gathered, and a projection for N machines from the measured
+per-part times.
 
     flock /work/bench.lock .venv/bin/python bench/bench_segment_cluster.py [--repeat 3] [--calls 2]
 """

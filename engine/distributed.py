@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 from .dependencies import require
 from .errors import CancelledError, TesseraError
+from .io.output_safety import redact
 from .memory import available_memory, large_buffers_reused
 
 #: How often :func:`run_tasks` looks at the futures and the cancel flag (seconds).
@@ -242,13 +243,24 @@ def run_task(function, *arguments):
 
 
 @contextmanager
-def cluster_client(scheduler, purpose="Running on a Dask cluster"):
-    """:func:`connect` when ``scheduler`` asks for Dask, else None (Dask not imported)."""
+def cluster_client(scheduler, purpose="Running on a Dask cluster", reporter=None):
+    """:func:`connect` when ``scheduler`` asks for Dask, else None (Dask not imported);
+    ``reporter`` (a :class:`~.progress.Progress`) is told which cluster runs the work."""
     if not uses_cluster(scheduler):
         yield None
         return
     with connect(scheduler, purpose) as client:
+        if reporter is not None:
+            reporter.note(f"{purpose}: {describe_cluster(client)}")
         yield client
+
+
+def describe_cluster(client):
+    """The scheduler's address and the workers and threads it has, for a log line."""
+    threads = client.nthreads()
+    address = getattr(client.scheduler, "address", None) or "an in-process scheduler"
+    return (f"scheduler {redact(str(address))}, {len(threads)} worker(s), "
+            f"{sum(threads.values())} thread(s)")
 
 
 def worker_threads(client):

@@ -112,6 +112,21 @@ def test_class_fractions_mode_and_median_of_a_land_cover_image(tmp_path, client)
     _assert_same_columns(read_rat(seg_a), read_rat(seg_b))
 
 
+def test_the_progress_text_names_the_cluster(tmp_path, client):
+    """A run on a cluster says which one (the scheduler's address, its workers and
+    threads: what the user can check against the cluster they meant)."""
+    seg = _segments(40, 50, seed=8)
+    (_, seg_b), image_path = _case(tmp_path, seg, _image("uint16", (1, 40, 50), seed=9))
+    messages = []
+    segment_stats(seg_b, image_path, statistics=["mean"], scheduler=client,
+                  progress=lambda fraction, message: messages.append(message))
+    address = client.scheduler.address
+    workers = len(client.scheduler_info()["workers"])
+    named = [m for m in messages if address in m]
+    assert named == [f"Per-segment statistics on a Dask cluster: scheduler {address}, "
+                     f"{workers} worker(s), {workers} thread(s)"], messages
+
+
 def test_whole_width_stripes_and_an_img_target(tmp_path, client):
     """Default windows (whole-width stripes) with a GDAL .img target beside the inputs."""
     seg = _segments(300, 64, seed=5)

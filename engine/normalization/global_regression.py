@@ -140,7 +140,7 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     inputs = normalization_inputs(image_set, vector_mask, adjustments=load_adjustments)
     with RunOutputs(targets, inputs, [(output_folder, "output folder")], overwrite, say,
                     cancelled) as run, gdal_cache_limit(NORMALIZATION_CACHE_BYTES), \
-            cluster_client(scheduler, "Global regression on a Dask cluster") as client:
+            cluster_client(scheduler, "Global regression on a Dask cluster", reporter) as client:
         threads = run_threads(threads, client)
         mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
         masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]

@@ -121,7 +121,8 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     folders = [(output_folder, "output folder"), (save_block_maps, "block map folder")]
     with RunOutputs(targets, inputs, folders, overwrite, say, cancelled) as run, \
             gdal_cache_limit(NORMALIZATION_CACHE_BYTES), \
-            cluster_client(scheduler, "Local block adjustment on a Dask cluster") as client:
+            cluster_client(scheduler, "Local block adjustment on a Dask cluster",
+                           reporter) as client:
         threads = run_threads(threads, client)
         runner = statistics_runner(client, "tessera-block-sums")
         mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None

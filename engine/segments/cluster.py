@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from ..distributed import worker_threads
 from ..errors import TesseraError
 from ..io.raster_io import gdal_path
 
@@ -39,11 +40,6 @@ PARTS_PER_WORKER = 2
 #: Relative difference allowed between a variogram of the threaded run and of a cluster
 #: run for float images (its float sums of a segment crossing parts are grouped otherwise).
 SPATIAL_FLOAT_TOLERANCE = 1e-12
-
-
-def worker_count(client):
-    """Threads the cluster's workers run tasks on (at least 1)."""
-    return max(1, sum(client.nthreads().values()))
 
 
 def group_windows(windows, workers, part_pixels=PART_PIXELS):
@@ -286,7 +282,7 @@ def _parts_and_merge(client, spec, totals, windows, reporter, span, timings, tak
 
     start, end = span
     middle = start + 0.85 * (end - start)
-    groups = group_windows(windows, worker_count(client))
+    groups = group_windows(windows, worker_threads(client))
     reporter.phase(start, middle, f"Computing per-segment statistics ({len(groups)} parts "
                    "on the Dask cluster)")
     started = time.perf_counter()
@@ -320,7 +316,7 @@ def _parts_and_merge(client, spec, totals, windows, reporter, span, timings, tak
     timings["exchanged_bytes"] = int(values.nbytes + ids.nbytes + lengths.nbytes)
     timings["crossing_segments"] = int(len(ids))
     timings["part_count"] = len(groups)
-    merged = run_tasks(client, merge_calls(spec, ids, lengths, values, worker_count(client)),
+    merged = run_tasks(client, merge_calls(spec, ids, lengths, values, worker_threads(client)),
                        reporter, name="tessera-segments-merge")
     timings["merge"] = time.perf_counter() - started
     timings["merge_seconds"] = [m["seconds"] for m in merged]
@@ -421,7 +417,7 @@ def cluster_segment_stats_to_store(client, spec, totals, windows, reporter, span
         layout = {"store": store, "rows": rows, "columns": columns,
                   "kernel_columns": spec["columns"],
                   "null_id": spec["null_id"], "missing": spec["missing"]}
-        size = block_rows(chunk, rows, worker_count(client))
+        size = block_rows(chunk, rows, worker_threads(client))
         calls, selected = [], []  # held until the writes are done: a block written again
         for first in range(0, rows, size):  # (its worker died) selects its rows again
             stop = min(rows, first + size)
@@ -510,7 +506,7 @@ def cluster_spatial_sums(client, spec, sums, cores, reads, reporter):
     from ..distributed import run_tasks
 
     by_core = dict(zip(cores, reads, strict=True))
-    groups = group_windows(cores, worker_count(client))
+    groups = group_windows(cores, worker_threads(client))
     calls = [(spatial_part, spec, g, [by_core[c] for c in g]) for g in groups]
     parts = run_tasks(client, calls, reporter,
                       [sum(w.xsize * w.ysize for w in g) for g in groups], "tessera-spatial")

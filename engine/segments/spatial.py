@@ -90,7 +90,8 @@ def segment_spatial_stats(segments, image=None, statistics=DEFAULT_SPATIAL_STATI
     reporter.phase(0.0, 0.95, "Computing per-segment spatial statistics")
     compute_started = time.perf_counter()
     timings = {}
-    with cluster_client(scheduler, "Per-segment spatial statistics on a Dask cluster") as cluster:
+    with cluster_client(scheduler, "Per-segment spatial statistics on a Dask cluster",
+                        reporter) as cluster:
         if cluster is None:
             _threaded_sums(sums, sources, cores, reads, seg_ds, read_threads, reporter)
         else:

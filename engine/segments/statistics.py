@@ -100,7 +100,7 @@ def segment_stats(segments, image, statistics=DEFAULT_STATISTICS, bands=None, pe
     # the callee releases the read handles before writing the segment file
     opened = {"segments": seg_ds, "image": img_ds}
     seg_ds = img_ds = seg_band = image_bands = None
-    with cluster_client(scheduler, "Per-segment statistics on a Dask cluster") as cluster:
+    with cluster_client(scheduler, "Per-segment statistics on a Dask cluster", reporter) as cluster:
         return _compute_and_write(
             cluster, opened, segments, image, segment_band, bands, nodata, dtype, plan,
             percentiles, missing, null_id, output, output_table, window_size, read_threads,
@@ -198,7 +198,8 @@ def _written_by_workers(client, spec, plan, totals, windows, output, row_count, 
 def _cluster_totals(client, segments, seg_ds, band, null_id, windows, reporter, timings,
                     started):
     """Pixels per id: the histogram, else counted by tasks on the cluster."""
-    from .cluster import cluster_totals, group_windows, worker_count
+    from ..distributed import worker_threads
+    from .cluster import cluster_totals, group_windows
     from .pipeline import read_histogram
 
     totals = read_histogram(seg_ds, band)
@@ -206,7 +207,7 @@ def _cluster_totals(client, segments, seg_ds, band, null_id, windows, reporter, 
         return totals, (0.0, 0.95)
     reporter.phase(0.0, 0.2, "Counting the pixels of every segment on the Dask cluster")
     totals = cluster_totals(client, segments, band, null_id,
-                            group_windows(windows, worker_count(client)), reporter)
+                            group_windows(windows, worker_threads(client)), reporter)
     timings["count"] = time.perf_counter() - started
     return totals, (0.2, 0.95)
 

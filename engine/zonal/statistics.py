@@ -178,7 +178,7 @@ def zonal_stats(polygons, raster, statistics=DEFAULT_STATISTICS, bands=(1,), per
                        f"Computing zonal statistics of {n_features} polygon(s) "
                        f"({pixel_rule} rule)")
         compute_started = time.perf_counter()
-        with cluster_client(scheduler, "Zonal statistics on a Dask cluster") as client:
+        with cluster_client(scheduler, "Zonal statistics on a Dask cluster", reporter) as client:
             class_shares = _compute(shapes, bounds, raster_ds, bands, dtype, plan,
                                     PIXEL_RULES[pixel_rule], values, missing, reporter,
                                     window_size, read_threads, compute_threads, client)
