@@ -204,6 +204,31 @@ def test_chunk_size_persists_and_applies_to_new_columns(tmp_path):
 
 
 # Columns, attributes, modification log -----------------------------------------------------------
+def test_a_new_column_writes_only_inside_its_own_folder(tmp_path, monkeypatch):
+    """zarr makes sure a new array's parent groups exist by writing their metadata to a
+    temporary file beside the groups' own, then dropping it: a run killed in between left
+    ``zarr.<hex>.partial`` in the user's store. Existing parents are not written at all."""
+    import zarr.storage._local as local
+
+    path = tmp_path / "kept.zarr"
+    with RatStore(path) as store:
+        store.set_row_count(10)
+    written = []
+    put = local._put
+
+    def recording(target, value, *args, **kwargs):
+        written.append(os.path.relpath(target, path))
+        return put(target, value, *args, **kwargs)
+
+    monkeypatch.setattr(local, "_put", recording)
+    with RatStore(path) as store:
+        store.create_column("b1_mean", np.float64)
+        store.write_block("b1_mean", np.arange(10.0), 0)
+    assert written and all(name.startswith(os.path.join("RAT", "b1_mean", ""))
+                           for name in written), written
+    assert sorted(os.listdir(path)) == ["RAT", "zarr.json"]
+
+
 def test_column_names_create_and_delete(tmp_path):
     with RatStore(tmp_path / "names.zarr") as store:
         for name in ["b2_mean", "Area", "b1_mean", "class name"]:

@@ -134,7 +134,9 @@ class StoreLocation:
         import zarr
 
         if self.kind == LOCAL:
-            return zarr.storage.LocalStore(self.path, read_only=read_only)
+            from .zarr_local import ParentsKeptLocalStore
+
+            return ParentsKeptLocalStore(self.path, read_only=read_only)
         require("s3fs", purpose=f"The Zarr RAT store {self.name} on S3")
         options = {"use_listings_cache": False}
         options.update(self.storage_options)
