@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..dependencies import require
-from ..distributed import cluster_client
 from ..errors import TesseraError
-from ..io.raster_io import gdal_cache_limit
 from ..progress import Progress
-from .corrected_output import NORMALIZATION_CACHE_BYTES, OutputOptions
+from .corrected_output import OutputOptions
 from .image_set import image_name, open_image_set, output_dtype_for, output_paths
+from .run_frame import normalization_run, statistics_runner
 
 MODEL_MODES = ("include", "exclude")
 GLOBAL_SUFFIX = "_Global"
@@ -50,11 +49,6 @@ class GlobalRegressionResult:
     profile_plot: str = None
     clamped: dict = field(default_factory=dict)  # name -> share of valid values clamped
     timings: dict = field(default_factory=dict)
-
-
-def default_threads():
-    """Worker threads when the caller does not say: one per CPU core."""
-    return max(1, os.cpu_count() or 1)
 
 
 def check_factor(value, name):
@@ -118,9 +112,8 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     Returns a :class:`GlobalRegressionResult`.
     """
     require("numba", purpose="Global regression")
-    from ..io.vector_mask import VectorMask
     from .adjustment_file import load_adjustments as read_adjustments
-    from .outputs import RunOutputs, normalization_inputs
+    from .outputs import normalization_inputs
     from .overlap import find_overlaps
 
     started = time.perf_counter()
@@ -138,12 +131,10 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
     targets = [(path, "output image") for path in outputs]
     targets += [(save_adjustments, "adjustments file"), (profile_plot, "profile plot")]
     inputs = normalization_inputs(image_set, vector_mask, adjustments=load_adjustments)
-    with RunOutputs(targets, inputs, [(output_folder, "output folder")], overwrite, say,
-                    cancelled) as run, gdal_cache_limit(NORMALIZATION_CACHE_BYTES), \
-            cluster_client(scheduler, "Global regression on a Dask cluster", reporter) as client:
-        threads = run_threads(threads, client)
-        mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
-        masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
+    checks = (targets, inputs, [(output_folder, "output folder")], overwrite, say, cancelled)
+    with normalization_run("Global regression", image_set, checks,
+                           (vector_mask, mask_mode, mask_field), scheduler, threads,
+                           reporter) as (run, client, threads, masks):
         overlaps = find_overlaps(image_set.images)
         if not overlaps:
             raise TesseraError("No two input images overlap: global regression matches images "
@@ -155,32 +146,6 @@ def global_regression(inputs, output_folder, model_images=None, model_mode="incl
         return _regress(run, image_set, outputs, options, model, masks, overlaps, loaded,
                         (mean_factor, std_factor, weight_by_overlap_size), save_adjustments,
                         reporter, say, started, client)
-
-
-def run_threads(threads, client=None):
-    """The threads a run's pieces follow: as given, else the CPU cores (with a Dask
-    ``client``: its workers' threads)."""
-    if threads:
-        return max(1, int(threads))
-    if client is not None:
-        from ..distributed import worker_threads
-
-        return worker_threads(client)
-    return default_threads()
-
-
-def statistics_runner(client, name):
-    """How the statistics' pieces run: this machine's threads, or tasks on ``client``
-    (under the run's GDAL cache cap there too: a piece reading without flushing would
-    otherwise fill the worker's default cache, 5 % of its memory, with fresh blocks)."""
-    if client is None:
-        from ..parallel import run_in_threads
-
-        return run_in_threads
-    from ..distributed import task_runner
-
-    return task_runner(client, name,
-                       functools.partial(gdal_cache_limit, NORMALIZATION_CACHE_BYTES))
 
 
 def reusable_statistics(loaded, image_set, overlaps, say):

@@ -24,14 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..dependencies import require
-from ..distributed import cluster_client
 from ..errors import TesseraError
-from ..io.raster_io import gdal_cache_limit, same_crs
-from ..io.vector_mask import VectorMask
+from ..io.raster_io import same_crs
 from ..progress import Progress
-from .corrected_output import NORMALIZATION_CACHE_BYTES, OutputOptions
-from .global_regression import run_threads, statistics_runner
+from .corrected_output import OutputOptions
 from .image_set import open_image_set, output_dtype_for, output_paths
+from .run_frame import normalization_run, statistics_runner
 
 METHODS = ("gamma", "linear")
 LOCAL_SUFFIX = "_Local"
@@ -89,7 +87,7 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     Returns a :class:`LocalBlockAdjustmentResult`.
     """
     require("numba", purpose="Local block adjustment")
-    from .outputs import RunOutputs, normalization_inputs
+    from .outputs import normalization_inputs
 
     started = time.perf_counter()
     say = log or (lambda message: None)
@@ -119,14 +117,11 @@ def local_block_adjustment(inputs, output_folder, blocks=100, block_rows=None, b
     targets.append((profile_plot, "profile plot"))
     inputs = normalization_inputs(image_set, vector_mask, reference_map=load_reference_map)
     folders = [(output_folder, "output folder"), (save_block_maps, "block map folder")]
-    with RunOutputs(targets, inputs, folders, overwrite, say, cancelled) as run, \
-            gdal_cache_limit(NORMALIZATION_CACHE_BYTES), \
-            cluster_client(scheduler, "Local block adjustment on a Dask cluster",
-                           reporter) as client:
-        threads = run_threads(threads, client)
+    with normalization_run("Local block adjustment", image_set,
+                           (targets, inputs, folders, overwrite, say, cancelled),
+                           (vector_mask, mask_mode, mask_field), scheduler, threads,
+                           reporter) as (run, client, threads, masks):
         runner = statistics_runner(client, "tessera-block-sums")
-        mask = VectorMask(vector_mask, mask_mode, mask_field) if vector_mask else None
-        masks = [mask.for_image(i.name, i.crs_wkt) if mask else None for i in image_set.images]
         if load_reference_map:
             grid, loaded_reference = _loaded_reference(load_reference_map, image_set, say)
         else:
