@@ -213,6 +213,8 @@ def wait_tasks(client, futures, reporter=None, weights=None, name="tessera",
 def _wait_for_one(futures):
     """Until one of ``futures`` changes state, at most :data:`POLL_SECONDS` (the next look
     at the cancel button); lost futures (being run again) are only waited for."""
+    import asyncio
+
     from distributed import wait
     from distributed.client import FuturesCancelledError
 
@@ -222,8 +224,9 @@ def _wait_for_one(futures):
         return
     try:
         wait(running, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-    except (TimeoutError, FuturesCancelledError):
-        pass  # the caller looks at the states
+    except (TimeoutError, asyncio.TimeoutError, FuturesCancelledError):  # noqa: UP041
+        pass  # the caller looks at the states (before Python 3.11 asyncio's is a class
+        # of its own)
 
 
 def submit(client, calls, name="tessera"):
