@@ -12,6 +12,7 @@ single pixels, all-equal values, -0.0 beside 0.0, skewed values with a far outli
 import numpy as np
 import pytest
 from statistic_reference import reference
+from zonal_cases import weighted_quantile
 
 from tessera.engine.statistics.catalogue import SEGMENTS, WEIGHTED, StatPlan
 from tessera.engine.statistics.kernels import zone_statistics
@@ -188,25 +189,11 @@ def test_weighted_quantiles_mode_and_variety(dtype):
 
 
 def in_order_weighted_quantile(values, weights, q):
-    """exactextract's weighted quantile with every sum taken in ascending order of value
-    (np.bincount adds the weights of equal values in pixel order, np.cumsum goes one by
-    one): the kernel's order of operations, so its values to the bit."""
+    """exactextract's weighted quantile of a zone's values and weights: equal values
+    grouped (np.bincount adds their weights in pixel order), then the definition summed
+    in order of value (zonal_cases.weighted_quantile)."""
     distinct, inverse = np.unique(values, return_inverse=True)
-    summed = np.bincount(inverse.ravel(), weights)
-    n = len(distinct)
-    if n == 1:
-        return distinct[0]
-    cumulative = np.cumsum(summed)
-    s = np.arange(n) * summed + (n - 1.0) * np.concatenate([[0.0], cumulative[:-1]])
-    target = q * (cumulative[-1] * (n - 1.0))
-    above = np.flatnonzero(s > target)
-    if not above.size:
-        return distinct[-1]
-    right = above[0]
-    left = right - 1
-    with np.errstate(invalid="ignore"):  # an infinite value: NaN, as the kernel
-        return distinct[left] + (target - s[left]) * (distinct[right] - distinct[left]) / (
-            s[right] - s[left])
+    return weighted_quantile(distinct, np.bincount(inverse.ravel(), weights), q)
 
 
 @pytest.mark.parametrize("weight_type", ["float32", "float64"])

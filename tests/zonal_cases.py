@@ -150,18 +150,23 @@ def reference_stats(values, weights=None, percentiles=(), method="inverted_cdf")
 
 
 def weighted_quantile(values, weights, q):
-    """exactextract's weighted quantile (type 7 generalised), written from its docs."""
+    """exactextract's weighted quantile (type 7 generalised), written from its docs, of
+    ``values`` (distinct, ascending) with their summed ``weights``: every sum taken in
+    ascending order of value (np.cumsum goes one by one) and ``s`` walked in that order,
+    as the kernels do, so their values to the bit."""
     n = len(values)
     if n == 1:
         return values[0]
     cumulative = np.cumsum(weights)
-    s = np.arange(n) * weights + (n - 1) * np.concatenate([[0.0], cumulative[:-1]])
-    target = q * (n - 1) * weights.sum()
-    right = int(np.searchsorted(s, target, side="right"))
+    s = np.arange(n) * weights + (n - 1.0) * np.concatenate([[0.0], cumulative[:-1]])
+    target = q * (cumulative[-1] * (n - 1.0))
+    above = np.flatnonzero(s > target)
+    if not above.size:
+        return values[-1]
+    right = above[0]
     if right == 0:
         return values[0]
-    if right == n:
-        return values[-1]
     left = right - 1
-    return values[left] + (target - s[left]) * (values[right] - values[left]) / (
-        s[right] - s[left])
+    with np.errstate(invalid="ignore"):  # an infinite value: NaN, as the kernels
+        return values[left] + (target - s[left]) * (values[right] - values[left]) / (
+            s[right] - s[left])
