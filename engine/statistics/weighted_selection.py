@@ -158,8 +158,7 @@ def weighted_quantiles_by_buckets(keys, weights, n, lo, hi, sum_w, quantiles, by
             total += placed_w[begin]
         elif (d := count_distinct(placed_keys, begin, end, seen) if exact else -1) < 0:
             # sort and group it now
-            sort_pairs(placed_keys, placed_w, begin, end)
-            distinct[b] = group_pairs(placed_keys, placed_w, begin, end, begin, 0.0)[0] - begin
+            distinct[b] = sort_and_group(placed_keys, placed_w, begin, end)
             grouped[b] = True
             for i in range(begin, begin + distinct[b]):
                 total += placed_w[i]
@@ -256,6 +255,14 @@ def place_tied(keys, weights, n, buckets, work):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def sort_and_group(keys, weights, begin, end):
+    """Sort a bucket's pairs ``keys[begin:end]`` and group its equal values at its start
+    (their weights added in pixel order); returns how many distinct values it holds."""
+    sort_pairs(keys, weights, begin, end)
+    return group_pairs(keys, weights, begin, end, begin, 0.0)[0] - begin
+
+
+@njit(cache=True, nogil=True, inline="always")
 def count_distinct(keys, begin, end, seen):
     """How many distinct values ``keys[begin:end]`` holds (-1: more than
     COUNTING_LIMIT), by comparisons: each value with those before it in a few values
@@ -305,8 +312,7 @@ def _walk(keys, weights, ends, entering, distinct, grouped, b, index_before, n_d
         if ends[c] == begin:
             continue
         if not grouped[c]:
-            sort_pairs(keys, weights, begin, ends[c])
-            group_pairs(keys, weights, begin, ends[c], begin, 0.0)
+            sort_and_group(keys, weights, begin, ends[c])
             grouped[c] = True
         for i in range(begin, begin + distinct[c]):
             value = keys[i]
