@@ -88,6 +88,22 @@ def test_centre_rule_matches_a_point_in_polygon_reference(scene):
     assert empty >= 2  # the polygon outside and a sub-pixel one: pixcount 0, NaN elsewhere
 
 
+def test_polygons_are_read_without_asking_geos_for_m_values(scene, monkeypatch):
+    """Inside QGIS an older GEOS loaded first (Debian's 3.11) makes shapely's has_m raise
+    GEOSException (seen in the desktop test's engine preparation): reading polygons never
+    asks for M values, and the statistics are those of a run where has_m works."""
+    expected = zonal_stats(scene["layer"], scene["image"], statistics=["pixcount", "mean"])
+
+    def no_has_m(*args, **kwargs):
+        raise shapely.errors.GEOSException("GEOSHasM needs GEOS 3.12")
+
+    monkeypatch.setattr(shapely, "has_m", no_has_m)
+    result = zonal_stats(scene["layer"], scene["image"], statistics=["pixcount", "mean"])
+    assert result.names == expected.names
+    for name in expected.names:
+        assert np.array_equal(result.column(name), expected.column(name), equal_nan=True), name
+
+
 def test_linear_percentiles_and_integer_images(tmp_path, scene):
     data = np.nan_to_num(scene["data"], nan=-1.0).astype(np.int16)
     path = cases.write_image(tmp_path / "int.tif", data)

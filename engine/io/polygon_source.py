@@ -209,7 +209,11 @@ def _ring_arrays(geometries, shapely):
     if shapely.is_missing(geometries).all():
         zero = np.zeros(1, np.int64)
         return np.zeros((0, 2)), zero, zero, np.zeros(len(geometries) + 1, np.int64)
-    kind, coords, offsets = shapely.to_ragged_array(geometries)
+    try:  # no M asked for: shapely >= 2.1 would else ask GEOS (GEOSHasM, GEOS >= 3.12),
+        # and inside QGIS an older GEOS loaded first answers with a GEOSException
+        kind, coords, offsets = shapely.to_ragged_array(geometries, include_m=False)
+    except TypeError:  # shapely 2.0: no M at all
+        kind, coords, offsets = shapely.to_ragged_array(geometries)
     offsets = [np.asarray(o, np.int64) for o in offsets]
     if kind == shapely.GeometryType.POLYGON:  # one part per geometry
         ring_offsets, part_offsets = offsets
